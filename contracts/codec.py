@@ -1,0 +1,43 @@
+"""JSON codec for contract events (never pickle: whoever can write a topic must not be able to
+run code in the worker). One error type, :class:`DecodeError`, for every way bytes can fail
+to become an event, so the stream layer has one thing to catch and dead-letter.
+"""
+
+from __future__ import annotations
+
+from pydantic import TypeAdapter, ValidationError
+
+from contracts.events import Envelope, Event
+from contracts.topics import TopicSpec
+
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a valid event; ``reason`` is one line fit for a dead-letter record."""
+
+    def __init__(self, reason: str, raw: bytes) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+
+def encode(event: Envelope) -> bytes:
+    """The event as compact UTF-8 JSON, every field present (defaults included)."""
+    return event.model_dump_json().encode("utf-8")
+
+
+def decode(raw: bytes, topic: TopicSpec | None = None) -> Event:
+    """Parse bytes into the event model its ``event_type`` names.
+
+    With ``topic``, an event of a type that does not belong on that topic is an error too.
+    """
+    try:
+        event = _ADAPTER.validate_json(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "<root>"
+        raise DecodeError(f"invalid event at {where}: {first['msg']}", raw) from None
+    if topic is not None and topic.event_types and event.event_type not in topic.event_types:
+        raise DecodeError(f"event_type {event.event_type!r} not allowed on {topic.name}", raw)
+    return event

@@ -1,0 +1,159 @@
+"""Every event that crosses Kafka, as frozen pydantic models.
+
+Each event carries the same envelope (CloudEvents-like): ``event_id``, ``event_type``,
+``schema_version``, ``event_time`` (UTC) and ``site_id``. ``event_type`` is the
+discriminator, so a topic's payload decodes to exactly one model and an unknown type is a
+decode error rather than a silent guess. Models forbid extra fields: a producer that adds a
+field must bump ``schema_version`` and add a model for it next to the old one, so old
+messages keep parsing (golden fixtures in ``tests/fixtures/contracts`` prove it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+RecirculationReason = Literal["no_chute_allocated", "chutes_full_or_swapping", "chute_over_rate"]
+"""Why a package could not be ejected: its destination holds no chute; every chute it holds is
+full, swapping its container or out of service; or its open chutes could not eject more
+packages this instant (drive queue over the chute's service rate)."""
+
+ChuteState = Literal[
+    "open", "full", "swap_started", "swap_finished", "out_of_service", "back_in_service"
+]
+
+SolverStatus = Literal["optimal", "feasible", "fallback_previous", "fallback_repaired"]
+"""``optimal``/``feasible``: CP-SAT's own status. ``fallback_previous``: the solver gave no
+feasible answer in time and the previous allocation, which still met the guardrails, was
+kept. ``fallback_repaired``: the previous allocation had to be repaired to the guardrails."""
+
+
+class Envelope(BaseModel):
+    """Fields every event carries; the subclasses fix ``event_type`` and ``schema_version``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: Id
+    event_time: AwareDatetime
+    site_id: Id
+
+    @field_validator("event_time")
+    @classmethod
+    def _utc_offset_zero(cls, value: datetime) -> datetime:
+        # A non-UTC offset is legal ISO-8601 but makes replayed days ambiguous around DST.
+        if value.utcoffset() != timedelta(0):
+            raise ValueError("event_time must be UTC (offset +00:00 or Z)")
+        return value
+
+
+class PackageInducted(Envelope):
+    """A package was placed on a drive at an induction station (first time or again)."""
+
+    event_type: Literal["package_inducted"] = "package_inducted"
+    schema_version: Literal[1] = 1
+    package_id: Id
+    destination: Id
+    station: int = Field(ge=0)
+    attempt: int = Field(ge=1, description="1 for the first induction, n for the n-th.")
+
+
+class PackageSorted(Envelope):
+    """A package was ejected into a chute of its destination."""
+
+    event_type: Literal["package_sorted"] = "package_sorted"
+    schema_version: Literal[1] = 1
+    package_id: Id
+    destination: Id
+    chute_id: Id
+    attempt: int = Field(ge=1)
+
+
+class PackageRecirculated(Envelope):
+    """A package went to the recirculation chute and will be inducted again."""
+
+    event_type: Literal["package_recirculated"] = "package_recirculated"
+    schema_version: Literal[1] = 1
+    package_id: Id
+    destination: Id
+    attempt: int = Field(ge=1)
+    reason: RecirculationReason
+
+
+class ChuteStateChanged(Envelope):
+    """An eject chute changed state; ``destination`` is its owner at that time, if any."""
+
+    event_type: Literal["chute_state_changed"] = "chute_state_changed"
+    schema_version: Literal[1] = 1
+    chute_id: Id
+    state: ChuteState
+    destination: Id | None = None
+
+
+class IntervalClosed(Envelope):
+    """A decision interval ended; the engine decides the allocation for the next one."""
+
+    event_type: Literal["interval_closed"] = "interval_closed"
+    schema_version: Literal[1] = 1
+    interval_index: int = Field(ge=0)
+    interval_start: AwareDatetime
+    interval_end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntervalClosed:
+        if self.interval_end <= self.interval_start:
+            raise ValueError("interval_end must be after interval_start")
+        return self
+
+
+class AllocationDecided(Envelope):
+    """The chute plan for one site and interval, as a WCS applies it.
+
+    ``decision_id`` is stable for (site, interval, policy version): a consumer that sees the
+    same id twice (a redelivery) drops the second.
+    """
+
+    event_type: Literal["allocation_decided"] = "allocation_decided"
+    schema_version: Literal[1] = 1
+    decision_id: Id
+    interval_index: int = Field(ge=0)
+    interval_start: AwareDatetime
+    chute_map: dict[Id, Id] = Field(description="chute id -> destination id; unlisted chutes idle")
+    chutes_per_destination: dict[Id, Annotated[int, Field(ge=0)]]
+    policy_name: Id
+    policy_version: Id
+    guardrail_version: Id
+    solver_status: SolverStatus
+
+    @model_validator(mode="after")
+    def _counts_match_map(self) -> AllocationDecided:
+        counts: dict[str, int] = {}
+        for destination in self.chute_map.values():
+            counts[destination] = counts.get(destination, 0) + 1
+        declared = {d: n for d, n in self.chutes_per_destination.items() if n > 0}
+        if counts != declared:
+            raise ValueError("chutes_per_destination does not match chute_map")
+        return self
+
+
+Event = Annotated[
+    PackageInducted
+    | PackageSorted
+    | PackageRecirculated
+    | ChuteStateChanged
+    | IntervalClosed
+    | AllocationDecided,
+    Field(discriminator="event_type"),
+]
+
+EVENT_TYPES: dict[str, type[Envelope]] = {
+    "package_inducted": PackageInducted,
+    "package_sorted": PackageSorted,
+    "package_recirculated": PackageRecirculated,
+    "chute_state_changed": ChuteStateChanged,
+    "interval_closed": IntervalClosed,
+    "allocation_decided": AllocationDecided,
+}

@@ -1,0 +1,57 @@
+"""Topic names, keys and partition counts: the one place the Kafka layout is declared.
+
+Every topic is keyed by ``site_id`` so one site's events stay in order on one partition and a
+site is decided by exactly one worker of a consumer group. More sites means more partitions
+and more workers, not a rewrite. Names carry the major schema version so a breaking change
+gets a new topic beside the old one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the system owns; created explicitly (faust would auto-create with 1 partition)."""
+
+    name: str
+    partitions: int
+    event_types: tuple[str, ...]
+    """Event types allowed on the topic; anything else goes to the dead-letter topic."""
+    key: str = "site_id"
+
+
+PARTITIONS = 6
+"""Six partitions: enough for a handful of sites per worker; raise with the site count."""
+
+INDUCTIONS = TopicSpec("chuteflow.inductions.v1", PARTITIONS, ("package_inducted",))
+SORTATION = TopicSpec(
+    "chuteflow.sortation.v1", PARTITIONS, ("package_sorted", "package_recirculated")
+)
+CHUTE_STATE = TopicSpec("chuteflow.chute-state.v1", PARTITIONS, ("chute_state_changed",))
+INTERVALS = TopicSpec("chuteflow.intervals.v1", PARTITIONS, ("interval_closed",))
+ALLOCATIONS = TopicSpec("chuteflow.allocations.v1", PARTITIONS, ("allocation_decided",))
+DECISIONS_AUDIT = TopicSpec("chuteflow.decisions-audit.v1", PARTITIONS, ())
+"""Inputs and solver result of every decision, for audit; free-form JSON, not a contract."""
+DEAD_LETTER = TopicSpec("chuteflow.dead-letter.v1", PARTITIONS, ())
+"""Records that failed to decode or validate, with the reason and the original bytes."""
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    INDUCTIONS,
+    SORTATION,
+    CHUTE_STATE,
+    INTERVALS,
+    ALLOCATIONS,
+    DECISIONS_AUDIT,
+    DEAD_LETTER,
+)
+
+TOPIC_FOR_EVENT: dict[str, TopicSpec] = {
+    event_type: spec for spec in ALL_TOPICS for event_type in spec.event_types
+}
+
+
+def message_key(site_id: str) -> bytes:
+    """The Kafka key of every chuteflow record: the site id, UTF-8."""
+    return site_id.encode("utf-8")

@@ -1,0 +1,1 @@
+"""chuteflow: decision."""

@@ -1,0 +1,1 @@
+"""The digital twin of a robotic sortation floor: scenarios, demand, simulation, env."""

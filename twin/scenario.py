@@ -1,0 +1,123 @@
+"""A sortation site as data: layout, timing and the physics parameters of the twin.
+
+Scenarios are YAML files (``twin/scenarios/*.yaml``); ``small`` and ``large`` are the paper's
+two settings. Every parameter the paper leaves open is a field here with the reason for its
+default in the YAML next to it, so a site engineer changes numbers, not code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+BUILTIN_SCENARIOS = ("small", "large")
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names the file and the problem."""
+
+
+class Scenario(BaseModel):
+    """One site: its chutes, destinations, day and the twin's physical parameters."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    site_id: str
+    eject_chutes: int = Field(gt=0, description="Eject chutes shared by all destinations.")
+    recirculation_chutes: int = Field(ge=1, description="Chutes that send packages round again.")
+    destinations: tuple[str, ...] = Field(min_length=1)
+    day_start: AwareDatetime = Field(description="Start of the reference day (UTC).")
+    day_hours: Positive
+    interval_minutes: Positive = Field(description="Decision interval.")
+    tick_seconds: Positive = Field(description="Time step of the vectorized twin.")
+    default_groups: int = Field(gt=0, description="Day-type groups fitted by default.")
+    mean_packages_per_hour: Positive = Field(description="Typical-day induction rate.")
+
+    induction_stations: int = Field(gt=0)
+    station_packages_per_hour: Positive = Field(description="Induction capacity of one station.")
+    travel_seconds: NonNegative = Field(description="Drive travel from induction to chute.")
+    chute_packages_per_minute: Positive = Field(description="Eject service rate of one chute.")
+    container_capacity: int = Field(gt=0, description="Packages a chute container holds.")
+    swap_seconds: NonNegative = Field(description="Chute closed while its container is swapped.")
+    move_seconds: NonNegative = Field(description="Chute closed when it changes destination.")
+    reinduction_seconds: NonNegative = Field(description="Recirculation loop back to induction.")
+    chute_failures_per_hour: NonNegative = Field(description="Per chute; out-of-service rate.")
+    repair_minutes: NonNegative = Field(description="Mean time a failed chute stays out.")
+    max_attempts: int = Field(ge=1, description="Inductions before a package goes to exception.")
+    max_chutes_per_destination: int = Field(gt=0, description="Upper bound of an agent's action.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        if len(set(self.destinations)) != len(self.destinations):
+            raise ValueError("destination ids must be unique")
+        if self.eject_chutes < len(self.destinations) and self.eject_chutes < 1:
+            raise ValueError("a site needs at least one eject chute")
+        ticks_per_interval = self.interval_minutes * 60 / self.tick_seconds
+        if abs(ticks_per_interval - round(ticks_per_interval)) > 1e-9:
+            raise ValueError("interval_minutes must be a whole number of ticks")
+        intervals = self.day_hours * 60 / self.interval_minutes
+        if abs(intervals - round(intervals)) > 1e-9:
+            raise ValueError("day_hours must be a whole number of intervals")
+        return self
+
+    @cached_property
+    def n_destinations(self) -> int:
+        return len(self.destinations)
+
+    @cached_property
+    def ticks_per_interval(self) -> int:
+        return round(self.interval_minutes * 60 / self.tick_seconds)
+
+    @cached_property
+    def n_intervals(self) -> int:
+        return round(self.day_hours * 60 / self.interval_minutes)
+
+    @cached_property
+    def n_ticks(self) -> int:
+        return self.n_intervals * self.ticks_per_interval
+
+    @cached_property
+    def chute_ids(self) -> tuple[str, ...]:
+        return tuple(f"C{index + 1:03d}" for index in range(self.eject_chutes))
+
+    @cached_property
+    def destination_index(self) -> dict[str, int]:
+        return {destination: index for index, destination in enumerate(self.destinations)}
+
+    def interval_start(self, interval_index: int, day_start: datetime | None = None) -> datetime:
+        """Wall time at which ``interval_index`` starts on a day starting at ``day_start``."""
+        start = day_start or self.day_start
+        return start + timedelta(minutes=self.interval_minutes * interval_index)
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A built-in scenario by name (``small``, ``large``) or a YAML file by path."""
+    path = Path(name_or_path)
+    if str(name_or_path) in BUILTIN_SCENARIOS:
+        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ScenarioError(
+            f"{name_or_path}: no such scenario (built-in: {', '.join(BUILTIN_SCENARIOS)})"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ScenarioError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: expected a mapping at the top level")
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "<root>"
+        raise ScenarioError(f"{path}: {where}: {first['msg']}") from None
