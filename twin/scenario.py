@@ -15,6 +15,8 @@ from typing import Annotated
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from chuteflow.errors import ChuteflowError
+
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 BUILTIN_SCENARIOS = ("small", "large")
 
@@ -22,7 +24,7 @@ Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ChuteflowError):
     """A scenario file that cannot be used; the message names the file and the problem."""
 
 

@@ -1,0 +1,84 @@
+"""Per-destination observations: the one feature function the twin, training and the worker call.
+
+Every quantity is scaled so a typical destination on a typical interval sits near 1: package
+counts by the site's mean packages per destination per interval, chute counts by the most a
+destination may hold. The same network then serves days of different volume, and a
+destination's observation means the same on every site of the same scenario.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from decision.state import ARRIVAL_LAGS, SiteState
+
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"arrivals_lag{lag}" for lag in range(ARRIVAL_LAGS)),
+    "recirculated",
+    "backlog",
+    "chutes_held",
+    "chutes_held_in_service",
+    "chutes_open",
+    "expected_share",
+    "expected_load",
+    "free_chutes",
+    "time_of_day",
+)
+N_FEATURES = len(FEATURE_NAMES)
+
+ObservationBatch = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class FeatureScale:
+    """Site constants that turn counts into unit-free features."""
+
+    packages_per_destination_interval: float
+    """Mean first inductions of one destination in one interval on a typical day."""
+    max_chutes_per_destination: int
+    """The largest chute count an agent may request."""
+
+    @classmethod
+    def for_site(
+        cls,
+        mean_packages_per_hour: float,
+        interval_minutes: float,
+        n_destinations: int,
+        max_chutes_per_destination: int,
+    ) -> FeatureScale:
+        per_interval = mean_packages_per_hour * interval_minutes / 60.0
+        return cls(per_interval / n_destinations, max_chutes_per_destination)
+
+
+def observe(state: SiteState, scale: FeatureScale) -> ObservationBatch:
+    """Observations of all destinations as one batch ``[D, N_FEATURES]`` (float32).
+
+    One array per interval, never one call per destination: the policy runs one batched
+    inference on it.
+    """
+    d = state.n_destinations
+    per_pkg = 1.0 / scale.packages_per_destination_interval
+    per_chute = 1.0 / scale.max_chutes_per_destination
+    held_mask = state.chute_owner >= 0
+    owners = state.chute_owner[held_mask]
+    open_held = np.bincount(owners, weights=state.chute_open[held_mask], minlength=d)
+    in_service = int(state.chute_available.sum())
+    free = in_service - int(state.held_available().sum())
+    recent_total = float(state.arrivals[0].sum())
+
+    obs = np.empty((d, N_FEATURES), dtype=np.float32)
+    obs[:, 0:ARRIVAL_LAGS] = (state.arrivals.T * per_pkg).astype(np.float32)
+    col = ARRIVAL_LAGS
+    obs[:, col] = state.recirculated * per_pkg
+    obs[:, col + 1] = state.backlog * per_pkg
+    obs[:, col + 2] = state.held() * per_chute
+    obs[:, col + 3] = state.held_available() * per_chute
+    obs[:, col + 4] = open_held * per_chute
+    obs[:, col + 5] = state.expected_share * d
+    obs[:, col + 6] = state.expected_share * recent_total * per_pkg
+    obs[:, col + 7] = free / max(state.n_chutes, 1)
+    obs[:, col + 8] = state.interval_index / max(state.n_intervals, 1)
+    return obs
