@@ -6,10 +6,11 @@ first inductions per (interval, destination) are Poisson draws around a rate bui
 
 - **volume**: ``mean_packages_per_hour * day_hours`` times a season factor (peak
   Nov-Dec, a post-Christmas trough and a summer dip), a weekday factor (Monday high, Sunday
-  low), year-over-year growth (centred on the middle of the generated span, so the mean day
-  stays near the scenario's typical day), promotions and log-normal day noise;
-- **destination mix**: Zipf-like shares (exponent ~1.1 on the large site, so the top 10%
-  of destinations take ~70%: the 7:2:1-style skew of public sortation benchmarks) that drift
+  low), year-over-year growth (the trend equals the typical day on ``GROWTH_ANCHOR``,
+  2023-01-01, the middle of the default 2021-2024 history), promotions and day noise;
+- **destination mix**: Zipf-like shares (on the large site the top 20% of destinations take
+  ~2/3 of the volume, the next 30% ~1/5, the bottom half the rest: the 7:2:1-style skew of
+  public sortation benchmarks; on the small site the top destination takes ~28%) that drift
   slowly (a few sinusoids per destination with periods of 0.5-3 years, about +-20%);
 - **intraday shape**: each destination has its own peak time and width over the day on top
   of a site-level wave profile. On the small site (10 chutes, 20 destinations, 5 hours)
@@ -49,6 +50,9 @@ SPIKE_FACTOR_RANGE = (3.0, 6.0)
 """A spike destination receives this many times its usual daily volume (uniform)."""
 YEARLY_GROWTH = 0.08
 """Year-over-year volume growth."""
+GROWTH_ANCHOR = date(2023, 1, 1)
+"""Where the growth trend equals the scenario's typical day: the middle of the default
+2021-2024 history. Anchored to the calendar (not to ``start``) so windows of one seed agree."""
 WEEKDAY_FACTOR = (1.14, 1.06, 1.02, 1.0, 0.98, 0.86, 0.78)
 """Monday..Sunday volume; Monday carries the weekend's backlog, Sunday is lightest."""
 DAY_NOISE_SIGMA = 0.06
@@ -114,9 +118,11 @@ class _Site:
 def _site(scenario: Scenario, seed: int) -> _Site:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5173]))
     d = scenario.n_destinations
-    exponent = 1.1 if d > 40 else 1.0
+    # Zipf-Mandelbrot weights (rank + offset) ** -exponent. Large site: top 20% of
+    # destinations ~66% of volume, next 30% ~20%, bottom half ~14% (7:2:1-style), top one ~9%.
+    exponent, offset = (1.1, 2.0) if d > 40 else (1.0, 0.0)
     ranks = rng.permutation(d) + 1
-    base_log_share = -exponent * np.log(ranks.astype(np.float64))
+    base_log_share = -exponent * np.log(ranks.astype(np.float64) + offset)
     k = len(_DRIFT_PERIODS_DAYS)
     drift_amp = rng.uniform(0.3, 1.0, size=(d, k)) * _DRIFT_AMPLITUDE
     drift_phase = rng.uniform(0.0, 2 * math.pi, size=(d, k))
@@ -172,7 +178,9 @@ def _promotions(seed: int, year: int) -> list[tuple[str, date, int, float]]:
 
 def _promo_mix(seed: int, year: int, name: str, n_destinations: int) -> FloatArray:
     """Multiplicative share boost of a promotion: ~15% of destinations get 1.8-3x."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9A1, year, zlib.crc32(name.encode())]))
+    rng = np.random.default_rng(
+        np.random.SeedSequence([seed, 0x9A1, year, zlib.crc32(name.encode())])
+    )
     boost = np.ones(n_destinations)
     k = max(1, round(0.15 * n_destinations))
     chosen = rng.choice(n_destinations, size=k, replace=False)
@@ -182,8 +190,9 @@ def _promo_mix(seed: int, year: int, name: str, n_destinations: int) -> FloatArr
 
 def _bumps(x: FloatArray, peak: FloatArray, width: FloatArray) -> FloatArray:
     """[n_intervals, D] Gaussian bumps normalized to sum 1 over the day per destination."""
-    shape = np.exp(-0.5 * ((x[:, None] - peak[None, :]) / width[None, :]) ** 2)
-    return shape / shape.sum(axis=0, keepdims=True)
+    shape: FloatArray = np.exp(-0.5 * ((x[:, None] - peak[None, :]) / width[None, :]) ** 2)
+    normalized: FloatArray = shape / shape.sum(axis=0, keepdims=True)
+    return normalized
 
 
 def generate_history(
@@ -200,7 +209,6 @@ def generate_history(
     site = _site(scenario, seed)
     d = scenario.n_destinations
     base_volume = scenario.mean_packages_per_hour * scenario.day_hours
-    middle = start + timedelta(days=n_days // 2)
     periods = np.array(_DRIFT_PERIODS_DAYS)
     promo_cache: dict[int, list[tuple[str, date, int, float]]] = {}
     for offset in range(n_days):
@@ -214,7 +222,7 @@ def generate_history(
         ).sum(axis=1)
         share = np.exp(log_share)
         volume = base_volume * _season_factor(day) * _WEEKDAY[day.weekday()]
-        volume *= (1.0 + YEARLY_GROWTH) ** ((day - middle).days / 365.25)
+        volume *= (1.0 + YEARLY_GROWTH) ** ((day - GROWTH_ANCHOR).days / 365.25)
         volume *= math.exp(rng.normal(0.0, DAY_NOISE_SIGMA) - DAY_NOISE_SIGMA**2 / 2)
         promo_name = None
         for name, first, length, factor in promo_cache[day.year]:
@@ -275,9 +283,7 @@ def normalize_rows(counts: npt.NDArray[np.int64] | FloatArray) -> FloatArray:
     return shares.astype(np.float64)
 
 
-def spread_over_ticks(
-    counts: IntArray, scenario: Scenario, rng: np.random.Generator
-) -> IntArray:
+def spread_over_ticks(counts: IntArray, scenario: Scenario, rng: np.random.Generator) -> IntArray:
     """[n_ticks, D] arrivals: each interval's count spread uniformly at random over its ticks.
 
     Within an interval the rate is taken as flat: the history only knows interval totals.
