@@ -101,8 +101,8 @@ class DecisionEngine:
             values = self.policy.values(state, observations)
             if values.shape != (state.n_destinations, self._levels):
                 raise ValueError(f"values shape {values.shape}")
-            if np.isnan(values).any():
-                raise ValueError("values contain NaN")
+            if (np.isnan(values) | np.isposinf(values)).any():
+                raise ValueError("values contain NaN or +inf")
         except Exception as error:  # a broken policy must not stop the floor
             policy_error = f"{type(error).__name__}: {error}"
             values = None
@@ -115,7 +115,9 @@ class DecisionEngine:
         setup = state.interval_index == 0 and bool((state.chute_owner == IDLE).all())
         status: SolverStatus
         if values is None:
-            counts = repair_counts(previous_counts, self.guardrails, budget)
+            counts = repair_counts(
+                previous_counts, self.guardrails, budget, ignore_move_cap=setup
+            )
             status = "fallback_previous" if np.array_equal(counts, previous_counts) else (
                 "fallback_repaired"
             )

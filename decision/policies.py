@@ -45,6 +45,7 @@ class SitePhysics:
     chute_packages_per_second: float
     container_capacity: int
     swap_seconds: float
+    move_seconds: float
 
 
 @dataclass(frozen=True)
@@ -101,27 +102,33 @@ def target_values(targets: FloatArray, levels: int) -> FloatArray:
     return -((k[None, :] - targets[:, None]) ** 2)
 
 
-def recirculation_values(load: FloatArray, physics: SitePhysics) -> FloatArray:
+def recirculation_values(load: FloatArray, held: IntArray, physics: SitePhysics) -> FloatArray:
     """Negative expected recirculations of each destination for each chute count.
 
-    A fluid model of the twin's physics over one interval: ``k`` chutes eject at most
-    ``k * rate * T`` packages; a destination with a single chute is closed while its
-    container is swapped (fraction ``swap * fills / T`` of the interval) and its arrivals in
-    that time recirculate; with more chutes swaps stagger and the others absorb the
-    flow, unless all of them swap at once. Zero chutes recirculate every arrival. Values are
-    non-increasing in recirculation, so more chutes never look worse than fewer.
+    A fluid model of the twin's physics over one interval. ``k`` chutes eject at most their
+    rate times the time they are open; a chute the destination does not hold yet is closed
+    for ``move_seconds`` first, so taking chutes from others has a price. A destination's
+    arrivals recirculate while all its chutes are swapping at once (each is busy swapping a
+    fraction ``fills * swap / T`` of the interval, independently). Zero chutes recirculate
+    every arrival. A small bonus per chute-second of slack breaks ties toward spare
+    capacity, which absorbs the arrival noise the fluid model ignores.
     """
     levels = physics.max_chutes_per_destination + 1
     k = np.arange(levels, dtype=np.float64)[None, :]
     lam = load[:, None]
     period = physics.interval_seconds
-    capacity = k * physics.chute_packages_per_second * period
+    kept = np.minimum(k, held[:, None].astype(np.float64))
+    moved = k - kept
+    open_share = max(0.0, 1.0 - physics.move_seconds / period)
+    chute_time = kept + moved * open_share  # chute-intervals of open time
+    capacity = chute_time * physics.chute_packages_per_second * period
     busy = lam / physics.container_capacity * physics.swap_seconds / period
-    # Fraction of the interval when all k chutes are swapping at once (independent swaps).
-    all_closed = np.minimum(1.0, busy / np.maximum(k, 1.0)) ** np.maximum(k, 1.0)
+    per_chute_busy = np.minimum(1.0, busy / np.maximum(chute_time, 1e-9))
+    all_closed = np.where(k > 0, per_chute_busy ** np.maximum(chute_time, 1.0), 1.0)
     ejected = np.minimum(lam, capacity) * (1.0 - all_closed)
     recirc = lam - ejected
-    return -recirc
+    slack = 1e-3 * np.log1p(np.maximum(capacity - lam, 0.0))
+    return -recirc + slack
 
 
 class StaticPolicy:
@@ -186,7 +193,7 @@ class LookaheadPolicy:
         if self._arrivals is None:
             raise RuntimeError("start_day must be called before values")
         load = (self._arrivals[state.interval_index] + state.backlog).astype(np.float64)
-        return recirculation_values(load, self._physics)
+        return recirculation_values(load, state.held_available(), self._physics)
 
 
 class OnnxPolicy:

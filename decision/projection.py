@@ -1,0 +1,463 @@
+"""Projection: per-destination values -> the best joint chute counts the guardrails allow.
+
+Each destination ``d`` values every chute count ``k`` (``values[d, k]``, ``-inf`` = the policy
+forbids that count). The per-agent argmax can overspend the chute budget, so, as in the
+paper, an integer program picks the joint action (a multiple-choice knapsack):
+
+    maximize    sum_{d,k} values[d, k] * x[d, k]
+    subject to  sum_k x[d, k] = 1                                   (one level per destination)
+                sum_{d,k} k * x[d, k] <= budget                      (in-service chutes)
+                sum_{d,k} max(0, k - previous[d]) * x[d, k] <= moves (move cap)
+                x[d, k] = 0 outside [minimum_d, maximum_d]           (guardrails)
+
+Two exact reductions keep the CP-SAT model small enough for a few-millisecond decision
+(FIELD-NOTES: the full Boolean encoding costs tens of ms, mostly presolve):
+
+* **Dominance.** A level that is worth no more than a lower allowed level of the same
+  destination is dropped: the lower level uses no more chutes and no more moves.
+* **Lagrangian fixing.** For any multipliers ``lam, mu >= 0`` the Lagrangian
+  ``L = lam*budget + mu*moves + sum_d max_k (c[d,k] - lam*k - mu*gain[d,k])`` bounds the
+  optimum from above, and forcing ``x[d,k] = 1`` bounds it by ``L - (best_d - r[d,k])``. A
+  level whose bound is below the value of a known feasible plan cannot be in an optimal plan
+  and is dropped. The multipliers come from bisection; the feasible plan they produce is
+  also the solver's hint. Destinations left with a single level become constants.
+
+CP-SAT then proves optimality of the reduced model, which is optimality of the full one.
+
+Objective resolution: CP-SAT needs integer coefficients. Each row is shifted by its best
+allowed value (so coefficients are ``<= 0`` and small) and scaled so the widest row spans
+``RESOLUTION_STEPS`` (2**20) integer steps: ``resolution = widest spread / 2**20``. Each
+coefficient is off by at most ``resolution / 2``, so the plan returned is optimal for the
+float values to within ``D * resolution`` (about 1e-4 of one row's spread for 120
+destinations); the objective reported is recomputed from the float values.
+
+Every CP-SAT status is handled: OPTIMAL and FEASIBLE give counts; INFEASIBLE, MODEL_INVALID
+and UNKNOWN (time limit) fall back to the previous counts if they still meet the guardrails
+(``fallback_previous``), else to :func:`repair_counts` (``fallback_repaired``). See
+:mod:`decision.guardrails` for what gives way when the limits cannot all hold.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from ortools.sat.python import cp_model
+
+from contracts.events import SolverStatus
+from decision.guardrails import GuardrailSet, effective_minimums
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+RESOLUTION_STEPS = 1 << 20
+"""Integer steps across the widest row of values (see the module docstring)."""
+
+_BISECTION_STEPS = 16
+"""Multiplier bisection steps: 2**-24 of the initial interval, ~1/16 of one integer step."""
+
+_DUAL_ROUNDS = 2
+"""Alternating (chutes, moves) multiplier rounds when the move cap is in force."""
+
+
+@dataclass(frozen=True)
+class ProjectionResult:
+    """The counts chosen for one interval and how they were reached."""
+
+    counts: IntArray
+    """[D] chutes per destination."""
+    status: SolverStatus
+    """``optimal``/``feasible`` from CP-SAT, or which fallback was used."""
+    objective: float
+    """``sum_d values[d, counts[d]]`` in the policy's units (``-inf`` if a fallback had to use a
+    level the policy forbade)."""
+    proven_optimal: bool
+    """CP-SAT proved the plan optimal (to the objective resolution)."""
+    wall_ms: float
+    """Time spent in :func:`project`, model build included."""
+    moves: int
+    """Chutes that gain a destination: ``sum_d max(0, counts - previous_counts)``."""
+    solver_status: str
+    """CP-SAT's own status name, or ``NOT_RUN`` when the instance was refused before solving."""
+    minimums_relaxed: bool
+    """Some minimum could not hold this interval (budget or move cap); see guardrails."""
+    reason: str | None = None
+    """Why a fallback was used, for the decision log."""
+
+
+def repair_counts(
+    previous_counts: IntArray,
+    guardrails: GuardrailSet,
+    budget: int,
+    *,
+    max_level: int | None = None,
+    ignore_move_cap: bool = False,
+) -> IntArray:
+    """[D] the previous counts, changed as little as possible to meet the guardrails.
+
+    Deterministic: counts above a maximum are lowered to it; each destination is raised to its
+    effective minimum (:func:`decision.guardrails.effective_minimums`, which already respects
+    the budget and the move cap); then, while over budget, one chute is taken from the
+    destination with the most chutes above its minimum (ties: the largest holding, then the
+    highest index). Lowering never costs a move, so the result never needs more moves than
+    raising to the minimums does.
+
+    ``max_level`` caps counts at the policy's highest level (``values.shape[1] - 1``).
+    """
+    previous = np.maximum(np.asarray(previous_counts, dtype=np.int64), 0)
+    low, high = guardrails.bounds(previous.shape[0])
+    if max_level is not None:
+        high = np.minimum(high, max_level)
+    budget = max(0, min(int(budget), guardrails.total_eject_chutes))
+    cap = None if ignore_move_cap else guardrails.max_moves_per_interval
+    floor = np.minimum(effective_minimums(low, previous, budget, cap), high)
+    counts = np.maximum(floor, np.minimum(previous, high))
+    n = counts.shape[0]
+    order = np.arange(n)
+    while int(counts.sum()) > budget:
+        surplus = counts - floor
+        # lexsort: last key is primary. Most surplus, then largest holding, then highest index.
+        pick = np.lexsort((order, counts, surplus))[-1]
+        counts[pick] -= 1
+    return counts
+
+
+def project(
+    values: FloatArray,
+    guardrails: GuardrailSet,
+    budget: int,
+    previous_counts: IntArray,
+    time_limit_s: float = 0.05,
+    hint: IntArray | None = None,
+    *,
+    ignore_move_cap: bool = False,
+) -> ProjectionResult:
+    """The joint chute counts with the largest summed value that the guardrails allow.
+
+    Args:
+        values: [D, K+1] value of giving destination ``d`` exactly ``k`` chutes; ``-inf``
+            forbids a level. NaN and ``+inf`` are refused (a policy bug, not a preference).
+        guardrails: the site's limits; ``guardrails.version`` goes on the allocation.
+        budget: in-service eject chutes this interval (capped at ``total_eject_chutes``).
+        previous_counts: [D] in-service chutes each destination holds now; moves are counted
+            against these.
+        time_limit_s: CP-SAT's wall-clock limit; at the limit the best plan found is used.
+        hint: [D] counts to start the search from (e.g. the previous decision).
+        ignore_move_cap: waive the move cap (the first set-up of a day on an empty floor).
+
+    Raises:
+        ValueError: malformed values, or guardrail minimums above the policy's highest level.
+    """
+    started = time.perf_counter()
+
+    # --- Data -----------------------------------------------------------------------------
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
+        raise ValueError(f"values must be [D, K+1], got shape {values.shape}")
+    n_dest, n_levels = values.shape
+    if np.isnan(values).any() or np.isposinf(values).any():
+        raise ValueError("values contain NaN or +inf")
+    previous = np.maximum(np.asarray(previous_counts, dtype=np.int64), 0)
+    if previous.shape != (n_dest,):
+        raise ValueError(f"previous_counts must be [{n_dest}], got {previous.shape}")
+    low, high = guardrails.bounds(n_dest)
+    if int(low.max()) > n_levels - 1:
+        raise ValueError(
+            f"guardrails {guardrails.version} require {int(low.max())} chutes for some "
+            f"destination but values only go up to {n_levels - 1}"
+        )
+    high = np.minimum(high, n_levels - 1)
+    budget = max(0, min(int(budget), guardrails.total_eject_chutes))
+    cap = None if ignore_move_cap else guardrails.max_moves_per_interval
+    floor = effective_minimums(low, previous, budget, cap)
+    relaxed = bool((floor < low).any())
+
+    levels = np.arange(n_levels, dtype=np.int64)
+    gains = np.maximum(levels[None, :] - previous[:, None], 0)
+    allowed = (levels[None, :] >= floor[:, None]) & (levels[None, :] <= high[:, None])
+    allowed &= np.isfinite(values)
+    allowed &= _undominated(values, allowed)
+
+    def result(
+        counts: IntArray, status: SolverStatus, solver: str, reason: str | None = None
+    ) -> ProjectionResult:
+        return ProjectionResult(
+            counts=counts,
+            status=status,
+            objective=float(values[np.arange(n_dest), counts].sum()),
+            proven_optimal=status == "optimal",
+            wall_ms=(time.perf_counter() - started) * 1e3,
+            moves=int(np.maximum(counts - previous, 0).sum()),
+            solver_status=solver,
+            minimums_relaxed=relaxed,
+            reason=reason,
+        )
+
+    def fallback(solver: str, reason: str) -> ProjectionResult:
+        if (
+            bool((previous >= floor).all())
+            and bool((previous <= high).all())
+            and int(previous.sum()) <= budget
+        ):
+            return result(previous.copy(), "fallback_previous", solver, reason)
+        repaired = repair_counts(
+            previous, guardrails, budget, max_level=n_levels - 1, ignore_move_cap=ignore_move_cap
+        )
+        return result(repaired, "fallback_repaired", solver, reason)
+
+    empty = np.flatnonzero(~allowed.any(axis=1))
+    if empty.size:
+        return fallback("NOT_RUN", f"destination {int(empty[0])} has no allowed level")
+
+    # Integer objective: rows shifted to their best allowed value, scaled to the resolution.
+    masked = np.where(allowed, values, -np.inf)
+    row_best = masked.max(axis=1)
+    row_worst = np.where(allowed, values, np.inf).min(axis=1)
+    spread = float((row_best - row_worst).max())
+    scale = RESOLUTION_STEPS / spread if spread > 0 else 1.0
+    coef = np.where(allowed, np.rint((values - row_best[:, None]) * scale), 0.0)
+
+    plan, lam, mu = _lagrangian_plan(coef, allowed, gains, budget, cap)
+    if plan is not None:
+        allowed &= _reduced_cost_keep(coef, allowed, gains, budget, cap, plan, lam, mu)
+
+    # --- Variables: x[d, k] = 1 iff destination d gets exactly k chutes -----------------------
+    # Destinations with one level left are constants, not variables.
+    model = cp_model.CpModel()
+    n_allowed = allowed.sum(axis=1)
+    fixed_level = np.argmax(allowed, axis=1)
+    fixed = n_allowed == 1
+    free_d, free_k = np.nonzero(allowed & ~fixed[:, None])
+    x = [
+        model.new_bool_var(f"x[{d},{k}]")
+        for d, k in zip(free_d.tolist(), free_k.tolist(), strict=True)
+    ]
+    fixed_chutes = int(fixed_level[fixed].sum())
+    fixed_moves = int(gains[fixed, fixed_level[fixed]].sum())
+
+    # --- Constraints ------------------------------------------------------------------------
+    # Each destination takes exactly one chute count.
+    row_starts = np.searchsorted(free_d, np.unique(free_d)).tolist()
+    row_ends = [*row_starts[1:], len(x)] if row_starts else []
+    for start, end in zip(row_starts, row_ends, strict=True):
+        model.add_exactly_one(x[start:end])
+    # The chosen counts fit in the in-service chutes.
+    model.add(cp_model.LinearExpr.weighted_sum(x, free_k.tolist()) <= budget - fixed_chutes)
+    # Chutes gaining a destination stay within the move cap (skipped when it cannot bind).
+    free_gains = gains[free_d, free_k]
+    if cap is not None:
+        row_max_gain = np.zeros(n_dest, dtype=np.int64)
+        np.maximum.at(row_max_gain, free_d, free_gains)
+        if fixed_moves + int(row_max_gain.sum()) > cap:
+            model.add(cp_model.LinearExpr.weighted_sum(x, free_gains.tolist()) <= cap - fixed_moves)
+
+    # --- Objective --------------------------------------------------------------------------
+    model.maximize(
+        cp_model.LinearExpr.weighted_sum(x, coef[free_d, free_k].astype(np.int64).tolist())
+    )
+
+    start_counts = _best_hint(
+        [hint, previous, plan], coef, allowed, budget, cap, gains, levels=n_levels
+    )
+    if start_counts is not None:
+        for variable, d, k in zip(x, free_d.tolist(), free_k.tolist(), strict=True):
+            model.add_hint(variable, int(start_counts[d]) == k)
+
+    # --- Solve ------------------------------------------------------------------------------
+    solver = _solver()
+    solver.parameters.max_time_in_seconds = max(time_limit_s, 1e-6)
+    solver.parameters.num_workers = 1  # FIELD-NOTES: one worker is fastest on models this size
+    name = _solve(solver, model)
+    if name in ("OPTIMAL", "FEASIBLE"):
+        counts = fixed_level.astype(np.int64)
+        chosen = np.array([solver.boolean_value(v) for v in x], dtype=bool)
+        counts[free_d[chosen]] = free_k[chosen]
+        return result(counts, "optimal" if name == "OPTIMAL" else "feasible", name)
+    if name == "INFEASIBLE":
+        return fallback(name, "no plan meets the guardrails with the allowed levels")
+    if name == "MODEL_INVALID":
+        return fallback(name, f"CP-SAT rejected the model: {model.validate()}")
+    return fallback(name, f"no plan found within {time_limit_s * 1e3:.1f} ms")
+
+
+_local = threading.local()
+
+
+def _solver() -> cp_model.CpSolver:
+    """One CpSolver per thread: constructing one costs ~0.5 ms (OR-Tools 9.15), more than a
+    small solve; parameters are set on every call, so nothing leaks between decisions."""
+    solver = getattr(_local, "solver", None)
+    if solver is None:
+        solver = _local.solver = cp_model.CpSolver()
+    return solver
+
+
+def _solve(solver: cp_model.CpSolver, model: cp_model.CpModel) -> str:
+    """One CP-SAT call, returning the status name; a seam so tests can force each status."""
+    # CpSolver.status_name() is broken in OR-Tools 9.15; the returned enum carries the name.
+    return str(solver.solve(model).name)
+
+
+def _undominated(values: FloatArray, allowed: BoolArray) -> BoolArray:
+    """[D, L] True where a level is worth strictly more than every lower allowed level."""
+    masked = np.where(allowed, values, -np.inf)
+    best_below = np.maximum.accumulate(masked, axis=1)
+    best_below = np.concatenate(
+        [np.full((values.shape[0], 1), -np.inf), best_below[:, :-1]], axis=1
+    )
+    return masked > best_below
+
+
+def _choose(
+    coef: FloatArray, allowed: BoolArray, gains: IntArray, lam: float, mu: float
+) -> IntArray:
+    """[D] each destination's best level at multipliers ``lam``, ``mu`` (ties: fewer chutes)."""
+    reduced = coef - lam * np.arange(coef.shape[1])[None, :] - mu * gains
+    plan: IntArray = np.argmax(np.where(allowed, reduced, -np.inf), axis=1).astype(np.int64)
+    return plan
+
+
+def _lagrangian_plan(
+    coef: FloatArray, allowed: BoolArray, gains: IntArray, budget: int, cap: int | None
+) -> tuple[IntArray | None, float, float]:
+    """A good feasible plan and multipliers ``lam`` (chutes), ``mu`` (moves) with a tight bound.
+
+    The Lagrangian dual is convex in ``(lam, mu)``; it is minimized by alternating
+    bisections (for fixed ``mu`` the best ``lam`` is the smallest that fits the budget, and
+    vice versa), a few rounds. Every plan that fits both limits is a candidate incumbent; the
+    best is then improved greedily with the chutes and moves it leaves unused. ``None`` if
+    even the lowest allowed levels do not fit (the solver will then say INFEASIBLE).
+    """
+    rows = np.arange(coef.shape[0])
+    n_levels = coef.shape[1]
+    best: IntArray | None = None
+    best_value = -np.inf
+
+    def chutes(plan: IntArray) -> int:
+        return int(plan.sum())
+
+    def moves(plan: IntArray) -> int:
+        return int(gains[rows, plan].sum())
+
+    def fits(plan: IntArray) -> bool:
+        return chutes(plan) <= budget and (cap is None or moves(plan) <= cap)
+
+    def consider(plan: IntArray) -> None:
+        nonlocal best, best_value
+        if fits(plan):
+            value = float(coef[rows, plan].sum())
+            if value > best_value:
+                best, best_value = plan, value
+
+    def smallest(fit: str, lam: float, mu: float, top: float) -> float:
+        """Smallest multiplier (``lam`` or ``mu``, the other fixed) whose plan fits ``fit``."""
+        limit = budget if fit == "lam" else cap
+        assert limit is not None
+
+        def ok(value: float) -> bool:
+            plan = _choose(coef, allowed, gains, *((value, mu) if fit == "lam" else (lam, value)))
+            consider(plan)
+            return (chutes(plan) if fit == "lam" else moves(plan)) <= limit
+
+        if ok(0.0):
+            return 0.0
+        lo, hi = 0.0, top
+        for _ in range(_BISECTION_STEPS):
+            mid = (lo + hi) / 2
+            if ok(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    plan = _choose(coef, allowed, gains, 0.0, 0.0)
+    if fits(plan):
+        return plan, 0.0, 0.0
+    top = float(-coef.min()) + 1.0  # above this every destination takes its lowest level
+    lowest = np.argmax(allowed, axis=1).astype(np.int64)
+    if not fits(lowest):
+        return None, 0.0, 0.0
+    consider(lowest)
+    lam = mu = 0.0
+    for _ in range(_DUAL_ROUNDS if cap is not None else 1):
+        lam = smallest("lam", lam, mu, top)
+        if cap is None:
+            break
+        mu = smallest("mu", lam, mu, top)
+    assert best is not None
+
+    # Greedy fill: spend leftover chutes and moves on the best single-level upgrades.
+    plan = best.copy()
+    levels = np.arange(n_levels)[None, :]
+    while True:
+        extra_chutes = levels - plan[:, None]
+        extra_moves = gains - gains[rows, plan][:, None]
+        ok = allowed & (extra_chutes <= budget - chutes(plan))
+        if cap is not None:
+            ok &= extra_moves <= cap - moves(plan)
+        gain = np.where(ok, coef - coef[rows, plan][:, None], 0.0)
+        flat = int(np.argmax(gain))
+        if gain.flat[flat] <= 0:
+            break
+        plan[flat // n_levels] = flat % n_levels
+    return plan, lam, mu
+
+
+def _reduced_cost_keep(
+    coef: FloatArray,
+    allowed: BoolArray,
+    gains: IntArray,
+    budget: int,
+    cap: int | None,
+    plan: IntArray,
+    lam: float,
+    mu: float,
+) -> BoolArray:
+    """[D, L] the levels that can still be in an optimal plan (Lagrangian fixing)."""
+    reduced = np.where(
+        allowed, coef - lam * np.arange(coef.shape[1])[None, :] - mu * gains, -np.inf
+    )
+    row_best = reduced.max(axis=1)
+    bound = lam * budget + (mu * cap if cap is not None else 0.0) + float(row_best.sum())
+    incumbent = float(coef[np.arange(coef.shape[0]), plan].sum())
+    # Objectives are integers up to ~2**27; the margin only absorbs float rounding.
+    margin = 1e-6 * (abs(bound) + abs(incumbent) + 1.0)
+    level_bound = bound - (row_best[:, None] - reduced)
+    keep: BoolArray = allowed & (level_bound >= incumbent - margin)
+    return keep
+
+
+def _best_hint(
+    candidates: list[IntArray | None],
+    coef: FloatArray,
+    allowed: BoolArray,
+    budget: int,
+    cap: int | None,
+    gains: IntArray,
+    levels: int,
+) -> IntArray | None:
+    """The candidate plan with the best objective that the reduced model allows."""
+    rows = np.arange(coef.shape[0])
+    best: IntArray | None = None
+    best_value = -np.inf
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        plan = np.asarray(candidate, dtype=np.int64)
+        if plan.shape != rows.shape or bool((plan < 0).any()) or bool((plan >= levels).any()):
+            continue
+        if not bool(allowed[rows, plan].all()) or int(plan.sum()) > budget:
+            continue
+        if cap is not None and int(gains[rows, plan].sum()) > cap:
+            continue
+        value = float(coef[rows, plan].sum())
+        if value > best_value:
+            best, best_value = plan, value
+    return best
+
+
+__all__ = ["RESOLUTION_STEPS", "ProjectionResult", "project", "repair_counts"]
