@@ -81,6 +81,11 @@ class PackageRecirculated(Envelope):
     destination: Id
     attempt: int = Field(ge=1)
     reason: RecirculationReason
+    to_exception: bool = Field(
+        default=False,
+        description="True when this was the package's last attempt: it leaves the loop for "
+        "manual exception handling instead of being inducted again.",
+    )
 
 
 class ChuteStateChanged(Envelope):

@@ -46,6 +46,8 @@ class SitePhysics:
     container_capacity: int
     swap_seconds: float
     move_seconds: float
+    tick_seconds: float
+    """Window over which arrivals are counted against chute capacity (the twin's step)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class DayPlan:
     """[n_intervals, D] the day type's expected share of each interval's inductions."""
     true_arrivals: IntArray | None = field(default=None, repr=False)
     """[n_intervals, D] the day's real first inductions; only the lookahead reference reads it."""
+    true_tick_arrivals: IntArray | None = field(default=None, repr=False)
+    """[n_ticks, D] the same per twin tick; only the lookahead reference reads it."""
 
 
 class Policy(Protocol):
@@ -102,33 +106,72 @@ def target_values(targets: FloatArray, levels: int) -> FloatArray:
     return -((k[None, :] - targets[:, None]) ** 2)
 
 
-def recirculation_values(load: FloatArray, held: IntArray, physics: SitePhysics) -> FloatArray:
+def recirculation_values(
+    load: FloatArray,
+    held: IntArray,
+    physics: SitePhysics,
+    tick_arrivals: FloatArray | None = None,
+) -> FloatArray:
     """Negative expected recirculations of each destination for each chute count.
 
-    A fluid model of the twin's physics over one interval. ``k`` chutes eject at most their
-    rate times the time they are open; a chute the destination does not hold yet is closed
-    for ``move_seconds`` first, so taking chutes from others has a price. A destination's
-    arrivals recirculate while all its chutes are swapping at once (each is busy swapping a
-    fraction ``fills * swap / T`` of the interval, independently). Zero chutes recirculate
-    every arrival. A small bonus per chute-second of slack breaks ties toward spare
-    capacity, which absorbs the arrival noise the fluid model ignores.
+    A stochastic model of the twin's physics over one interval. Arrivals in each tick are
+    Poisson with the interval's mean rate; each chute ejects at most ``rate * tick`` packages
+    a tick and is unavailable part of the time: while its container is swapped (a fraction
+    ``fills * swap / T`` shared by the destination's chutes) and, for a chute the destination
+    does not hold yet, for ``move_seconds`` while it is closed out and relabelled. The number
+    of open chutes is binomial; the recirculations of a tick are the expected overflow
+    ``E[(X - open * rate * tick)^+]``. Zero chutes recirculate every arrival.
+
+    With ``tick_arrivals`` ([D, ticks], known only to the lookahead reference) the overflow
+    is taken over the true per-tick arrivals instead of the Poisson model.
     """
     levels = physics.max_chutes_per_destination + 1
-    k = np.arange(levels, dtype=np.float64)[None, :]
-    lam = load[:, None]
     period = physics.interval_seconds
-    kept = np.minimum(k, held[:, None].astype(np.float64))
-    moved = k - kept
-    open_share = max(0.0, 1.0 - physics.move_seconds / period)
-    chute_time = kept + moved * open_share  # chute-intervals of open time
-    capacity = chute_time * physics.chute_packages_per_second * period
-    busy = lam / physics.container_capacity * physics.swap_seconds / period
-    per_chute_busy = np.minimum(1.0, busy / np.maximum(chute_time, 1e-9))
-    all_closed = np.where(k > 0, per_chute_busy ** np.maximum(chute_time, 1.0), 1.0)
-    ejected = np.minimum(lam, capacity) * (1.0 - all_closed)
-    recirc = lam - ejected
-    slack = 1e-3 * np.log1p(np.maximum(capacity - lam, 0.0))
-    return -recirc + slack
+    ticks = max(1, round(period / physics.tick_seconds))
+    per_tick_capacity = physics.chute_packages_per_second * physics.tick_seconds
+    lam = np.maximum(load, 0.0) / ticks  # [D] mean arrivals per tick
+    x_max = int(np.ceil(lam.max() + 8.0 * np.sqrt(lam.max() + 1.0))) + 2
+    x = np.arange(x_max + 1, dtype=np.float64)
+    log_pmf = x[None, :] * np.log(np.maximum(lam, 1e-12))[:, None] - lam[:, None] - _log_factorial(
+        x_max
+    )[None, :]
+    pmf = np.exp(log_pmf)  # [D, X]
+    # overflow[d, j] = E[(X - j * capacity)^+] for j open chutes
+    j = np.arange(levels, dtype=np.float64)
+    excess = np.maximum(x[None, :] - j[:, None] * per_tick_capacity, 0.0)  # [J, X]
+    overflow = pmf @ excess.T  # [D, J]
+    if tick_arrivals is not None:
+        per_tick = tick_arrivals + (load - tick_arrivals.sum(axis=1))[:, None] / ticks
+        overflow = np.maximum(
+            per_tick[:, None, :] - j[None, :, None] * per_tick_capacity, 0.0
+        ).mean(axis=2)
+
+    k = np.arange(levels)
+    busy = lam * ticks / physics.container_capacity * physics.swap_seconds / period  # [D]
+    move_closed = min(1.0, physics.move_seconds / period)
+    recirc = np.empty((load.shape[0], levels), dtype=np.float64)
+    recirc[:, 0] = lam * ticks
+    for level in k[1:]:
+        kept = np.minimum(level, held)
+        moved = level - kept
+        # average availability of the level's chutes: swaps shared by all, moves on new ones
+        swap_share = np.minimum(1.0, busy / level)
+        avail = (1.0 - swap_share) * (kept + moved * (1.0 - move_closed)) / level
+        weights = _binomial_pmf(level, avail)  # [D, level+1]
+        recirc[:, level] = ticks * (weights * overflow[:, : level + 1]).sum(axis=1)
+    return -recirc
+
+
+def _log_factorial(n: int) -> FloatArray:
+    return np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))])
+
+
+def _binomial_pmf(n: int, p: FloatArray) -> FloatArray:
+    """[D, n+1] P(j of n chutes open) for each destination's open probability ``p``."""
+    j = np.arange(n + 1, dtype=np.float64)
+    log_choose = _log_factorial(n)[n] - _log_factorial(n)[: n + 1] - _log_factorial(n)[n::-1]
+    p = np.clip(p, 1e-12, 1.0 - 1e-12)[:, None]
+    return np.exp(log_choose[None, :] + j[None, :] * np.log(p) + (n - j)[None, :] * np.log1p(-p))
 
 
 class StaticPolicy:
@@ -174,6 +217,11 @@ class ProportionalPolicy:
         return target_values(targets, self._physics.max_chutes_per_destination + 1)
 
 
+LOOKAHEAD_WEIGHTS = (1.0, 0.6, 0.3)
+"""Weights of the next intervals in the lookahead's value: chutes picked now are largely
+still held then, and a wave that starts next interval needs its chutes moved now."""
+
+
 class LookaheadPolicy:
     """Evaluation-only upper reference: values from the next interval's true arrivals."""
 
@@ -185,15 +233,31 @@ class LookaheadPolicy:
         self._arrivals: IntArray | None = None
 
     def start_day(self, plan: DayPlan) -> None:
-        if plan.true_arrivals is None:
+        if plan.true_arrivals is None or plan.true_tick_arrivals is None:
             raise ValueError("lookahead needs the day's true arrivals (evaluation only)")
         self._arrivals = plan.true_arrivals
+        self._ticks = plan.true_tick_arrivals
 
     def values(self, state: SiteState, observations: ObservationBatch) -> FloatArray:
         if self._arrivals is None:
             raise RuntimeError("start_day must be called before values")
-        load = (self._arrivals[state.interval_index] + state.backlog).astype(np.float64)
-        return recirculation_values(load, state.held_available(), self._physics)
+        k = state.interval_index
+        n_intervals, n_dest = self._arrivals.shape
+        per_interval = self._ticks.shape[0] // n_intervals
+        held = state.held_available()
+        values = np.zeros((n_dest, self._physics.max_chutes_per_destination + 1))
+        # The chutes chosen now are mostly still held over the next intervals: value them
+        # over a short horizon, paying the move downtime only in the first interval.
+        for h, weight in enumerate(LOOKAHEAD_WEIGHTS):
+            if k + h >= n_intervals:
+                break
+            load = self._arrivals[k + h].astype(np.float64) + (state.backlog if h == 0 else 0)
+            ticks = self._ticks[(k + h) * per_interval : (k + h + 1) * per_interval].T
+            assumed_held = held if h == 0 else np.full(n_dest, 10**6)
+            values += weight * recirculation_values(
+                load, assumed_held, self._physics, ticks.astype(np.float64)
+            )
+        return values
 
 
 class OnnxPolicy:
@@ -237,6 +301,7 @@ class OnnxPolicy:
 
 
 BUILTIN_POLICIES = ("static", "proportional", "lookahead")
+
 
 
 def make_policy(name_or_path: str, physics: SitePhysics) -> Policy:

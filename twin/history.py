@@ -130,8 +130,10 @@ def _site(scenario: Scenario, seed: int) -> _Site:
     peak = (rng.permutation(d) + rng.uniform(0.0, 1.0, size=d)) / d
     peak = 0.05 + 0.9 * peak
     if d <= 40:
-        width = rng.uniform(0.07, 0.16, size=d)
-        floor = rng.uniform(0.05, 0.15, size=d)
+        # A small site has fewer chutes than destinations: each destination's volume comes in
+        # one wave of an hour or so, so about half the destinations are active at a time.
+        width = rng.uniform(0.05, 0.10, size=d)
+        floor = rng.uniform(0.0, 0.03, size=d)
     else:
         width = rng.uniform(0.08, 0.22, size=d)
         floor = rng.uniform(0.15, 0.40, size=d)

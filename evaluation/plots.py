@@ -1,0 +1,64 @@
+"""Plots a sortation engineer wants: recirculation per day type, and chutes over a spike day."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: evaluation runs on headless machines and in CI
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
+
+
+def group_bars(summary: Mapping[str, object], path: Path) -> Path:
+    """Recirculation rate per group, one bar per policy, worst group visible at a glance."""
+    policies = list(summary)
+    first = summary[policies[0]]
+    assert isinstance(first, dict)
+    groups = list(first["per_group"])
+    width = 0.8 / max(len(policies), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(groups) * len(policies)), 4.0))
+    x = np.arange(len(groups))
+    for index, policy in enumerate(policies):
+        body = summary[policy]
+        assert isinstance(body, dict)
+        rates = [100 * body["per_group"][g]["recirculation_rate"] for g in groups]
+        ax.bar(x + index * width, rates, width, label=policy)
+    ax.set_xticks(x + width * (len(policies) - 1) / 2, [str(g) for g in groups])
+    ax.set_xlabel("day-type group")
+    ax.set_ylabel("recirculation rate (%)")
+    ax.legend()
+    ax.set_title("Recirculation rate per day type")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def spike_day_allocation(
+    chutes: Mapping[str, npt.NDArray[np.int64]],
+    arrivals: npt.NDArray[np.int64],
+    interval_minutes: float,
+    destination: str,
+    path: Path,
+) -> Path:
+    """Chutes the spiking destination holds per interval under each policy, over its arrivals."""
+    fig, ax = plt.subplots(figsize=(8.0, 4.0))
+    hours = np.arange(arrivals.shape[0]) * interval_minutes / 60.0
+    for policy, series in chutes.items():
+        ax.step(hours, series, where="post", label=f"{policy}: chutes")
+    ax.set_xlabel("hours into the day")
+    ax.set_ylabel(f"chutes held by {destination}")
+    twin_ax = ax.twinx()
+    twin_ax.bar(hours, arrivals, width=interval_minutes / 60.0, align="edge", alpha=0.2,
+                color="grey", label="arrivals")
+    twin_ax.set_ylabel("first inductions per interval")
+    ax.legend(loc="upper left")
+    ax.set_title(f"Spike day: allocation of {destination}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

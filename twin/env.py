@@ -1,0 +1,219 @@
+"""The twin as a PettingZoo parallel environment: one agent per destination, one step per interval.
+
+An agent's action is the number of chutes it requests for the next interval. Requests are not
+an allocation: their sum may exceed the chutes in service, so an allocator (the CP-SAT
+projection in production, ``grant_in_request_order`` by default) turns them into a feasible
+chute map, exactly as the decision engine would. Observations come from
+``decision.features.observe`` so training sees the features the worker serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+import numpy.typing as npt
+from pettingzoo import ParallelEnv
+
+from decision.features import N_FEATURES, FeatureScale, observe
+from decision.state import IDLE, SiteState
+from twin.day import DayDemand
+from twin.scenario import Scenario
+from twin.sim import IntervalResult, SortationTwin
+
+IntArray = npt.NDArray[np.int64]
+ObsArray = npt.NDArray[np.float32]
+
+DaySampler = Callable[[np.random.Generator], DayDemand]
+"""Draws one day of demand from the environment's seeded generator."""
+Allocator = Callable[[IntArray, SiteState], IntArray]
+"""Turns ``[D]`` chute requests and the current state into a feasible ``[C]`` owner map."""
+
+
+def grant_in_request_order(requests: IntArray, state: SiteState) -> IntArray:
+    """The default allocator: a greedy, move-averse stand-in for the CP-SAT projection.
+
+    1. Budget: the chutes in service. Destinations are served in order of request size
+       (largest first, ties to the lower index) and each gets ``min(request, what is left)``,
+       so the granted in-service chutes never exceed the budget.
+    2. A destination keeps the in-service chutes it already holds, up to its grant (lowest
+       chute index first): every kept chute is a move avoided.
+    3. Missing chutes come from idle in-service chutes first, then from chutes other
+       destinations released; released chutes nobody needs become idle.
+    Out-of-service chutes keep their owner: they cannot eject anyway, and moving them would
+    cost a move for nothing when they come back.
+    """
+    requests = np.maximum(np.asarray(requests, dtype=np.int64), 0)
+    owner = state.chute_owner.copy()
+    available = state.chute_available
+    remaining = int(available.sum())
+    order = np.argsort(-requests, kind="stable")
+    grant = np.zeros_like(requests)
+    for destination in order.tolist():
+        grant[destination] = min(int(requests[destination]), remaining)
+        remaining -= int(grant[destination])
+
+    released: list[int] = []
+    missing: dict[int, int] = {}
+    for destination in order.tolist():
+        held = np.flatnonzero((owner == destination) & available).tolist()
+        keep = int(grant[destination])
+        released.extend(held[keep:])
+        if keep > len(held):
+            missing[destination] = keep - len(held)
+    for chute in released:
+        owner[chute] = IDLE
+    pool = np.flatnonzero((state.chute_owner == IDLE) & available).tolist() + released
+    cursor = 0
+    for destination, count in missing.items():
+        for chute in pool[cursor : cursor + count]:
+            owner[chute] = destination
+        cursor += count
+    return owner
+
+
+class SortationEnv(ParallelEnv[str, ObsArray, int]):  # type: ignore[misc]
+    """One simulated day per episode; every agent terminates after the last interval.
+
+    Reward of destination ``d`` for an interval: ``-recirculated_d / scale`` with
+    ``scale`` = mean first inductions of one destination in one interval on a typical day
+    (``mean_packages_per_hour * interval_minutes / 60 / D``). Recirculation events, not
+    distinct packages: a package that goes round twice cost the floor twice. The scale keeps
+    rewards near -1 for "lost a typical interval's volume" on every site size.
+
+    Args:
+        scenario: the site.
+        day_sampler: draws each episode's day from the environment's generator.
+        allocator: turns requests into a chute map; defaults to ``grant_in_request_order``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"name": "chuteflow_sortation_v0", "render_modes": []}
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        day_sampler: DaySampler,
+        allocator: Allocator = grant_in_request_order,
+    ) -> None:
+        self.scenario = scenario
+        self.day_sampler = day_sampler
+        self.allocator = allocator
+        self.possible_agents: list[str] = list(scenario.destinations)
+        self.agents: list[str] = []
+        self.scale = FeatureScale.for_site(
+            scenario.mean_packages_per_hour,
+            scenario.interval_minutes,
+            scenario.n_destinations,
+            scenario.max_chutes_per_destination,
+        )
+        self._observation_spaces = {
+            agent: gymnasium.spaces.Box(-np.inf, np.inf, shape=(N_FEATURES,), dtype=np.float32)
+            for agent in self.possible_agents
+        }
+        self._action_spaces = {
+            agent: gymnasium.spaces.Discrete(scenario.max_chutes_per_destination + 1)
+            for agent in self.possible_agents
+        }
+        self._rng = np.random.default_rng()
+        self._twin: SortationTwin | None = None
+        self.last_result: IntervalResult | None = None
+        """The full result of the last interval, for callers that want more than ``infos``."""
+
+    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
+        return self._observation_spaces[agent]
+
+    def action_space(self, agent: str) -> gymnasium.spaces.Discrete:
+        return self._action_spaces[agent]
+
+    @property
+    def twin(self) -> SortationTwin:
+        """The running day (branch it to look ahead without touching the episode)."""
+        if self._twin is None:
+            raise RuntimeError("call reset() first")
+        return self._twin
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, ObsArray], dict[str, dict[str, Any]]]:
+        """Start a new day. A seed fixes the day and the floor's randomness; without one the
+        environment's generator continues, so a seeded sequence of episodes is reproducible."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        demand = self.day_sampler(self._rng)
+        twin_seed = int(self._rng.integers(2**31))
+        self._twin = SortationTwin(self.scenario, demand, seed=twin_seed)
+        self.agents = list(self.possible_agents)
+        self.last_result = None
+        observations = self._observations(self._twin.site_state())
+        infos: dict[str, dict[str, Any]] = {agent: {} for agent in self.agents}
+        return observations, infos
+
+    def step(
+        self, actions: dict[str, int]
+    ) -> tuple[
+        dict[str, ObsArray],
+        dict[str, float],
+        dict[str, bool],
+        dict[str, bool],
+        dict[str, dict[str, Any]],
+    ]:
+        """Allocate from the requests, simulate one interval, score it.
+
+        An agent missing from ``actions`` requests the chutes it holds now.
+        """
+        twin = self.twin
+        if not self.agents:
+            raise RuntimeError("episode is over: call reset()")
+        state = twin.site_state()
+        held = state.held()
+        requests = np.array(
+            [
+                int(actions.get(agent, held[index]))
+                for index, agent in enumerate(self.possible_agents)
+            ],
+            dtype=np.int64,
+        )
+        result = twin.run_interval(self.allocator(requests, state))
+        self.last_result = result
+        agents = self.agents
+        per_pkg = 1.0 / self.scale.packages_per_destination_interval
+        rewards = {
+            agent: -float(result.recirculated[index]) * per_pkg
+            for index, agent in enumerate(self.possible_agents)
+            if agent in agents
+        }
+        over = twin.done
+        terminations = dict.fromkeys(agents, over)
+        truncations = dict.fromkeys(agents, False)
+        site = result.totals()
+        infos = {
+            agent: {
+                "sorted": int(result.sorted[index]),
+                "recirculated": int(result.recirculated[index]),
+                "first_inductions": int(result.first_inductions[index]),
+                "interval": site,
+            }
+            for index, agent in enumerate(self.possible_agents)
+            if agent in agents
+        }
+        observations = self._observations(twin.site_state())
+        if over:
+            self.agents = []
+        return observations, rewards, terminations, truncations, infos
+
+    def _observations(self, state: SiteState) -> dict[str, ObsArray]:
+        batch = observe(state, self.scale)
+        return {
+            agent: batch[index]
+            for index, agent in enumerate(self.possible_agents)
+            if agent in self.agents
+        }
+
+    def render(self) -> None:
+        """No rendering: the twin's output is its KPIs and events."""
+        return None
+
+    def close(self) -> None:
+        self._twin = None

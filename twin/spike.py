@@ -1,0 +1,38 @@
+"""Stress days: one destination receives several times its usual volume.
+
+The seed document's day: a customer orders 200% of a month in a day. A spike is added to a
+sampled day so the rest of the day stays a realistic member of its group; the planner's
+``expected_share`` is left as it was, because nobody forecast the spike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from twin.day import DayDemand
+
+
+def with_spike(demand: DayDemand, destination: int, factor: float, seed: int) -> DayDemand:
+    """``demand`` with ``destination``'s arrivals multiplied by ``factor`` in expectation.
+
+    Extra packages follow that destination's own intraday shape: each tick gets a Poisson
+    number of additional packages with mean ``(factor - 1) * arrivals``.
+    """
+    if factor < 1.0:
+        raise ValueError("a spike multiplies volume by a factor >= 1")
+    rng = np.random.default_rng(seed)
+    arrivals = demand.arrivals.copy()
+    base = arrivals[:, destination].astype(np.float64)
+    if base.sum() == 0:
+        # A destination that was quiet all day spikes evenly over the day.
+        base = np.full_like(base, max(demand.total, 1) / arrivals.size)
+    arrivals[:, destination] += rng.poisson((factor - 1.0) * base)
+    name = demand.scenario.destinations[destination]
+    return replace(
+        demand,
+        arrivals=arrivals,
+        label=f"{demand.label} spike {name} x{factor:g}",
+        packages=None,
+    )
