@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,10 @@ from chuteflow.errors import ChuteflowError
 from chuteflow.progress import Progress
 
 if TYPE_CHECKING:
+    from decision.engine import DecisionEngine
+    from twin.day import DayDemand
+    from twin.scenario import Scenario
+
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
@@ -20,7 +25,7 @@ def _print_json(payload: object) -> None:
     print(json.dumps(payload, sort_keys=True))
 
 
-def _print_kpis(title: str, kpis: dict[str, object]) -> None:
+def _print_kpis(title: str, kpis: Mapping[str, object]) -> None:
     print(title)
     for key, value in kpis.items():
         if key == "recirculation_rate" and isinstance(value, float):
@@ -31,7 +36,7 @@ def _print_kpis(title: str, kpis: dict[str, object]) -> None:
             print(f"  {key:22s} {value}")
 
 
-def _demand(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _demand(args: argparse.Namespace) -> tuple[Scenario, DayDemand]:
     from twin.dayfile import read_day_csv
     from twin.groups import default_groups, sample_day
     from twin.scenario import load_scenario
@@ -46,7 +51,9 @@ def _demand(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return scenario, sample_day(groups, args.group, scenario, seed=args.seed)
 
 
-def _policy_and_engine(scenario, policy_name: str, guardrails_name: str | None):  # type: ignore[no-untyped-def]
+def _policy_and_engine(
+    scenario: Scenario, policy_name: str, guardrails_name: str | None
+) -> DecisionEngine:
     from decision.guardrails import load_guardrails
     from decision.policies import make_policy
     from twin.closed_loop import make_engine, physics_of
@@ -157,8 +164,9 @@ def cmd_bench_decision(args: argparse.Namespace) -> int:
 def add_commands(sub: SubParsers) -> None:
     simulate = sub.add_parser("simulate", help="run one day on the twin and print its KPIs")
     _add_day_source(simulate)
-    simulate.add_argument("--policy", default="static", help="static, proportional, lookahead "
-                          "or PATH.onnx")
+    simulate.add_argument(
+        "--policy", default="static", help="static, proportional, lookahead or PATH.onnx"
+    )
     simulate.add_argument("--guardrails", help="guardrail set name or YAML (default: scenario's)")
     simulate.add_argument("--json", action="store_true", help="one JSON object on stdout")
     simulate.set_defaults(func=cmd_simulate)

@@ -115,11 +115,11 @@ class DecisionEngine:
         setup = state.interval_index == 0 and bool((state.chute_owner == IDLE).all())
         status: SolverStatus
         if values is None:
-            counts = repair_counts(
-                previous_counts, self.guardrails, budget, ignore_move_cap=setup
-            )
-            status = "fallback_previous" if np.array_equal(counts, previous_counts) else (
-                "fallback_repaired"
+            counts = repair_counts(previous_counts, self.guardrails, budget, ignore_move_cap=setup)
+            status = (
+                "fallback_previous"
+                if np.array_equal(counts, previous_counts)
+                else ("fallback_repaired")
             )
             proven = False
         else:

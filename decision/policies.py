@@ -97,7 +97,8 @@ def static_plan_counts(share: FloatArray, chutes: int) -> IntArray:
     remainder = ideal - extra
     for index in np.argsort(-remainder, kind="stable")[: spare - int(extra.sum())]:
         extra[index] += 1
-    return counts + extra
+    planned: IntArray = counts + extra
+    return planned
 
 
 def target_values(targets: FloatArray, levels: int) -> FloatArray:
@@ -132,9 +133,11 @@ def recirculation_values(
     lam = np.maximum(load, 0.0) / ticks  # [D] mean arrivals per tick
     x_max = int(np.ceil(lam.max() + 8.0 * np.sqrt(lam.max() + 1.0))) + 2
     x = np.arange(x_max + 1, dtype=np.float64)
-    log_pmf = x[None, :] * np.log(np.maximum(lam, 1e-12))[:, None] - lam[:, None] - _log_factorial(
-        x_max
-    )[None, :]
+    log_pmf = (
+        x[None, :] * np.log(np.maximum(lam, 1e-12))[:, None]
+        - lam[:, None]
+        - _log_factorial(x_max)[None, :]
+    )
     pmf = np.exp(log_pmf)  # [D, X]
     # overflow[d, j] = E[(X - j * capacity)^+] for j open chutes
     j = np.arange(levels, dtype=np.float64)
@@ -171,7 +174,10 @@ def _binomial_pmf(n: int, p: FloatArray) -> FloatArray:
     j = np.arange(n + 1, dtype=np.float64)
     log_choose = _log_factorial(n)[n] - _log_factorial(n)[: n + 1] - _log_factorial(n)[n::-1]
     p = np.clip(p, 1e-12, 1.0 - 1e-12)[:, None]
-    return np.exp(log_choose[None, :] + j[None, :] * np.log(p) + (n - j)[None, :] * np.log1p(-p))
+    pmf: FloatArray = np.exp(
+        log_choose[None, :] + j[None, :] * np.log(p) + (n - j)[None, :] * np.log1p(-p)
+    )
+    return pmf
 
 
 class StaticPolicy:
@@ -294,14 +300,15 @@ class OnnxPolicy:
         (out,) = self._session.run(None, {self._input: observations})
         values = np.asarray(out, dtype=np.float64)
         if values.shape != (observations.shape[0], self._levels):
-            raise ValueError(f"policy output shape {values.shape} != {(observations.shape[0], self._levels)}")
+            raise ValueError(
+                f"policy output shape {values.shape} != {(observations.shape[0], self._levels)}"
+            )
         if not np.isfinite(values).all():
             raise ValueError("policy output contains NaN or infinity")
         return values
 
 
 BUILTIN_POLICIES = ("static", "proportional", "lookahead")
-
 
 
 def make_policy(name_or_path: str, physics: SitePhysics) -> Policy:

@@ -27,7 +27,9 @@ static plan gave it few chutes."""
 SPIKE_FACTOR = 4.0
 
 
-def run_demo(out: Path, seed: int = 7, scenario_name: str = "large") -> dict[str, dict[str, object]]:
+def run_demo(
+    out: Path, seed: int = 7, scenario_name: str = "large"
+) -> dict[str, dict[str, int | float]]:
     scenario = load_scenario(scenario_name)
     groups = default_groups(scenario)
     busiest = int(np.argmax(groups.volume_mean))
@@ -39,7 +41,7 @@ def run_demo(out: Path, seed: int = 7, scenario_name: str = "large") -> dict[str
     policies: list[str] = list(BUILTIN_POLICIES)
     policies += sorted(str(p) for p in SHIPPED_POLICIES.glob(f"*{scenario.name}*.onnx"))
 
-    results: dict[str, dict[str, object]] = {}
+    results: dict[str, dict[str, int | float]] = {}
     chutes: dict[str, np.ndarray] = {}
     for name in policies:
         policy = make_policy(name, physics_of(scenario))
@@ -50,13 +52,15 @@ def run_demo(out: Path, seed: int = 7, scenario_name: str = "large") -> dict[str
     out.mkdir(parents=True, exist_ok=True)
     spike_name = scenario.destinations[destination]
     print(f"{scenario.name} site, {demand.label}: {demand.total:,} packages")
-    header = f"{'policy':14s} {'recirc rate':>11s} {'recirc amount':>13s} {'throughput/h':>12s} " \
-             f"{'unsorted':>9s} {'moves':>6s}"
+    header = (
+        f"{'policy':14s} {'recirc rate':>11s} {'recirc amount':>13s} {'throughput/h':>12s} "
+        f"{'unsorted':>9s} {'moves':>6s}"
+    )
     print(header)
     for name, kpis in results.items():
         print(
-            f"{name:14s} {100 * float(kpis['recirculation_rate']):10.2f}% "  # type: ignore[arg-type]
-            f"{kpis['recirculation_amount']:>13,} {float(kpis['throughput_per_hour']):12,.0f} "  # type: ignore[arg-type]
+            f"{name:14s} {100 * float(kpis['recirculation_rate']):10.2f}% "
+            f"{kpis['recirculation_amount']:>13,} {float(kpis['throughput_per_hour']):12,.0f} "
             f"{kpis['unsorted']:>9,} {kpis['chute_moves']:>6,}"
         )
     plot = spike_day_allocation(

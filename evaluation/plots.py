@@ -53,8 +53,15 @@ def spike_day_allocation(
     ax.set_xlabel("hours into the day")
     ax.set_ylabel(f"chutes held by {destination}")
     twin_ax = ax.twinx()
-    twin_ax.bar(hours, arrivals, width=interval_minutes / 60.0, align="edge", alpha=0.2,
-                color="grey", label="arrivals")
+    twin_ax.bar(
+        hours,
+        arrivals,
+        width=interval_minutes / 60.0,
+        align="edge",
+        alpha=0.2,
+        color="grey",
+        label="arrivals",
+    )
     twin_ax.set_ylabel("first inductions per interval")
     ax.legend(loc="upper left")
     ax.set_title(f"Spike day: allocation of {destination}")

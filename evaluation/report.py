@@ -14,8 +14,12 @@ from pathlib import Path
 import numpy as np
 
 METRICS = ("recirculation_rate", "throughput_per_hour", "recirculation_amount", "unsorted")
-LOWER_IS_BETTER = {"recirculation_rate": True, "throughput_per_hour": False,
-                   "recirculation_amount": True, "unsorted": True}
+LOWER_IS_BETTER = {
+    "recirculation_rate": True,
+    "throughput_per_hour": False,
+    "recirculation_amount": True,
+    "unsorted": True,
+}
 CVAR_ALPHA = 0.2
 """CVaR over the worst 20% of day runs: with 5 seeds per group that is still 20+ runs on the
 large site, enough to be stable; the paper quotes 5% on far more rollouts."""
@@ -62,8 +66,11 @@ def summarize(rows: Sequence[Row]) -> dict[str, object]:
                 "worst_group_value": per_group[worst_group][metric],
                 f"cvar{int(CVAR_ALPHA * 100)}": cvar(all_runs, CVAR_ALPHA, lower),
             }
-        summary[policy] = {"per_group": per_group, "overall": overall,
-                           "runs": sum(len(r) for r in groups.values())}
+        summary[policy] = {
+            "per_group": per_group,
+            "overall": overall,
+            "runs": sum(len(r) for r in groups.values()),
+        }
     return summary
 
 
@@ -71,8 +78,10 @@ def markdown(summary: dict[str, object], title: str) -> str:
     """The overall table, then recirculation rate per group, one column per policy."""
     cvar_key = f"cvar{int(CVAR_ALPHA * 100)}"
     lines = [f"# {title}", "", "## Overall (mean over groups; worst group; CVaR of day runs)", ""]
-    lines.append("| policy | metric | mean | std over groups | worst group | worst value | "
-                 f"CVaR {int(CVAR_ALPHA * 100)}% |")
+    lines.append(
+        "| policy | metric | mean | std over groups | worst group | worst value | "
+        f"CVaR {int(CVAR_ALPHA * 100)}% |"
+    )
     lines.append("|---|---|---|---|---|---|---|")
     for policy, body in summary.items():
         assert isinstance(body, dict)

@@ -11,14 +11,21 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+
 from decision.guardrails import load_guardrails
 from decision.policies import make_policy
 from twin.closed_loop import make_engine, physics_of, run_day
 from twin.groups import default_groups, sample_day
 from twin.scenario import load_scenario
+from twin.spike import with_shifted_mix, with_spike
 
 EVAL_SEED_BASE = 100_000
 """Evaluation days are sampled with seeds from here on; training uses smaller seeds."""
+SPIKE_FACTOR = 4.0
+"""Stress days: one destination at four times its usual volume."""
+SHIFT_FRACTION = 0.3
+"""Out-of-distribution days: 30% of destinations swap volumes."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,9 @@ class RunSpec:
     group: int
     seed: int
     guardrails: str
+    day_kind: str = "group"
+    """``group``: a sample of the group; ``spike``: plus one destination at 4x its volume;
+    ``shifted``: with 30% of destinations' volumes shuffled (outside every group)."""
 
 
 def run_one(spec: RunSpec) -> dict[str, object]:
@@ -37,13 +47,23 @@ def run_one(spec: RunSpec) -> dict[str, object]:
     scenario = load_scenario(spec.scenario)
     groups = default_groups(scenario)
     demand = sample_day(groups, spec.group, scenario, seed=spec.seed)
+    if spec.day_kind == "spike":
+        # the spiking destination is drawn among the top half: a customer big enough to matter
+        rank = spec.seed % max(1, scenario.n_destinations // 2)
+        destination = int(np.argsort(-demand.expected_share.mean(axis=0), kind="stable")[rank])
+        demand = with_spike(demand, destination, SPIKE_FACTOR, seed=spec.seed)
+    elif spec.day_kind == "shifted":
+        demand = with_shifted_mix(demand, SHIFT_FRACTION, seed=spec.seed)
+    elif spec.day_kind != "group":
+        raise ValueError(f"unknown day kind {spec.day_kind!r}")
     policy = make_policy(spec.policy, physics_of(scenario))
     engine = make_engine(scenario, policy, load_guardrails(spec.guardrails))
     run = run_day(engine, demand, seed=spec.seed)
     return {
-        "policy": policy.name if spec.policy in ("static", "proportional", "lookahead") else spec.policy,
+        "policy": policy.name,
         "group": spec.group,
         "seed": spec.seed,
+        "day_kind": spec.day_kind,
         **run.kpis.to_dict(),
     }
 
@@ -77,9 +97,10 @@ def specs_for(
     groups: Sequence[int],
     seeds: int,
     guardrails: str,
+    day_kind: str = "group",
 ) -> list[RunSpec]:
     return [
-        RunSpec(scenario, policy, group, EVAL_SEED_BASE + seed, guardrails)
+        RunSpec(scenario, policy, group, EVAL_SEED_BASE + seed, guardrails, day_kind)
         for policy in policies
         for group in groups
         for seed in range(seeds)

@@ -18,6 +18,9 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+# Before numpy loads anywhere in the session: one OpenBLAS thread (see chuteflow/__init__.py).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import pytest
 
 

@@ -7,8 +7,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chuteflow.progress import Progress
 from training.dqn import ALGOS, Settings, Trainer, write_run
@@ -42,19 +41,26 @@ def add_train_commands(sub: SubParsers) -> None:
         if f.name == "algo":
             train.add_argument(flag, choices=ALGOS, default=default, help=helps.get(f.name))
         elif f.name == "train_group":
-            train.add_argument("--group", dest="train_group", type=int, default=None,
-                               help=helps.get(f.name))
+            train.add_argument(
+                "--group", dest="train_group", type=int, default=None, help=helps.get(f.name)
+            )
         else:
             train.add_argument(flag, type=type(default), default=default, help=helps.get(f.name))
     train.add_argument("--out", required=True, help="directory for the ONNX policy and curves")
     train.add_argument("--quick", action="store_true", help="tiny settings that run in seconds")
+    train.add_argument(
+        "--table",
+        action="store_true",
+        help="train every policy of the paper's table for --scenario and evaluate them "
+        "(small: Table 1, large: Table 2); --algo is ignored",
+    )
+    train.add_argument("--eval-seeds", type=int, default=5, help="--table: days per group")
+    train.add_argument("--workers", type=int, default=None, help="--table: processes")
     train.set_defaults(func=cmd_train)
 
     bench = sub.choices["bench"]
     assert isinstance(bench, argparse.ArgumentParser)
-    bench_sub = next(
-        a for a in bench._actions if isinstance(a, argparse._SubParsersAction)
-    )
+    bench_sub = next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))
     b = bench_sub.add_parser("train", help="env steps/s and s/episode per algorithm")
     b.add_argument("--scenario", default="large")
     b.add_argument("--episodes", type=int, default=2)
@@ -73,6 +79,16 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_train(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.table:
+        from training.tables import run_table
+
+        result = run_table(
+            settings.scenario, Path(args.out), settings.episodes, args.eval_seeds, args.workers
+        )
+        name = "table1.md" if settings.scenario == "small" else "table2.md"
+        print((Path(args.out) / name).read_text())
+        print(f"wall time {result['wall_seconds']:.0f} s")
+        return 0
     progress = Progress(settings.episodes, f"train {settings.algo}")
 
     def on_episode(episode: int, row: dict[str, float]) -> None:
@@ -103,8 +119,15 @@ def bench_train(scenario: str, episodes: int) -> dict[str, object]:
     """Seconds per training episode and env steps per second for each algorithm."""
     out: dict[str, object] = {"scenario": scenario, "episodes": episodes}
     for algo in ALGOS:
-        settings = Settings(scenario=scenario, algo=algo, episodes=episodes, learning_starts=1,
-                            validate_every=10**9, predictor_episodes=1, predictor_epochs=1)
+        settings = Settings(
+            scenario=scenario,
+            algo=algo,
+            episodes=episodes,
+            learning_starts=1,
+            validate_every=10**9,
+            predictor_episodes=1,
+            predictor_epochs=1,
+        )
         trainer = Trainer(settings)
         if algo == "drmarl":
             from training.predictor import fit_predictor

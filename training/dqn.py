@@ -40,6 +40,7 @@ from decision.guardrails import GuardrailSet, load_guardrails
 from decision.projection import project
 from decision.state import IDLE, SiteState
 from training.mlp import MLP, Adam, huber_grad
+from training.predictor import WorstGroupPredictor
 from twin.closed_loop import scale_of
 from twin.day import DayDemand
 from twin.groups import DayTypeGroups, default_groups, sample_day
@@ -102,10 +103,15 @@ class Settings:
     @classmethod
     def quick(cls, **overrides: object) -> Settings:
         """A run that finishes in seconds, for tests and smoke checks."""
-        base = dict(episodes=4, learning_starts=5, validate_every=2, predictor_episodes=2,
-                    predictor_epochs=3, batch_transitions=4)
-        base.update(overrides)
-        return cls(**base)  # type: ignore[arg-type]
+        tiny: dict[str, object] = {
+            "episodes": 4,
+            "learning_starts": 5,
+            "validate_every": 2,
+            "predictor_episodes": 2,
+            "predictor_epochs": 3,
+            "batch_transitions": 4,
+        }
+        return cls(**{**tiny, **overrides})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -200,8 +206,9 @@ class TrainResult:
 class Trainer:
     """Runs one training configuration; see the module docstring for the algorithms."""
 
-    def __init__(self, settings: Settings,
-                 on_episode: Callable[[int, dict[str, float]], None] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, on_episode: Callable[[int, dict[str, float]], None] | None = None
+    ) -> None:
         self.s = settings
         self.scenario: Scenario = load_scenario(settings.scenario)
         self.groups = default_groups(self.scenario)
@@ -218,17 +225,17 @@ class Trainer:
         self.on_episode = on_episode
         self.env_steps = 0
         self.branch_steps = 0
-        self.predictor = None
+        self.predictor: WorstGroupPredictor | None = None
 
     # ----------------------------------------------------------------- acting
 
     def _values(self, obs: FloatArray) -> npt.NDArray[np.float64]:
         return self.net(obs).astype(np.float64)
 
-    def _explore(self, values: npt.NDArray[np.float64], epsilon: float) -> tuple[
-        npt.NDArray[np.float64], bool
-    ]:
-        mask = self.rng.random(values.shape[0]) < epsilon
+    def _explore(
+        self, values: npt.NDArray[np.float64], epsilon: float
+    ) -> tuple[npt.NDArray[np.float64], bool]:
+        mask = np.asarray(self.rng.random(values.shape[0]) < epsilon, dtype=np.bool_)
         if not mask.any():
             return values, False
         explored = values.copy()
@@ -254,7 +261,9 @@ class Trainer:
     def _branch_rewards(self, twin: SortationTwin, owner: IntArray, day: DayDemand) -> FloatArray:
         branch = twin.branch(demand=day)
         self.branch_steps += 1
-        return agent_rewards(branch.run_interval(owner), self.scale.packages_per_destination_interval)
+        return agent_rewards(
+            branch.run_interval(owner), self.scale.packages_per_destination_interval
+        )
 
     def _robust_reward(
         self,
@@ -448,13 +457,25 @@ def _plot_curve(result: TrainResult, path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7.0, 3.5))
     episodes = [row["episode"] for row in result.curve]
-    ax.plot(episodes, [100 * row["recirculation_rate"] for row in result.curve],
-            alpha=0.5, label="training day")
+    ax.plot(
+        episodes,
+        [100 * row["recirculation_rate"] for row in result.curve],
+        alpha=0.5,
+        label="training day",
+    )
     if result.validation:
-        ax.plot([v["episode"] for v in result.validation],
-                [100 * v["worst"] for v in result.validation], "o-", label="validation worst group")
-        ax.plot([v["episode"] for v in result.validation],
-                [100 * v["mean"] for v in result.validation], "s-", label="validation mean")
+        ax.plot(
+            [v["episode"] for v in result.validation],
+            [100 * v["worst"] for v in result.validation],
+            "o-",
+            label="validation worst group",
+        )
+        ax.plot(
+            [v["episode"] for v in result.validation],
+            [100 * v["mean"] for v in result.validation],
+            "s-",
+            label="validation mean",
+        )
     ax.set_xlabel("episode")
     ax.set_ylabel("recirculation rate (%)")
     ax.set_title(title)

@@ -9,6 +9,7 @@ test holds the two to the same numbers.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +31,7 @@ class MLP:
         """He-initialised weights from an explicit seed; zero biases."""
         rng = np.random.default_rng(seed)
         net = cls(sizes)
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             scale = np.sqrt(2.0 / fan_in)
             net.weights.append((rng.standard_normal((fan_in, fan_out)) * scale).astype(np.float32))
             net.biases.append(np.zeros(fan_out, dtype=np.float32))
@@ -43,8 +44,9 @@ class MLP:
         return MLP(self.sizes, [w.copy() for w in self.weights], [b.copy() for b in self.biases])
 
     def load_from(self, other: MLP) -> None:
-        for mine, theirs in zip(self.weights + self.biases, other.weights + other.biases,
-                                strict=True):
+        for mine, theirs in zip(
+            self.weights + self.biases, other.weights + other.biases, strict=True
+        ):
             mine[...] = theirs
 
     def forward(self, x: Array) -> tuple[Array, list[Array]]:

@@ -44,15 +44,16 @@ class WorstGroupPredictor:
         return out[np.arange(obs.shape[0]), counts]  # [D, G]
 
     def predict(self, obs: FloatArray, counts: IntArray) -> FloatArray:
-        return self.per_agent(obs, counts).sum(axis=0)
+        team: FloatArray = self.per_agent(obs, counts).sum(axis=0)
+        return team
 
     def worst_group(self, obs: FloatArray, counts: IntArray) -> int:
         return int(np.argmin(self.predict(obs, counts)))
 
 
-def collect(trainer: Trainer, episodes: int, seed_base: int) -> tuple[
-    FloatArray, IntArray, FloatArray, FloatArray
-]:
+def collect(
+    trainer: Trainer, episodes: int, seed_base: int
+) -> tuple[FloatArray, IntArray, FloatArray, FloatArray]:
     """Rollouts with exhaustive group labels: obs [N, D, F], counts [N, D], rewards [N, G, D],
     and first inductions per interval [N] (to express errors as recirculation rates)."""
     from training.dqn import agent_rewards

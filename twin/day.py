@@ -67,7 +67,10 @@ class DayDemand:
     def interval_arrivals(self) -> IntArray:
         """[n_intervals, D] first inductions per interval."""
         s = self.scenario
-        return self.arrivals.reshape(s.n_intervals, s.ticks_per_interval, -1).sum(axis=1)
+        per_interval: IntArray = self.arrivals.reshape(s.n_intervals, s.ticks_per_interval, -1).sum(
+            axis=1
+        )
+        return per_interval
 
     def package_list(self) -> PackageList:
         """The package-level records, synthesized deterministically for sampled days.

@@ -36,3 +36,26 @@ def with_spike(demand: DayDemand, destination: int, factor: float, seed: int) ->
         label=f"{demand.label} spike {name} x{factor:g}",
         packages=None,
     )
+
+
+def with_shifted_mix(demand: DayDemand, fraction: float, seed: int) -> DayDemand:
+    """``demand`` with the volumes of a ``fraction`` of destinations shuffled among them.
+
+    An out-of-distribution day: total volume and intraday shape stay those of the group, but
+    the destinations that are busy today are not the ones the planner expects (a customer
+    moved its volume to another lane). ``expected_share`` keeps the plan's view.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError("fraction must be in (0, 1]")
+    rng = np.random.default_rng(seed)
+    d = demand.arrivals.shape[1]
+    chosen = rng.choice(d, size=max(2, round(fraction * d)), replace=False)
+    shuffled = rng.permutation(chosen)
+    arrivals = demand.arrivals.copy()
+    arrivals[:, chosen] = demand.arrivals[:, shuffled]
+    return replace(
+        demand,
+        arrivals=arrivals,
+        label=f"{demand.label} mix shifted {fraction:.0%}",
+        packages=None,
+    )
