@@ -205,12 +205,16 @@ def add_commands(sub: SubParsers) -> None:
 
 
 def _add_helper_commands(sub: SubParsers) -> None:
+    from replay.cli import add_replay_commands
     from stream.broker import add_kafka_commands
+    from stream.cli import add_worker_commands
     from training.cli import add_train_commands
     from twin.days_cli import add_days_commands
 
     add_days_commands(sub)
     add_kafka_commands(sub)
+    add_worker_commands(sub)
+    add_replay_commands(sub)
     add_train_commands(sub)
 
 

@@ -106,12 +106,35 @@ class IntervalClosed(Envelope):
     interval_index: int = Field(ge=0)
     interval_start: AwareDatetime
     interval_end: AwareDatetime
+    events_in_interval: dict[Id, Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        description="Optional, added in v1 with a default (old messages still parse): records "
+        "the producer published for this site on each floor topic (topic name -> count) since "
+        "its previous interval_closed. Kafka orders records only within one partition of one "
+        "topic, so a consumer that reads several topics may see this event before the last "
+        "sortation or chute-state records of the interval; with the counts it waits for them.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> IntervalClosed:
         if self.interval_end <= self.interval_start:
             raise ValueError("interval_end must be after interval_start")
         return self
+
+
+class DayStarted(Envelope):
+    """A site's operating day begins; the engine decides the day's first allocation now.
+
+    Added in v1 as a new event type (nothing existing changed). The first decision of a day has
+    no interval_closed before it, and a policy needs the day plan before it: ``day_type_group``
+    is the planner's forecast of the day type (an index into the site's day-type groups), from
+    which the worker takes the expected shares, exactly as the twin's day does.
+    """
+
+    event_type: Literal["day_started"] = "day_started"
+    schema_version: Literal[1] = 1
+    day_start: AwareDatetime
+    day_type_group: int = Field(ge=0)
 
 
 class AllocationDecided(Envelope):
@@ -150,6 +173,7 @@ Event = Annotated[
     | PackageRecirculated
     | ChuteStateChanged
     | IntervalClosed
+    | DayStarted
     | AllocationDecided,
     Field(discriminator="event_type"),
 ]
@@ -160,5 +184,6 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
     "package_recirculated": PackageRecirculated,
     "chute_state_changed": ChuteStateChanged,
     "interval_closed": IntervalClosed,
+    "day_started": DayStarted,
     "allocation_decided": AllocationDecided,
 }

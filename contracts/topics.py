@@ -30,7 +30,7 @@ SORTATION = TopicSpec(
     "chuteflow.sortation.v1", PARTITIONS, ("package_sorted", "package_recirculated")
 )
 CHUTE_STATE = TopicSpec("chuteflow.chute-state.v1", PARTITIONS, ("chute_state_changed",))
-INTERVALS = TopicSpec("chuteflow.intervals.v1", PARTITIONS, ("interval_closed",))
+INTERVALS = TopicSpec("chuteflow.intervals.v1", PARTITIONS, ("interval_closed", "day_started"))
 ALLOCATIONS = TopicSpec("chuteflow.allocations.v1", PARTITIONS, ("allocation_decided",))
 DECISIONS_AUDIT = TopicSpec("chuteflow.decisions-audit.v1", PARTITIONS, ())
 """Inputs and solver result of every decision, for audit; free-form JSON, not a contract."""

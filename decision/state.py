@@ -66,6 +66,4 @@ class SiteState:
     def held_available(self) -> IntArray:
         """[D] chutes each destination holds that are in service."""
         mask = (self.chute_owner != IDLE) & self.chute_available
-        return np.bincount(self.chute_owner[mask], minlength=self.n_destinations).astype(
-            np.int64
-        )
+        return np.bincount(self.chute_owner[mask], minlength=self.n_destinations).astype(np.int64)

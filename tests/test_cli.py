@@ -35,11 +35,11 @@ def test_simulate_a_group_day_is_deterministic(
     first = _simulate(capsys, "--scenario", scenario, "--group", "2", "--seed", "4")
     again = _simulate(capsys, "--scenario", scenario, "--group", "2", "--seed", "4")
     other = _simulate(capsys, "--scenario", scenario, "--group", "2", "--seed", "5")
-    assert KEYS <= set(first)
+    assert KEYS.issubset(first)
     assert first == again
     assert first != other
     assert first["inducted"] == first["sorted"] + first["unsorted"]
-    assert first["inducted"] > 0
+    assert first["inducted"] >= 1
 
 
 def test_simulate_plays_a_day_file(capsys: pytest.CaptureFixture[str]) -> None:

@@ -98,18 +98,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress.update(episode + 1, note)
 
     trainer = Trainer(settings, on_episode=on_episode)
-    result = trainer.train()
+    trained = trainer.train()
     progress.close()
-    path = write_run(result, settings, Path(args.out), trainer.scenario)
+    path = write_run(trained, settings, Path(args.out), trainer.scenario)
     summary = {
         "onnx": str(path),
-        "wall_seconds": round(result.wall_seconds, 2),
-        "env_steps": result.env_steps,
-        "branch_steps": result.branch_steps,
+        "wall_seconds": round(trained.wall_seconds, 2),
+        "env_steps": trained.env_steps,
+        "branch_steps": trained.branch_steps,
         "best_validation": min(
-            (v["worst"] if settings.algo != "marl" else v["mean"]) for v in result.validation
+            (v["worst"] if settings.algo != "marl" else v["mean"]) for v in trained.validation
         ),
-        "predictor": result.predictor_report,
+        "predictor": trained.predictor_report,
     }
     print(json.dumps(summary, sort_keys=True))
     return 0

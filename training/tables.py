@@ -58,6 +58,12 @@ def train_all(
     return {name: result for (name, _), result in zip(jobs, results, strict=True)}
 
 
+def _seconds(run: dict[str, object]) -> float:
+    wall = run["wall_seconds"]
+    assert isinstance(wall, float)
+    return wall
+
+
 def _rate_stats(
     rows: Sequence[Row], policy: str, groups: Sequence[int] | None = None
 ) -> dict[str, float]:
@@ -81,7 +87,7 @@ def small_table(
     from twin.scenario import load_scenario
 
     n_groups = default_groups(load_scenario("small")).n_groups
-    jobs = [(algo, replace(base, algo=algo)) for algo in ALGOS]
+    jobs: list[tuple[str, Settings]] = [(algo, replace(base, algo=algo)) for algo in ALGOS]
     jobs += [(f"marl-group{g}", replace(base, algo="marl", train_group=g)) for g in range(n_groups)]
     log(f"training {len(jobs)} policies on the small site ({episodes} episodes each)")
     trained = train_all(jobs, out / "policies", workers)
@@ -104,16 +110,14 @@ def small_table(
     summary = summarize(main_rows)
     write_report(summary, rows, out / "evaluation", "Small site, held-out days")
     group_bars(summary, out / "evaluation" / "recirculation_by_group.png")
-    table = []
+    table: list[dict[str, object]] = []
     for name in ["static", "proportional", "lookahead", *ALGOS, "marl per group (oracle)"]:
         stats = _rate_stats(rows, name)
-        wall = (
-            trained[name]["wall_seconds"]
-            if name in trained
-            else sum(float(trained[f"marl-group{g}"]["wall_seconds"]) for g in groups)  # type: ignore[arg-type]
-            if name.startswith("marl per group")
-            else None
-        )
+        wall: float | None = None
+        if name in trained:
+            wall = _seconds(trained[name])
+        elif name.startswith("marl per group"):
+            wall = sum(_seconds(trained[f"marl-group{g}"]) for g in groups)
         table.append({"method": name, **stats, "training_wall_seconds": wall})
     result = {"table": table, "training": trained, "seeds_per_group": seeds}
     (out / "table1.json").write_text(json.dumps(result, indent=2, default=str))
@@ -151,7 +155,10 @@ def large_table(
 ) -> dict[str, object]:
     """Table 2 on the large site, with stress days."""
     base = Settings(scenario="large", episodes=episodes)
-    jobs = [(algo, replace(base, algo=algo)) for algo in ("marl", "drmarl")]
+    jobs: list[tuple[str, Settings]] = [
+        ("marl", replace(base, algo="marl")),
+        ("drmarl", replace(base, algo="drmarl")),
+    ]
     log(f"training marl and drmarl on the large site ({episodes} episodes each)")
     trained = train_all(jobs, out / "policies", workers)
     from twin.groups import default_groups

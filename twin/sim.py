@@ -699,6 +699,8 @@ class _Emitter:
         self._packages = packages
         self._tick_edges = np.searchsorted(packages.tick, np.arange(s.n_ticks + 1))
         n_a, n_d = s.max_attempts, s.n_destinations
+        self._boundary_emitted = -1
+        """Tick whose chute transitions ``interval_closed`` emitted ahead of the tick."""
         self._on_drive: list[list[deque[str]]] = [[deque() for _ in range(n_d)] for _ in range(n_a)]
         self._recirculating: list[list[deque[str]]] = [
             [deque() for _ in range(n_d)] for _ in range(n_a)
@@ -754,9 +756,15 @@ class _Emitter:
         A move has no start event: the allocation event already says the chute changed
         owner, and ``move_seconds`` says for how long it is closed. ``open`` marks the end of
         the move when nothing else (swap, repair) still keeps the chute closed.
+
+        Transitions at the first tick of an interval were already emitted by
+        :meth:`interval_closed` (see there), so they are skipped here.
         """
-        if t == 0:
+        if t == 0 or t == self._boundary_emitted:
             return
+        self._transitions(t)
+
+    def _transitions(self, t: int) -> None:
         twin = self._twin
         time = self._tick_start(t)
         for chute in np.flatnonzero(twin._out_until == t).tolist():
@@ -844,6 +852,7 @@ class _Emitter:
                     destination=s.destinations[destination],
                     attempt=int(attempt) + 1,
                     reason=REASONS[int(reason[destination])],
+                    to_exception=bool(attempt + 1 >= n_a),
                 )
                 if attempt + 1 < n_a:
                     self._recirculating[attempt + 1][destination].append(package_id)
@@ -864,9 +873,23 @@ class _Emitter:
         return slots
 
     def interval_closed(self, interval_index: int) -> None:
+        """Close the interval: first the chute transitions due at the boundary tick, then
+        ``interval_closed``.
+
+        ``site_state()`` at the boundary counts a chute whose swap, repair or move ends
+        exactly at the boundary tick as ready, but the twin only simulates that tick (and
+        would emit its transitions) after the next allocation. A consumer that builds its
+        ``SiteState`` from events (``decision.tracker``) would then see the chute closed when
+        it decides. Emitting those transitions before ``interval_closed`` (with the boundary
+        as their time) gives the event stream exactly the state the decision is made on.
+        """
         s = self._twin.scenario
         start = s.interval_start(interval_index, self._twin.demand.day_start)
         end = s.interval_start(interval_index + 1, self._twin.demand.day_start)
+        if interval_index + 1 < s.n_intervals:
+            boundary = (interval_index + 1) * s.ticks_per_interval
+            self._transitions(boundary)
+            self._boundary_emitted = boundary
         self._send(
             IntervalClosed,
             end,

@@ -19,7 +19,7 @@ def test_backward_matches_finite_differences() -> None:
         bias += np.random.default_rng(9).uniform(0.05, 0.2, bias.shape).astype(np.float32)
     x = np.random.default_rng(1).standard_normal((7, 5)).astype(np.float32)
     direction = np.random.default_rng(2).standard_normal((7, 3)).astype(np.float32)
-    out, activations = net.forward(x)
+    _, activations = net.forward(x)
     grads = net.backward(activations, direction)
     eps = 1e-3
     for param, grad in zip(net.parameters(), grads, strict=True):

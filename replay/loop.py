@@ -1,0 +1,220 @@
+"""The closed loop through Kafka: the twin plays the floor, the worker decides.
+
+Per interval k: wait for the worker's allocation k on the allocations topic (read by our own
+consumer, duplicates dropped by ``decision_id``), run interval k on the twin under it, and
+publish the twin's package-level events (inductions, sortation, chute state) with their own
+event times, then ``interval_closed`` (k) carrying ``events_in_interval``: how many records
+of each floor topic this site published since the previous close. The worker closes k only
+once it has consumed that many (Kafka orders only within a partition of one topic, so the
+close may overtake the last sortation records; see ``stream.processor``). The day opens with
+``day_started``, which carries the day-type group and triggers the first allocation.
+
+Interval k+1 cannot start before allocation k+1 has arrived: the floor needs a chute map.
+At ``speed=None`` (``--speed max``) nothing else waits, so the run is deterministic and gives
+exactly ``twin.closed_loop.run_day``'s KPIs and allocations. With a speed factor, events are
+additionally paced to ``event_time / speed`` of wall time since the start.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+from confluent_kafka import Consumer, TopicPartition
+
+from chuteflow.errors import ChuteflowError
+from contracts.codec import DecodeError, decode
+from contracts.events import AllocationDecided, DayStarted, Envelope, IntervalClosed
+from contracts.topics import ALLOCATIONS, TOPIC_FOR_EVENT
+from decision.state import IDLE
+from replay.publisher import KafkaPublisher, event_type_of
+from twin.day import DayDemand
+from twin.groups import DayTypeGroups
+from twin.kpis import DayKPIs
+from twin.scenario import Scenario
+from twin.sim import SortationTwin
+
+IntArray = npt.NDArray[np.int64]
+
+
+class ReplayError(ChuteflowError):
+    """The loop could not complete: no allocation in time, or a delivery failed."""
+
+
+def day_type_group(groups: DayTypeGroups, demand: DayDemand) -> int:
+    """The group whose expected shares the day carries (sampled and file days both use one)."""
+    for g in range(groups.probs.shape[0]):
+        if np.array_equal(groups.expected_share(g), demand.expected_share):
+            return g
+    raise ReplayError(f"{demand.label}: its expected shares match no day-type group")
+
+
+def owner_of(scenario: Scenario, allocation: AllocationDecided) -> IntArray:
+    """The twin's ``[C]`` owner array for an allocation event."""
+    chute = {c: i for i, c in enumerate(scenario.chute_ids)}
+    owner = np.full(scenario.eject_chutes, IDLE, dtype=np.int64)
+    for chute_id, destination in allocation.chute_map.items():
+        owner[chute[chute_id]] = scenario.destination_index[destination]
+    return owner
+
+
+class AllocationReader:
+    """Allocations of one site from the allocations topic, from 'now' on, duplicates dropped.
+
+    Assigned (no consumer group) at the current end offsets *before* the day is published, so
+    no allocation of this run can be missed and none of an earlier run is read.
+    """
+
+    def __init__(self, bootstrap: str, site_id: str) -> None:
+        self.site_id = site_id
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"chuteflow-replay-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 5,
+            }
+        )
+        partitions = []
+        for p in range(ALLOCATIONS.partitions):
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(ALLOCATIONS.name, p), timeout=10
+            )
+            partitions.append(TopicPartition(ALLOCATIONS.name, p, high))
+        self._consumer.assign(partitions)
+        self.received: dict[int, AllocationDecided] = {}
+        self.duplicates = 0
+
+    def wait(self, interval_index: int, timeout_s: float) -> AllocationDecided:
+        deadline = time.monotonic() + timeout_s
+        while interval_index not in self.received:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ReplayError(
+                    f"no allocation for {self.site_id} interval {interval_index} within "
+                    f"{timeout_s:g} s: is a worker serving this site running?"
+                )
+            message = self._consumer.poll(min(left, 0.5))
+            if message is None or message.error() is not None:
+                continue
+            if message.key() != self.site_id.encode():
+                continue
+            try:
+                event = decode(message.value() or b"", ALLOCATIONS)
+            except DecodeError:
+                continue
+            if not isinstance(event, AllocationDecided):
+                continue
+            if event.interval_index in self.received:
+                self.duplicates += 1
+                continue
+            self.received[event.interval_index] = event
+        return self.received[interval_index]
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+@dataclass
+class ReplayResult:
+    """One replayed day."""
+
+    kpis: DayKPIs
+    allocations: list[AllocationDecided]
+    events_published: int
+    wall_seconds: float
+    waited_seconds: float
+    """Wall time spent waiting for allocations (worker consumption + decision + delivery)."""
+    waits: list[float] = field(default_factory=list)
+    """Wait per interval, seconds."""
+    per_topic: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "events": self.events_published,
+            "wall_s": round(self.wall_seconds, 3),
+            "events_per_s": round(self.events_published / max(self.wall_seconds, 1e-9), 1),
+            "waiting_for_allocations_s": round(self.waited_seconds, 3),
+            "per_topic": self.per_topic,
+        }
+
+
+def replay_day(
+    demand: DayDemand,
+    seed: int,
+    bootstrap: str,
+    group: int,
+    *,
+    speed: float | None = None,
+    allocation_timeout_s: float = 60.0,
+    max_intervals: int | None = None,
+) -> ReplayResult:
+    """Publish ``demand`` as the twin plays it, closing the loop with the worker's allocations."""
+    scenario = demand.scenario
+    site = scenario.site_id
+    publisher = KafkaPublisher(bootstrap)
+    reader = AllocationReader(bootstrap, site)
+    counts: dict[str, int] = {}
+    per_topic: dict[str, int] = {}
+    started = time.monotonic()
+
+    def pace(moment: datetime) -> None:
+        if speed is None:
+            return
+        due = started + (moment - demand.day_start).total_seconds() / speed
+        delay = due - time.monotonic()
+        if delay > 0:
+            publisher.flush()
+            time.sleep(delay)
+
+    def emit(event: Envelope) -> None:
+        pace(event.event_time)
+        if isinstance(event, IntervalClosed):
+            event = event.model_copy(update={"events_in_interval": dict(counts)})
+            counts.clear()
+        else:
+            topic = TOPIC_FOR_EVENT[event_type_of(event)].name
+            counts[topic] = counts.get(topic, 0) + 1
+        kind = event_type_of(event)
+        per_topic[kind] = per_topic.get(kind, 0) + 1
+        publisher.publish(event)
+
+    twin = SortationTwin(scenario, demand, seed=seed, emit=emit)
+    waited = 0.0
+    waits: list[float] = []
+    allocations = []
+    try:
+        publisher.publish(
+            DayStarted(
+                event_id=f"{site}-day-{demand.day_start.isoformat()}",
+                event_time=demand.day_start,
+                site_id=site,
+                day_start=demand.day_start,
+                day_type_group=group,
+            )
+        )
+        publisher.flush()
+        last = scenario.n_intervals if max_intervals is None else max_intervals
+        while not twin.done and twin.interval_index < last:
+            t0 = time.monotonic()
+            allocation = reader.wait(twin.interval_index, allocation_timeout_s)
+            waits.append(time.monotonic() - t0)
+            waited += waits[-1]
+            allocations.append(allocation)
+            twin.run_interval(owner_of(scenario, allocation))
+            publisher.flush()
+    finally:
+        reader.close()
+    return ReplayResult(
+        kpis=twin.kpis(),
+        allocations=allocations,
+        events_published=publisher.sent,
+        wall_seconds=time.monotonic() - started,
+        waited_seconds=waited,
+        waits=waits,
+        per_topic=per_topic,
+    )

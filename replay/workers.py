@@ -1,0 +1,83 @@
+"""Start and stop ``chuteflow worker`` processes for tests and ``bench replay``.
+
+A worker runs as its own process (``python -m stream.cli worker``): faust owns its event
+loop and signal handlers. It is stopped by PID: SIGTERM, then SIGKILL, because a faust worker
+that crashed during start-up can ignore SIGTERM (FIELD-NOTES).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from chuteflow.errors import ChuteflowError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class WorkerError(ChuteflowError):
+    """A worker did not become ready; the message carries the tail of its log."""
+
+
+def start_worker(
+    bootstrap: str,
+    scenarios: Sequence[str],
+    workdir: Path,
+    *,
+    app_id: str,
+    policy: str = "proportional",
+    offset_reset: str = "latest",
+    timeout_s: float = 60.0,
+    extra: Sequence[str] = (),
+) -> subprocess.Popen[bytes]:
+    """A worker process, returned once it owns its partitions (its ready file exists)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ready = workdir / f"{app_id}.ready"
+    ready.unlink(missing_ok=True)
+    log = (workdir / f"{app_id}.log").open("wb")
+    command = [sys.executable, "-m", "stream.cli", "worker", "--bootstrap", bootstrap]
+    for scenario in scenarios:
+        command += ["--scenario", scenario]
+    command += ["--policy", policy, "--app-id", app_id, "--offset-reset", offset_reset]
+    command += ["--ready-file", str(ready), *extra]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log.close()
+    deadline = time.monotonic() + timeout_s
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_worker(process)
+            tail = (workdir / f"{app_id}.log").read_text(errors="replace")[-3000:]
+            raise WorkerError(f"worker {app_id} did not become ready:\n{tail}")
+        time.sleep(0.1)
+    return process
+
+
+def stop_worker(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL by PID; returns once the process is reaped."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+            process.wait(10.0)
+
+
+@contextlib.contextmanager
+def running_worker(
+    bootstrap: str, scenarios: Sequence[str], workdir: Path, *, app_id: str, **kwargs: object
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = start_worker(bootstrap, scenarios, workdir, app_id=app_id, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield process
+    finally:
+        stop_worker(process)

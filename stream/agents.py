@@ -1,0 +1,115 @@
+"""The worker's faust agent: Kafka bytes in, :class:`StreamProcessor` records out. I/O only.
+
+One agent consumes every input topic (inductions, sortation, chute state, intervals): faust
+assigns the topics of one agent co-partitioned, so all of a site's records reach the same
+worker, and one agent with concurrency 1 applies them in the order consumed. Records are
+taken in batches (``take_events``): faust's per-event machinery is the known bottleneck
+(~21 us/event, FIELD-NOTES) and a batch pays the await/ack overhead and the table write once.
+The processor's outputs are sent before the batch's offsets are acknowledged.
+
+The table holds one JSON snapshot per site, written once per batch for the sites the batch
+touched, with the site's input partition as changelog partition (faust's ``table[key] = v``
+takes the partition from the "current event", which a batch does not have).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from contracts.topics import ALL_TOPICS, PARTITIONS
+from stream.processor import INPUT_TOPICS, StreamProcessor
+
+log = logging.getLogger(__name__)
+
+BATCH = 4096
+"""Records per batch: large enough to amortize faust's per-batch costs."""
+BATCH_WITHIN_S = 0.002
+"""Longest wait for a batch to fill: the closed loop waits on every interval close."""
+
+
+def register(
+    app: faust.App,
+    processor: StreamProcessor,
+    table: Any,
+    *,
+    ready_file: Path | None = None,
+    timer_seconds: float = 1.0,
+) -> None:
+    """Attach the agent, the close timer and the readiness marker to ``app``."""
+    source = app.topic(
+        *(spec.name for spec in INPUT_TOPICS),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=PARTITIONS,
+    )
+    outputs = {
+        spec.name: app.topic(
+            spec.name, key_serializer="raw", value_serializer="raw", partitions=spec.partitions
+        )
+        for spec in ALL_TOPICS
+    }
+    restored: set[str] = set()
+
+    def restore(site_id: str) -> None:
+        # The table is recovered before agents start; load a site the first time we see it.
+        if site_id in restored:
+            return
+        restored.add(site_id)
+        snapshot = table.get(site_id)
+        site = processor.sites.get(site_id)
+        if snapshot is not None and site is not None and not site.day_open:
+            site.restore(snapshot)
+            log.info("site %s restored at interval %s", site_id, site.tracker.interval_index)
+
+    async def publish(records: list[Any]) -> None:
+        for record in records:
+            await outputs[record.topic].send(key=record.key, value=record.value)
+
+    def write_table() -> None:
+        for site_id in processor.dirty:
+            site = processor.sites[site_id]
+            if site.partition is None:
+                continue
+            snapshot = site.snapshot()
+            table.data[site_id] = snapshot
+            table.send_changelog(
+                site.partition, site_id, snapshot, key_serializer="json", value_serializer="json"
+            )
+        processor.dirty.clear()
+
+    @app.agent(source, name="chuteflow-sites")
+    async def sites(stream: Any) -> None:
+        async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            out = []
+            for event in events:
+                message = event.message
+                if message.key is not None:
+                    with contextlib.suppress(UnicodeDecodeError):
+                        restore(message.key.decode("utf-8"))
+                out += processor.handle(
+                    message.topic, message.key, message.value, message.partition, message.offset
+                )
+            await publish(out)
+            write_table()
+
+    @app.timer(interval=timer_seconds)  # type: ignore[untyped-decorator]
+    async def close_timer() -> None:
+        out = processor.on_timer()
+        if out:
+            await publish(out)
+            write_table()
+
+    if ready_file is not None:
+
+        async def mark_ready(sender: Any, **kwargs: Any) -> None:
+            # Written after every rebalance: the agent owns its partitions from here on.
+            ready_file.write_text("ready\n")
+
+        app.on_rebalance_complete.connect(mark_ready)  # type: ignore[arg-type]

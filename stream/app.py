@@ -1,0 +1,76 @@
+"""The faust application of ``chuteflow worker``: broker, topics and the site-state table.
+
+Settings that matter and why:
+
+- ``value_serializer="raw"``/``key_serializer="raw"``: records are decoded by
+  ``contracts.codec`` (JSON, one error type to dead-letter), never by faust Records or pickle.
+- Topics are taken from ``contracts.topics`` with their explicit partition counts; the input
+  topics are created beforehand (:func:`stream.admin.ensure_topics`, called by the worker at
+  start) because faust would not create them (see FIELD-NOTES).
+- The site-state table uses ``json`` for keys and values (faust's default would be pickle-free
+  too, but explicit is the point) and has as many partitions as the input topics, so a site's
+  table partition is its input partition and moves with it in a rebalance.
+- ``store="memory://"``: the table is rebuilt from its changelog topic at start; no RocksDB.
+- ``producer_linger=0``: an allocation goes out at once; the closed loop waits for it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from contracts.topics import PARTITIONS
+
+DEFAULT_APP_ID = "chuteflow-worker"
+"""The consumer group: workers with the same id share the site partitions."""
+TABLE_NAME = "site-state"
+
+
+def bootstrap_from_env(default: str = "127.0.0.1:9092") -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", default)
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """How the worker's faust app talks to Kafka."""
+
+    bootstrap: str
+    """Kafka bootstrap servers, ``host:port[,host:port]``."""
+    app_id: str = DEFAULT_APP_ID
+    """faust app id = consumer group id = prefix of the table changelog topic."""
+    offset_reset: str = "earliest"
+    """Where a group without committed offsets starts: ``earliest`` loses nothing;
+    ``latest`` skips history (tests use it with a fresh group per test)."""
+
+
+def make_app(settings: AppSettings) -> faust.App:
+    """A faust App; agents and the table are attached by :func:`stream.agents.register`."""
+    brokers = ";".join(f"kafka://{host}" for host in settings.bootstrap.split(","))
+    app: faust.App = faust.App(
+        settings.app_id,
+        broker=brokers,
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=PARTITIONS,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset=settings.offset_reset,
+        producer_linger=0.0,
+        broker_commit_every=10_000,
+        stream_buffer_maxsize=16_384,
+    )
+    return app
+
+
+def make_table(app: faust.App) -> Any:
+    """Site id -> the site's JSON snapshot (``stream.processor.SiteRuntime.snapshot``)."""
+    return app.Table(
+        TABLE_NAME,
+        default=None,
+        partitions=PARTITIONS,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    )

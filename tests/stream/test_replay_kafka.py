@@ -1,0 +1,191 @@
+"""Through the real broker: replay == in-process run_day, and bad records are dead-lettered.
+
+One worker process (``python -m stream.cli worker``, fresh consumer group, latest offsets) is
+shared by the module and killed by PID at the end. Allocations and dead letters are read by
+independent confluent-kafka consumers assigned at the end offsets taken before publishing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from contracts.codec import decode, encode
+from contracts.events import AllocationDecided, DayStarted, IntervalClosed, PackageInducted
+from contracts.topics import ALLOCATIONS, DEAD_LETTER, INDUCTIONS, TopicSpec
+from decision.guardrails import load_guardrails
+from decision.policies import make_policy
+from replay.loop import day_type_group, replay_day
+from replay.publisher import KafkaPublisher
+from replay.workers import start_worker, stop_worker
+from stream.deadletter import original_value
+from twin.closed_loop import make_engine, physics_of, run_day
+from twin.groups import default_groups, sample_day
+from twin.scenario import load_scenario
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(scope="module")
+def worker(kafka_topics: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    app_id = f"test-worker-{uuid.uuid4().hex[:8]}"
+    process = start_worker(
+        kafka_topics, ["small"], tmp_path_factory.mktemp("worker"), app_id=app_id
+    )
+    try:
+        yield kafka_topics
+    finally:
+        stop_worker(process)
+    assert process.poll() is not None
+
+
+class TopicReader:
+    """Every record of ``spec`` from the current end on (no consumer group offsets)."""
+
+    def __init__(self, bootstrap: str, spec: TopicSpec) -> None:
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"t-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+            }
+        )
+        assignment = []
+        for p in range(spec.partitions):
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)
+            assignment.append(TopicPartition(spec.name, p, high))
+        self.consumer.assign(assignment)
+
+    def read_until(self, done: object, timeout_s: float = 30.0) -> list[tuple[bytes, bytes]]:
+        records: list[tuple[bytes, bytes]] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not done(records):  # type: ignore[operator]
+            message = self.consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                records.append((message.key() or b"", message.value() or b""))
+        return records
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def test_replay_through_kafka_equals_run_day(worker: str) -> None:
+    scenario = load_scenario("small")
+    groups = default_groups(scenario)
+    demand = sample_day(groups, 4, scenario, seed=11)
+    policy = make_policy("proportional", physics_of(scenario))
+    reference = run_day(make_engine(scenario, policy, load_guardrails("small")), demand, seed=11)
+
+    independent = TopicReader(worker, ALLOCATIONS)
+    result = replay_day(demand, 11, worker, day_type_group(groups, demand))
+    records = independent.read_until(lambda r: len(r) >= scenario.n_intervals, timeout_s=10)
+    time.sleep(0.5)  # a duplicate would arrive right behind
+    records += independent.read_until(lambda r: False, timeout_s=0.5)
+    independent.close()
+
+    assert result.kpis == reference.kpis
+    assert [a.chute_map for a in result.allocations] == [
+        d.event.chute_map for d in reference.decisions
+    ]
+    seen = [decode(value) for key, value in records if key == scenario.site_id.encode()]
+    assert all(isinstance(event, AllocationDecided) for event in seen)
+    by_interval = {e.interval_index: e for e in seen if isinstance(e, AllocationDecided)}
+    assert len(seen) == len(by_interval) == scenario.n_intervals  # exactly one per interval
+    for decision in reference.decisions:
+        ours = by_interval[decision.event.interval_index]
+        assert ours.chute_map == decision.event.chute_map
+        assert ours.decision_id == decision.event.decision_id
+
+
+def test_bad_records_are_dead_lettered_and_the_worker_goes_on(worker: str) -> None:
+    scenario = load_scenario("small")
+    site = scenario.site_id
+    key = site.encode()
+    day_start = scenario.day_start + timedelta(days=30)
+    publisher = KafkaPublisher(worker)
+    dead = TopicReader(worker, DEAD_LETTER)
+    allocations = TopicReader(worker, ALLOCATIONS)
+
+    garbage = b"\xff not json"
+    wrong_type = encode(
+        IntervalClosed(
+            event_id="x1",
+            event_time=day_start,
+            site_id=site,
+            interval_index=0,
+            interval_start=day_start,
+            interval_end=day_start + timedelta(minutes=30),
+        )
+    )
+    unknown_site = encode(
+        PackageInducted(
+            event_id="x2",
+            event_time=day_start,
+            site_id="site-nowhere",
+            package_id="p0",
+            destination="D01",
+            station=0,
+            attempt=1,
+        )
+    )
+    publisher.produce(INDUCTIONS.name, key, garbage)
+    publisher.produce(INDUCTIONS.name, key, wrong_type)
+    publisher.produce(INDUCTIONS.name, b"site-nowhere", unknown_site)
+    publisher.publish(
+        DayStarted(
+            event_id="d30",
+            event_time=day_start,
+            site_id=site,
+            day_start=day_start,
+            day_type_group=0,
+        )
+    )
+    publisher.flush()
+    first = allocations.read_until(lambda r: any(k == key for k, _ in r))
+    assert any(decode(v).event_type == "allocation_decided" for k, v in first if k == key)
+
+    unknown_destination = encode(
+        PackageInducted(
+            event_id="x3",
+            event_time=day_start + timedelta(seconds=5),
+            site_id=site,
+            package_id="p1",
+            destination="D99",
+            station=0,
+            attempt=1,
+        )
+    )
+    publisher.produce(INDUCTIONS.name, key, unknown_destination)
+    publisher.publish(
+        IntervalClosed(
+            event_id="c0",
+            event_time=day_start + timedelta(minutes=30),
+            site_id=site,
+            interval_index=0,
+            interval_start=day_start,
+            interval_end=day_start + timedelta(minutes=30),
+            events_in_interval={},
+        )
+    )
+    publisher.flush()
+    second = allocations.read_until(
+        lambda r: any(k == key and decode(v).interval_index == 1 for k, v in r)  # type: ignore[union-attr]
+    )
+    assert any(k == key and decode(v).interval_index == 1 for k, v in second)  # type: ignore[union-attr]
+
+    letters = dead.read_until(lambda r: len(r) >= 4)
+    dead.close()
+    allocations.close()
+    reasons = {original: reason for reason, original in (original_value(v) for _, v in letters)}
+    assert len(letters) == 4
+    assert "invalid event" in reasons[garbage]
+    assert "not allowed on chuteflow.inductions.v1" in reasons[wrong_type]
+    assert "unknown site 'site-nowhere'" in reasons[unknown_site]
+    assert "unknown destination 'D99'" in reasons[unknown_destination]
+    assert all(json.loads(v)["topic"] == INDUCTIONS.name for _, v in letters)
