@@ -1,5 +1,5 @@
 # The chuteflow app image for docker-compose.yml (worker, replay, `chuteflow kafka topics`).
-# Runtime dependencies only: no dev tools, no torch (training runs outside the image).
+# Runtime dependencies only: no dev tools.
 # The package folders are copied one by one so a local .venv or out/ never enters the image.
 FROM python:3.11-slim
 
@@ -17,6 +17,7 @@ COPY stream ./stream
 COPY replay ./replay
 COPY twin ./twin
 COPY training ./training
+COPY evaluation ./evaluation
 RUN pip install . \
     && useradd --create-home --uid 10001 chuteflow
 

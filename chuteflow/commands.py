@@ -25,6 +25,14 @@ def _print_json(payload: object) -> None:
     print(json.dumps(payload, sort_keys=True))
 
 
+def _print_result(result: Mapping[str, object], as_json: bool) -> None:
+    if as_json:
+        _print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:20s} {value}")
+
+
 def _print_kpis(title: str, kpis: Mapping[str, object]) -> None:
     print(title)
     for key, value in kpis.items():
@@ -140,24 +148,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench_twin(args: argparse.Namespace) -> int:
     from twin.bench import bench_twin
 
-    result = bench_twin(args.scenario, days=args.days, seed=args.seed)
-    if args.json:
-        _print_json(result)
-    else:
-        for key, value in result.items():
-            print(f"{key:20s} {value}")
+    _print_result(bench_twin(args.scenario, days=args.days, seed=args.seed), args.json)
     return 0
 
 
 def cmd_bench_decision(args: argparse.Namespace) -> int:
     from decision.bench import bench_decision
 
-    result = bench_decision(args.scenario, days=args.days, seed=args.seed)
-    if args.json:
-        _print_json(result)
-    else:
-        for key, value in result.items():
-            print(f"{key:20s} {value}")
+    _print_result(bench_decision(args.scenario, days=args.days, seed=args.seed), args.json)
     return 0
 
 

@@ -136,28 +136,11 @@ class DecisionEngine:
         t3 = time.perf_counter()
         timings["projection"] = (t3 - t2) * 1e3
 
-        owner, moves = map_chutes(counts, state.chute_owner, state.chute_available)
-        violations = validate_allocation(
-            owner,
-            counts,
-            self.guardrails,
-            state.chute_available,
-            state.chute_owner,
-            ignore_move_cap=setup,
-        )
+        owner, moves, violations = self._map_and_validate(counts, state, setup)
         if violations:
-            counts = repair_counts(previous_counts, self.guardrails, budget)
-            owner, moves = map_chutes(counts, state.chute_owner, state.chute_available)
-            status = "fallback_repaired"
-            proven = False
-            violations = validate_allocation(
-                owner,
-                counts,
-                self.guardrails,
-                state.chute_available,
-                state.chute_owner,
-                ignore_move_cap=setup,
-            )
+            counts = repair_counts(previous_counts, self.guardrails, budget, ignore_move_cap=setup)
+            status, proven = "fallback_repaired", False
+            owner, moves, violations = self._map_and_validate(counts, state, setup)
             if violations:
                 raise GuardrailViolation("; ".join(violations))
         t4 = time.perf_counter()
@@ -175,6 +158,21 @@ class DecisionEngine:
             timings_ms=timings,
             policy_error=policy_error,
         )
+
+    def _map_and_validate(
+        self, counts: IntArray, state: SiteState, setup: bool
+    ) -> tuple[IntArray, int, list[str]]:
+        """Physical chutes for ``counts`` and every guardrail they break (none, normally)."""
+        owner, moves = map_chutes(counts, state.chute_owner, state.chute_available)
+        violations = validate_allocation(
+            owner,
+            counts,
+            self.guardrails,
+            state.chute_available,
+            state.chute_owner,
+            ignore_move_cap=setup,
+        )
+        return owner, moves, violations
 
     def _event(
         self,

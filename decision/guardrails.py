@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from chuteflow.config import load_yaml_model
 from chuteflow.errors import ChuteflowError
 
 IntArray = npt.NDArray[np.int64]
@@ -201,27 +201,14 @@ def load_guardrails(path_or_name: str | Path) -> GuardrailSet:
     Raises:
         GuardrailError: one line naming the file and the field at fault.
     """
-    path = Path(path_or_name)
-    if str(path_or_name) in BUILTIN_GUARDRAILS:
-        path = GUARDRAIL_DIR / f"{path_or_name}.yaml"
-    if not path.is_file():
-        raise GuardrailError(
-            f"{path_or_name}: no such guardrail set (built-in: {', '.join(BUILTIN_GUARDRAILS)})"
-        )
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        first_line = str(error).splitlines()[0] if str(error) else "parse error"
-        raise GuardrailError(f"{path}: not valid YAML: {first_line}") from None
-    if not isinstance(raw, dict):
-        raise GuardrailError(f"{path}: expected a mapping at the top level")
-    try:
-        return GuardrailSet.model_validate(raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "<root>"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise GuardrailError(f"{path}: {where}: {message}") from None
+    return load_yaml_model(
+        path_or_name,
+        GuardrailSet,
+        GUARDRAIL_DIR,
+        BUILTIN_GUARDRAILS,
+        GuardrailError,
+        "guardrail set",
+    )
 
 
 __all__ = [

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,9 @@ Row = dict[str, object]
 
 def _train_one(job: tuple[Settings, str]) -> dict[str, object]:
     settings, out = job
+    reused = _finished_run(settings, Path(out))
+    if reused is not None:
+        return reused
     trainer = Trainer(settings)
     result = trainer.train()
     path = write_run(result, settings, Path(out), trainer.scenario)
@@ -42,6 +45,26 @@ def _train_one(job: tuple[Settings, str]) -> dict[str, object]:
         "env_steps": result.env_steps,
         "branch_steps": result.branch_steps,
         "predictor": result.predictor_report,
+    }
+
+
+def _finished_run(settings: Settings, out: Path) -> dict[str, object] | None:
+    """A run already in ``out`` with exactly these settings (training is deterministic in
+    its settings, so it would produce the same policy): reuse it instead of retraining."""
+    settings_file, curve_file = out / "settings.json", out / "training_curve.json"
+    onnx = sorted(out.glob("*.onnx"))
+    if not (settings_file.is_file() and curve_file.is_file() and len(onnx) == 1):
+        return None
+    if json.loads(settings_file.read_text()) != json.loads(json.dumps(asdict(settings))):
+        return None
+    curve = json.loads(curve_file.read_text())
+    return {
+        "onnx": str(onnx[0]),
+        "wall_seconds": float(curve["wall_seconds"]),
+        "env_steps": curve["env_steps"],
+        "branch_steps": curve["branch_steps"],
+        "predictor": curve["predictor"],
+        "reused": True,
     }
 
 
@@ -253,6 +276,12 @@ def run_table(
     workers = workers or min(2, os.cpu_count() or 1)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    from twin.groups import default_groups, format_group_table
+    from twin.scenario import load_scenario
+
+    # Robustness needs groups that differ: the table starts from their spread.
+    spread = format_group_table(default_groups(load_scenario(scenario)))
+    (out / "groups.md").write_text(f"# Day-type groups ({scenario})\n\n```\n{spread}\n```\n")
     if scenario == "small":
         result = small_table(out, episodes, seeds, workers)
     elif scenario == "large":

@@ -12,9 +12,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from chuteflow.config import load_yaml_model
 from chuteflow.errors import ChuteflowError
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -104,22 +104,6 @@ class Scenario(BaseModel):
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """A built-in scenario by name (``small``, ``large``) or a YAML file by path."""
-    path = Path(name_or_path)
-    if str(name_or_path) in BUILTIN_SCENARIOS:
-        path = SCENARIO_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ScenarioError(
-            f"{name_or_path}: no such scenario (built-in: {', '.join(BUILTIN_SCENARIOS)})"
-        )
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ScenarioError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ScenarioError(f"{path}: expected a mapping at the top level")
-    try:
-        return Scenario.model_validate(raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "<root>"
-        raise ScenarioError(f"{path}: {where}: {first['msg']}") from None
+    return load_yaml_model(
+        name_or_path, Scenario, SCENARIO_DIR, BUILTIN_SCENARIOS, ScenarioError, "scenario"
+    )

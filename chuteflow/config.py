@@ -1,0 +1,48 @@
+"""Loading versioned YAML configuration (scenarios, guardrail sets) with one-line errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from chuteflow.errors import ChuteflowError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def load_yaml_model(
+    name_or_path: str | Path,
+    model: type[Model],
+    builtin_dir: Path,
+    builtins: Sequence[str],
+    error: type[ChuteflowError],
+    kind: str,
+) -> Model:
+    """A built-in config by name or a YAML file by path, validated into ``model``.
+
+    Every failure (missing file, bad YAML, wrong field) raises ``error`` with one line naming
+    the file and, where there is one, the field: the CLI prints it as it is.
+    """
+    path = Path(name_or_path)
+    if str(name_or_path) in builtins:
+        path = builtin_dir / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise error(f"{name_or_path}: no such {kind} (built-in: {', '.join(builtins)})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as problem:
+        first_line = str(problem).splitlines()[0] if str(problem) else "parse error"
+        raise error(f"{path}: not valid YAML: {first_line}") from None
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a mapping at the top level")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as problem:
+        first = problem.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "<root>"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise error(f"{path}: {where}: {message}") from None
