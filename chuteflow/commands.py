@@ -100,9 +100,10 @@ def _add_day_source(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from evaluation.demo import spike_study
     from evaluation.plots import group_bars
     from evaluation.report import summarize, write_report
-    from evaluation.run import run_all, specs_for
+    from evaluation.run import EVAL_SEED_BASE, run_all, specs_for
     from twin.groups import default_groups
     from twin.scenario import load_scenario
 
@@ -121,6 +122,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     title = f"{scenario.name}: {', '.join(policies)} over {len(groups)} groups x {args.seeds} seeds"
     write_report(summary, rows, out, title)
     group_bars(summary, out / "recirculation_by_group.png")
+    spike = spike_study(args.scenario, policies, seed=EVAL_SEED_BASE)
+    spike.plot(out / "spike_day_allocation.png")
     print((out / "report.md").read_text())
     return 0
 

@@ -1,23 +1,28 @@
-"""``chuteflow demo``: the main job on an embedded default.
+"""``chuteflow demo``: the main job on an embedded default, and the spike-day study it shows.
 
 A large-site day of the busiest day type, with one mid-sized destination ordering four times
 its usual volume, run under the traditional static plan, the proportional heuristic and the
-perfect-information lookahead (plus every policy shipped in ``decision/policies/``). Prints
-the table and writes the plots a sortation engineer would look at first.
+perfect-information lookahead, plus every policy shipped in ``decision/policies/``. Prints
+the table and writes the plot a sortation engineer looks at first: how many chutes the
+spiking destination held over the day under each policy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from decision.guardrails import load_guardrails
 from decision.policies import BUILTIN_POLICIES, make_policy
 from evaluation.plots import spike_day_allocation
 from twin.closed_loop import make_engine, physics_of, run_day
+from twin.day import DayDemand
 from twin.groups import default_groups, sample_day
-from twin.scenario import load_scenario
+from twin.scenario import Scenario, load_scenario
 from twin.spike import with_spike
 
 SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "decision" / "policies"
@@ -27,48 +32,68 @@ static plan gave it few chutes."""
 SPIKE_FACTOR = 4.0
 
 
-def run_demo(
-    out: Path, seed: int = 7, scenario_name: str = "large"
-) -> dict[str, dict[str, int | float]]:
+@dataclass(frozen=True)
+class SpikeStudy:
+    """One spike day run under several policies."""
+
+    scenario: Scenario
+    demand: DayDemand
+    destination: int
+    kpis: dict[str, dict[str, int | float]]
+    chutes: dict[str, npt.NDArray[np.int64]]
+    """Per policy: chutes the spiking destination held in each interval."""
+
+    def plot(self, path: Path) -> Path:
+        return spike_day_allocation(
+            self.chutes,
+            self.demand.interval_arrivals()[:, self.destination],
+            self.scenario.interval_minutes,
+            self.scenario.destinations[self.destination],
+            path,
+        )
+
+
+def shipped_policies(scenario_name: str) -> list[str]:
+    """ONNX policies shipped in the repo for this scenario."""
+    return sorted(str(p) for p in SHIPPED_POLICIES.glob(f"*-{scenario_name}.onnx"))
+
+
+def spike_study(scenario_name: str, policies: Sequence[str], seed: int) -> SpikeStudy:
     scenario = load_scenario(scenario_name)
     groups = default_groups(scenario)
     busiest = int(np.argmax(groups.volume_mean))
     base = sample_day(groups, busiest, scenario, seed=seed)
     share = base.expected_share.mean(axis=0)
-    destination = int(np.argsort(-share, kind="stable")[SPIKE_RANK])
+    rank = min(SPIKE_RANK, scenario.n_destinations - 1)
+    destination = int(np.argsort(-share, kind="stable")[rank])
     demand = with_spike(base, destination, SPIKE_FACTOR, seed=seed)
     guardrails = load_guardrails(scenario.name)
-    policies: list[str] = list(BUILTIN_POLICIES)
-    policies += sorted(str(p) for p in SHIPPED_POLICIES.glob(f"*{scenario.name}*.onnx"))
-
-    results: dict[str, dict[str, int | float]] = {}
-    chutes: dict[str, np.ndarray] = {}
+    kpis: dict[str, dict[str, int | float]] = {}
+    chutes: dict[str, npt.NDArray[np.int64]] = {}
     for name in policies:
         policy = make_policy(name, physics_of(scenario))
         run = run_day(make_engine(scenario, policy, guardrails), demand, seed=seed)
-        results[policy.name] = run.kpis.to_dict()
+        kpis[policy.name] = run.kpis.to_dict()
         chutes[policy.name] = run.counts_over_day()[:, destination]
+    return SpikeStudy(scenario, demand, destination, kpis, chutes)
 
+
+def run_demo(
+    out: Path, seed: int = 7, scenario_name: str = "large"
+) -> dict[str, dict[str, int | float]]:
+    policies = [*BUILTIN_POLICIES, *shipped_policies(scenario_name)]
+    study = spike_study(scenario_name, policies, seed)
     out.mkdir(parents=True, exist_ok=True)
-    spike_name = scenario.destinations[destination]
-    print(f"{scenario.name} site, {demand.label}: {demand.total:,} packages")
-    header = (
-        f"{'policy':14s} {'recirc rate':>11s} {'recirc amount':>13s} {'throughput/h':>12s} "
+    print(f"{study.scenario.name} site, {study.demand.label}: {study.demand.total:,} packages")
+    print(
+        f"{'policy':18s} {'recirc rate':>11s} {'recirc amount':>13s} {'throughput/h':>12s} "
         f"{'unsorted':>9s} {'moves':>6s}"
     )
-    print(header)
-    for name, kpis in results.items():
+    for name, kpis in study.kpis.items():
         print(
-            f"{name:14s} {100 * float(kpis['recirculation_rate']):10.2f}% "
+            f"{name:18s} {100 * float(kpis['recirculation_rate']):10.2f}% "
             f"{kpis['recirculation_amount']:>13,} {float(kpis['throughput_per_hour']):12,.0f} "
             f"{kpis['unsorted']:>9,} {kpis['chute_moves']:>6,}"
         )
-    plot = spike_day_allocation(
-        chutes,
-        demand.interval_arrivals()[:, destination],
-        scenario.interval_minutes,
-        spike_name,
-        out / "spike_day_allocation.png",
-    )
-    print(f"plot: {plot}")
-    return results
+    print(f"plot: {study.plot(out / 'spike_day_allocation.png')}")
+    return study.kpis
