@@ -126,6 +126,10 @@ def repair_counts(
     return counts
 
 
+WALL_LIMIT_FACTOR = 20.0
+"""Wall-clock cap as a multiple of the deterministic limit: only a stalled machine hits it."""
+
+
 def project(
     values: FloatArray,
     guardrails: GuardrailSet,
@@ -145,7 +149,9 @@ def project(
         budget: in-service eject chutes this interval (capped at ``total_eject_chutes``).
         previous_counts: [D] in-service chutes each destination holds now; moves are counted
             against these.
-        time_limit_s: CP-SAT's wall-clock limit; at the limit the best plan found is used.
+        time_limit_s: CP-SAT's deterministic-time limit (reproducible under any machine load;
+            wall time is capped at ``WALL_LIMIT_FACTOR`` times it); at the limit the best plan
+            found is used.
         hint: [D] counts to start the search from (e.g. the previous decision).
         ignore_move_cap: waive the move cap (the first set-up of a day on an empty floor).
 
@@ -269,7 +275,11 @@ def project(
 
     # --- Solve ------------------------------------------------------------------------------
     solver = _solver()
-    solver.parameters.max_time_in_seconds = max(time_limit_s, 1e-6)
+    # The limit is CP-SAT's deterministic time (work units, ~seconds on one core), not wall
+    # time: a loaded machine then returns the same plan as an idle one, so a replayed day
+    # decides exactly as before. The wall clock only caps a pathological solve.
+    solver.parameters.max_deterministic_time = max(time_limit_s, 1e-6)
+    solver.parameters.max_time_in_seconds = max(WALL_LIMIT_FACTOR * time_limit_s, 1e-6)
     solver.parameters.num_workers = 1  # FIELD-NOTES: one worker is fastest on models this size
     name = _solve(solver, model)
     if name in ("OPTIMAL", "FEASIBLE"):
