@@ -113,13 +113,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     for policy in policies:
         _policy_and_engine(scenario, policy, args.guardrails)  # fail fast on a bad name
-    specs = specs_for(args.scenario, policies, groups, args.seeds, args.guardrails or scenario.name)
+    specs = specs_for(
+        args.scenario, policies, groups, args.seeds, args.guardrails or scenario.name, args.days
+    )
     progress = Progress(len(specs), "evaluate")
     rows = run_all(specs, workers=args.workers, on_done=lambda done, _: progress.update(done))
     progress.close()
     summary = summarize(rows)
     out = Path(args.out)
-    title = f"{scenario.name}: {', '.join(policies)} over {len(groups)} groups x {args.seeds} seeds"
+    title = (
+        f"{scenario.name}, {args.days} days: {', '.join(policies)} over {len(groups)} groups "
+        f"x {args.seeds} seeds"
+    )
     write_report(summary, rows, out, title)
     group_bars(summary, out / "recirculation_by_group.png")
     spike = spike_study(args.scenario, policies, seed=EVAL_SEED_BASE)
@@ -177,6 +182,13 @@ def add_commands(sub: SubParsers) -> None:
     evaluate.add_argument("--policies", default="static,proportional,lookahead")
     evaluate.add_argument("--groups", default="all", help="'all' or a comma list")
     evaluate.add_argument("--seeds", type=int, default=5, help="days sampled per group")
+    evaluate.add_argument(
+        "--days",
+        choices=("group", "spike", "shifted"),
+        default="group",
+        help="group: samples of each group; spike: plus one destination at 4x its volume; "
+        "shifted: 30%% of destinations swap volumes (outside every group)",
+    )
     evaluate.add_argument("--guardrails", help="guardrail set name or YAML")
     evaluate.add_argument("--workers", type=int, default=None, help="processes (default 2)")
     evaluate.add_argument("--out", default="out/evaluate", help="report directory")
