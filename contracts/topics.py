@@ -55,3 +55,33 @@ TOPIC_FOR_EVENT: dict[str, TopicSpec] = {
 def message_key(site_id: str) -> bytes:
     """The Kafka key of every chuteflow record: the site id, UTF-8."""
     return site_id.encode("utf-8")
+
+
+def kafka_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as the Java client,
+    faust/aiokafka and librdkafka's ``murmur2_random`` compute it).
+
+    Every chuteflow producer uses this partitioner, so a site's records land on the same
+    partition number in every topic whichever client wrote them, and one worker owns the site.
+    """
+    m, seed = 0x5BD1E995, 0x9747B28C
+    h = (seed ^ len(key)) & 0xFFFFFFFF
+    whole = len(key) & ~3
+    for i in range(0, whole, 4):
+        k = int.from_bytes(key[i : i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = len(key) - whole
+    if tail == 3:
+        h ^= key[whole + 2] << 16
+    if tail >= 2:
+        h ^= key[whole + 1] << 8
+    if tail >= 1:
+        h ^= key[whole]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions

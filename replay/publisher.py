@@ -63,6 +63,10 @@ class KafkaPublisher:
             {
                 "bootstrap.servers": bootstrap,
                 "enable.idempotence": True,
+                # Kafka's default (Java, faust/aiokafka) partitioner instead of librdkafka's
+                # CRC-32: a site's records then share a partition number with the worker's
+                # own output and with any Java WCS producer (contracts.topics.kafka_partition).
+                "partitioner": "murmur2_random",
                 "linger.ms": linger_ms,
                 "batch.num.messages": 10_000,
                 "queue.buffering.max.messages": 1_000_000,

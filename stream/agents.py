@@ -18,7 +18,9 @@ takes the partition from the "current event", which a batch does not have).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +127,19 @@ def register(
             write_table()
 
     if ready_file is not None:
+        input_names = {spec.name for spec in INPUT_TOPICS}
 
         async def mark_ready(sender: Any, **kwargs: Any) -> None:
-            # Written after every rebalance: the agent owns its partitions from here on.
-            ready_file.write_text("ready\n")
+            # Written after every rebalance: the agent owns these partitions from here on
+            # (which ones tells a test when a group of several workers has settled). Replaced
+            # atomically: a reader never sees half a file.
+            assigned: dict[str, list[int]] = {name: [] for name in sorted(input_names)}
+            for tp in app.consumer.assignment():
+                if tp.topic in input_names:
+                    assigned[tp.topic].append(tp.partition)
+            body = {"pid": os.getpid(), "assigned": {k: sorted(v) for k, v in assigned.items()}}
+            partial = ready_file.with_name(ready_file.name + ".tmp")
+            partial.write_text(json.dumps(body, sort_keys=True) + "\n")
+            os.replace(partial, ready_file)
 
         app.on_rebalance_complete.connect(mark_ready)  # type: ignore[arg-type]

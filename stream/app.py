@@ -21,7 +21,9 @@ Settings that matter and why:
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -51,15 +53,22 @@ class AppSettings:
     ``latest`` skips history (tests use it with a fresh group per test)."""
 
 
+DEFAULT_DATADIR = Path(tempfile.gettempdir()) / "chuteflow-faust"
+
+
 def make_app(settings: AppSettings) -> faust.App:
     """A faust App; agents and the table are attached by :func:`stream.agents.register`."""
     brokers = ";".join(f"kafka://{host}" for host in settings.bootstrap.split(","))
+    DEFAULT_DATADIR.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app: faust.App = faust.App(
         settings.app_id,
         broker=brokers,
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
+        # faust writes a small data folder per app id; keep it out of the working directory
+        # (FAUST_DATADIR, faust's own variable, still wins).
+        datadir=os.environ.get("FAUST_DATADIR", str(DEFAULT_DATADIR / "{conf.name}-data")),
         web_enabled=False,
         topic_partitions=PARTITIONS,
         topic_replication_factor=1,

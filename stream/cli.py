@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,7 +77,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = make_app(settings)
     table = make_table(app)
     processor = StreamProcessor(
-        sites, stall_seconds=args.stall_seconds, live_grace_seconds=args.live_grace_seconds
+        sites,
+        stall_seconds=args.stall_seconds,
+        live_grace_seconds=args.live_grace_seconds,
+        worker_id=f"{socket.gethostname()}/{os.getpid()}",
     )
     register(app, processor, table, ready_file=Path(args.ready_file) if args.ready_file else None)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
@@ -117,7 +122,10 @@ def add_worker_commands(sub: SubParsers) -> None:
         default=None,
         help="live floors: close an interval this long after its end without a close event",
     )
-    worker.add_argument("--ready-file", help="written once partitions are assigned (for tests)")
+    worker.add_argument(
+        "--ready-file",
+        help="written after every rebalance (for tests): JSON with the pid and input partitions",
+    )
     worker.add_argument("--loglevel", default="WARNING")
     worker.set_defaults(func=cmd_worker)
 

@@ -147,6 +147,8 @@ class StreamProcessor:
             clock even without any close event (a live, quiet site). Off for replay, whose
             days lie in the past.
         clock: wall clock (seconds, monotonic) for the stall timer; injectable for tests.
+        worker_id: who decides (``host/pid`` in ``chuteflow worker``); written on every audit
+            record as ``worker`` so an audit shows which worker of a group decided a site.
     """
 
     def __init__(
@@ -156,11 +158,13 @@ class StreamProcessor:
         stall_seconds: float = 30.0,
         live_grace_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        worker_id: str | None = None,
     ) -> None:
         self.sites = dict(sites)
         self.stall_seconds = stall_seconds
         self.live_grace_seconds = live_grace_seconds
         self.clock = clock
+        self.worker_id = worker_id
         self.dirty: set[str] = set()
         """Sites whose snapshot changed since the agent last wrote the table."""
         self.stats: Counter[str] = Counter()
@@ -328,6 +332,7 @@ class StreamProcessor:
             "site_id": site.config.site_id,
             "interval_index": state.interval_index,
             "trigger": how,
+            "worker": self.worker_id,
             "solver_status": decision.event.solver_status,
             "proven_optimal": decision.proven_optimal,
             "moves": decision.moves,
