@@ -7,7 +7,9 @@ that crashed during start-up can ignore SIGTERM (FIELD-NOTES).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -56,7 +58,54 @@ def start_worker(
             tail = (workdir / f"{app_id}.log").read_text(errors="replace")[-3000:]
             raise WorkerError(f"worker {app_id} did not become ready:\n{tail}")
         time.sleep(0.1)
+    if not wait_consuming(bootstrap, max(1.0, deadline - time.monotonic())):
+        stop_worker(process)
+        tail = (workdir / f"{app_id}.log").read_text(errors="replace")[-3000:]
+        raise WorkerError(f"worker {app_id} is not consuming every input partition:\n{tail}")
     return process
+
+
+PROBE = b"\xff chuteflow readiness probe"
+
+
+def wait_consuming(bootstrap: str, timeout_s: float) -> bool:
+    """True once a probe sent to every input partition came back dead-lettered.
+
+    The ready file is written when partitions are assigned, but a group without committed
+    offsets fixes where it starts reading (``latest``) only at its first fetch: a day published
+    in between would be skipped. An undecodable probe per partition, re-sent until the dead
+    letters show it, proves the worker reads past that point everywhere.
+    """
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from contracts.topics import DEAD_LETTER
+    from stream.processor import INPUT_TOPICS
+
+    missing = {(spec.name, p) for spec in INPUT_TOPICS for p in range(spec.partitions)}
+    producer = Producer({"bootstrap.servers": bootstrap})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{os.getpid()}"})
+    start = []
+    for p in range(DEAD_LETTER.partitions):
+        _, high = consumer.get_watermark_offsets(TopicPartition(DEAD_LETTER.name, p), timeout=10)
+        start.append(TopicPartition(DEAD_LETTER.name, p, high))
+    consumer.assign(start)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while missing and time.monotonic() < deadline:
+            for topic, partition in sorted(missing):
+                producer.produce(topic, PROBE, key=b"probe", partition=partition)
+            producer.flush(10)
+            resend = time.monotonic() + 2.0
+            while missing and time.monotonic() < min(resend, deadline):
+                message = consumer.poll(0.2)
+                if message is None or message.error() is not None:
+                    continue
+                body = json.loads(message.value() or b"{}")
+                if body.get("value_base64") == base64.b64encode(PROBE).decode("ascii"):
+                    missing.discard((body["topic"], int(body["partition"])))
+    finally:
+        consumer.close()
+    return not missing
 
 
 def stop_worker(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
