@@ -101,6 +101,15 @@ def test_replay_through_kafka_equals_run_day(worker: str) -> None:
         ours = by_interval[decision.event.interval_index]
         assert ours.chute_map == decision.event.chute_map
         assert ours.decision_id == decision.event.decision_id
+    # What a WCS can check on its own: known chutes and destinations, within the guardrails.
+    guardrails = load_guardrails("small")
+    for event in by_interval.values():
+        assert set(event.chute_map) <= set(scenario.chute_ids)
+        assert set(event.chute_map.values()) <= set(scenario.destinations)
+        assert sum(event.chutes_per_destination.values()) <= guardrails.total_eject_chutes
+        assert max(event.chutes_per_destination.values()) <= guardrails.max_chutes_per_destination
+        assert event.guardrail_version == guardrails.version
+        assert event.solver_status in ("optimal", "feasible")
 
 
 def test_bad_records_are_dead_lettered_and_the_worker_goes_on(worker: str) -> None:
