@@ -14,17 +14,17 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from contracts.codec import decode, encode
 from contracts.events import AllocationDecided, DayStarted, IntervalClosed, PackageInducted
-from contracts.topics import ALLOCATIONS, DEAD_LETTER, INDUCTIONS, TopicSpec
+from contracts.topics import ALLOCATIONS, DEAD_LETTER, INDUCTIONS
 from decision.guardrails import load_guardrails
 from decision.policies import make_policy
 from replay.loop import day_type_group, replay_day
 from replay.publisher import KafkaPublisher
 from replay.workers import start_worker, stop_worker
 from stream.deadletter import original_value
+from tests.stream.readers import TopicReader
 from twin.closed_loop import make_engine, physics_of, run_day
 from twin.groups import default_groups, sample_day
 from twin.scenario import load_scenario
@@ -45,36 +45,6 @@ def worker(kafka_topics: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     assert process.poll() is not None
 
 
-class TopicReader:
-    """Every record of ``spec`` from the current end on (no consumer group offsets)."""
-
-    def __init__(self, bootstrap: str, spec: TopicSpec) -> None:
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"t-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-            }
-        )
-        assignment = []
-        for p in range(spec.partitions):
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)
-            assignment.append(TopicPartition(spec.name, p, high))
-        self.consumer.assign(assignment)
-
-    def read_until(self, done: object, timeout_s: float = 30.0) -> list[tuple[bytes, bytes]]:
-        records: list[tuple[bytes, bytes]] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not done(records):  # type: ignore[operator]
-            message = self.consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                records.append((message.key() or b"", message.value() or b""))
-        return records
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
 def test_replay_through_kafka_equals_run_day(worker: str) -> None:
     scenario = load_scenario("small")
     groups = default_groups(scenario)
@@ -86,7 +56,7 @@ def test_replay_through_kafka_equals_run_day(worker: str) -> None:
     result = replay_day(demand, 11, worker, day_type_group(groups, demand))
     records = independent.read_until(lambda r: len(r) >= scenario.n_intervals, timeout_s=10)
     time.sleep(0.5)  # a duplicate would arrive right behind
-    records += independent.read_until(lambda r: False, timeout_s=0.5)
+    records = independent.read_until(lambda r: False, timeout_s=0.5)
     independent.close()
 
     assert result.kpis == reference.kpis

@@ -27,14 +27,13 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import Popen
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from contracts.codec import decode
 from contracts.events import AllocationDecided
@@ -43,7 +42,6 @@ from contracts.topics import (
     DEAD_LETTER,
     DECISIONS_AUDIT,
     PARTITIONS,
-    TopicSpec,
     kafka_partition,
     message_key,
 )
@@ -53,6 +51,7 @@ from replay.loop import ReplayResult, day_type_group, replay_day
 from replay.publisher import KafkaPublisher
 from replay.workers import REPO, start_worker, stop_worker
 from stream.processor import INPUT_TOPICS
+from tests.stream.readers import TopicReader
 from twin.closed_loop import DayRun, make_engine, physics_of, run_day
 from twin.day import DayDemand
 from twin.groups import default_groups, sample_day
@@ -84,39 +83,6 @@ def _one_site_per_partition(prefix: str = "site-pair-") -> dict[str, int]:
 
 
 SITES = _one_site_per_partition()
-
-
-class TopicReader:
-    """Every record of ``spec`` from the current end on (assigned, no group offsets)."""
-
-    def __init__(self, bootstrap: str, spec: TopicSpec) -> None:
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"t-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-            }
-        )
-        assignment = []
-        for p in range(spec.partitions):
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)
-            assignment.append(TopicPartition(spec.name, p, high))
-        self.consumer.assign(assignment)
-        self.records: list[tuple[bytes, bytes]] = []
-
-    def read_until(
-        self, done: Callable[[list[tuple[bytes, bytes]]], bool], timeout_s: float
-    ) -> list[tuple[bytes, bytes]]:
-        """Everything read so far, once ``done`` holds or the time is up."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not done(self.records):
-            message = self.consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                self.records.append((message.key() or b"", message.value() or b""))
-        return self.records
-
-    def close(self) -> None:
-        self.consumer.close()
 
 
 @dataclass
