@@ -281,6 +281,10 @@ def project(
     solver.parameters.max_deterministic_time = max(time_limit_s, 1e-6)
     solver.parameters.max_time_in_seconds = max(WALL_LIMIT_FACTOR * time_limit_s, 1e-6)
     solver.parameters.num_workers = 1  # FIELD-NOTES: one worker is fastest on models this size
+    # The model is already reduced above (dominance, Lagrangian fixing): CP-SAT's own presolve
+    # found nothing more on the hard instances of a large-site day and cost 4x the search
+    # (median 4.4 ms -> 1.1 ms on 18 instances over 3 ms, all still proven optimal).
+    solver.parameters.cp_model_presolve = False
     name = _solve(solver, model)
     if name in ("OPTIMAL", "FEASIBLE"):
         counts = fixed_level.astype(np.int64)
