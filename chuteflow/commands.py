@@ -201,18 +201,16 @@ def add_commands(sub: SubParsers) -> None:
 
     bench = sub.add_parser("bench", help="benchmarks that print their figure")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
-    twin = bench_sub.add_parser("twin", help="large-site days simulated per second")
-    twin.add_argument("--scenario", default="large")
-    twin.add_argument("--days", type=int, default=20)
-    twin.add_argument("--seed", type=int, default=0)
-    twin.add_argument("--json", action="store_true")
-    twin.set_defaults(func=cmd_bench_twin)
-    decision = bench_sub.add_parser("decision", help="p50/p99 ms of one decision cycle")
-    decision.add_argument("--scenario", default="large")
-    decision.add_argument("--days", type=int, default=3)
-    decision.add_argument("--seed", type=int, default=0)
-    decision.add_argument("--json", action="store_true")
-    decision.set_defaults(func=cmd_bench_decision)
+    for name, help_text, days, func in (
+        ("twin", "large-site days simulated per second", 20, cmd_bench_twin),
+        ("decision", "p50/p99 ms of one decision cycle", 3, cmd_bench_decision),
+    ):
+        parser = bench_sub.add_parser(name, help=help_text)
+        parser.add_argument("--scenario", default="large")
+        parser.add_argument("--days", type=int, default=days)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--json", action="store_true")
+        parser.set_defaults(func=func)
 
     _add_helper_commands(sub)
 
