@@ -104,3 +104,17 @@ def test_schema_export_writes_one_valid_schema_per_event(tmp_path: Path) -> None
         schema = json.loads(path.read_text())
         assert schema["additionalProperties"] is False
         assert "event_time" in schema["required"] or "event_time" in schema["properties"]
+
+
+def test_kafka_partition_matches_the_java_default_partitioner() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from contracts.topics import kafka_partition
+
+    java_default = DefaultPartitioner()
+    keys = [b"", b"a", b"ab", b"abc", b"abcd", b"site-large", "sité-ü".encode()]
+    keys += [bytes(range(n, n + 13)) for n in range(0, 200, 17)]
+    for key in keys:
+        for partitions in (1, 6, 7):
+            expected = java_default(key, list(range(partitions)), list(range(partitions)))
+            assert kafka_partition(key, partitions) == expected
