@@ -20,7 +20,8 @@ def group_bars(summary: Mapping[str, object], path: Path) -> Path:
     assert isinstance(first, dict)
     groups = list(first["per_group"])
     width = 0.8 / max(len(policies), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(groups) * len(policies)), 4.0))
+    width_in = min(14.0, max(6.0, 0.2 * len(groups) * len(policies)))
+    fig, ax = plt.subplots(figsize=(width_in, 4.5))
     x = np.arange(len(groups))
     for index, policy in enumerate(policies):
         body = summary[policy]
