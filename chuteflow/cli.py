@@ -7,7 +7,6 @@ Errors a user can fix (bad files, unknown scenarios, unusable guardrails) derive
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,11 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
-
-
-def print_json(payload: object) -> None:
-    """One JSON object on stdout, keys sorted so runs diff cleanly."""
-    print(json.dumps(payload, sort_keys=True))
 
 
 if __name__ == "__main__":

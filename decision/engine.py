@@ -111,8 +111,7 @@ class DecisionEngine:
 
         previous_counts = state.held_available()
         budget = int(state.chute_available.sum())
-        # The first decision of a day sets the floor up before the shift: no move cap then.
-        setup = state.interval_index == 0 and bool((state.chute_owner == IDLE).all())
+        setup = state.is_day_setup
         status: SolverStatus
         if values is None:
             counts = repair_counts(previous_counts, self.guardrails, budget, ignore_move_cap=setup)

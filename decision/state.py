@@ -58,6 +58,12 @@ class SiteState:
     def n_chutes(self) -> int:
         return int(self.chute_owner.shape[0])
 
+    @property
+    def is_day_setup(self) -> bool:
+        """The first decision of a day on an empty floor: chutes are set up before the shift,
+        so this allocation is not held to the per-interval move cap."""
+        return self.interval_index == 0 and bool((self.chute_owner == IDLE).all())
+
     def held(self) -> IntArray:
         """[D] chutes each destination holds now (available or not)."""
         owned = self.chute_owner[self.chute_owner != IDLE]

@@ -38,7 +38,7 @@ from decision.chute_map import map_chutes
 from decision.features import FEATURE_NAMES, N_FEATURES, observe
 from decision.guardrails import GuardrailSet, load_guardrails
 from decision.projection import project
-from decision.state import IDLE, SiteState
+from decision.state import SiteState
 from training.mlp import MLP, Adam, huber_grad
 from training.predictor import WorstGroupPredictor
 from twin.closed_loop import scale_of
@@ -165,7 +165,6 @@ class Projector:
         self.time_limit_s = time_limit_s
 
     def counts(self, values: npt.NDArray[np.float64], state: SiteState) -> IntArray:
-        setup = state.interval_index == 0 and bool((state.chute_owner == IDLE).all())
         result = project(
             values,
             self.guardrails,
@@ -173,7 +172,7 @@ class Projector:
             previous_counts=state.held_available(),
             time_limit_s=self.time_limit_s,
             hint=None,
-            ignore_move_cap=setup,
+            ignore_move_cap=state.is_day_setup,
         )
         return result.counts
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,18 +88,20 @@ def _seconds(run: dict[str, object]) -> float:
     return wall
 
 
-def _rate_stats(
-    rows: Sequence[Row], policy: str, groups: Sequence[int] | None = None
-) -> dict[str, float]:
-    by_group: dict[int, list[float]] = {}
-    for row in rows:
-        group = row["group"]
-        rate = row["recirculation_rate"]
-        assert isinstance(group, int) and isinstance(rate, float)
-        if row["policy"] == policy and (groups is None or group in groups):
-            by_group.setdefault(group, []).append(rate)
-    means = [float(np.mean(v)) for v in by_group.values()]
-    return {"mean": float(np.mean(means)), "std": float(np.std(means)), "worst": max(means)}
+def _policy_summary(summary: dict[str, object], policy: str) -> dict[str, Any]:
+    body = summary[policy]
+    assert isinstance(body, dict)
+    return body
+
+
+def _rate_stats(summary: dict[str, object], policy: str) -> dict[str, float]:
+    """Recirculation rate over the groups, as ``evaluation.report.summarize`` computed it."""
+    overall = _policy_summary(summary, policy)["overall"]["recirculation_rate"]
+    return {
+        "mean": overall["mean"],
+        "std": overall["std_over_groups"],
+        "worst": overall["worst_group_value"],
+    }
 
 
 def small_table(
@@ -133,9 +136,10 @@ def small_table(
     summary = summarize(main_rows)
     write_report(summary, rows, out / "evaluation", "Small site, held-out days")
     group_bars(summary, out / "evaluation" / "recirculation_by_group.png")
+    with_oracle = summarize(rows)
     table: list[dict[str, object]] = []
     for name in ["static", "proportional", "lookahead", *ALGOS, "marl per group (oracle)"]:
-        stats = _rate_stats(rows, name)
+        stats = _rate_stats(with_oracle, name)
         wall: float | None = None
         if name in trained:
             wall = _seconds(trained[name])
@@ -195,20 +199,21 @@ def large_table(
         str(trained["drmarl"]["onnx"]),
     ]
     sections: dict[str, list[Row]] = {}
+    summaries: dict[str, dict[str, object]] = {}
     for kind, kind_seeds in (("group", seeds), ("spike", 1), ("shifted", 1)):
         specs: list[RunSpec] = specs_for("large", policies, groups, kind_seeds, "large", kind)
         log(f"evaluating {len(specs)} {kind} days")
         sections[kind] = run_all(specs, workers=workers)
-        summary = summarize(sections[kind])
+        summary = summaries[kind] = summarize(sections[kind])
         write_report(
             summary, sections[kind], out / f"evaluation-{kind}", f"Large site, {kind} days"
         )
         group_bars(summary, out / f"evaluation-{kind}" / "recirculation_by_group.png")
-    relative = _relative(sections["group"], "drmarl", ["marl", "static", "proportional"])
+    relative = _relative(summaries["group"], "drmarl", ["marl", "static", "proportional"])
     result = {"relative": relative, "training": trained, "seeds_per_group": seeds}
     stress = {
-        kind: {p: _rate_stats(rows, p) for p in ("static", "proportional", "marl", "drmarl")}
-        for kind, rows in sections.items()
+        kind: {p: _rate_stats(summary, p) for p in ("static", "proportional", "marl", "drmarl")}
+        for kind, summary in summaries.items()
     }
     result["stress"] = stress
     (out / "table2.json").write_text(json.dumps(result, indent=2, default=str))
@@ -216,26 +221,21 @@ def large_table(
     return result
 
 
-def _relative(rows: Sequence[Row], policy: str, baselines: Sequence[str]) -> dict[str, object]:
+def _relative(
+    summary: dict[str, object], policy: str, baselines: Sequence[str]
+) -> dict[str, object]:
     """Per-group relative change of ``policy`` against each baseline, averaged over groups."""
     metrics = ("recirculation_rate", "throughput_per_hour", "recirculation_amount")
-    means: dict[tuple[str, int], dict[str, float]] = {}
-    for row in rows:
-        key = (str(row["policy"]), int(row["group"]))  # type: ignore[call-overload]
-        bucket = means.setdefault(key, {m: 0.0 for m in metrics} | {"n": 0.0})
-        for m in metrics:
-            bucket[m] += float(row[m])  # type: ignore[arg-type]
-        bucket["n"] += 1
-    groups = sorted({g for (_, g) in means})
+    mine = _policy_summary(summary, policy)["per_group"]
     out: dict[str, object] = {}
     for base in baselines:
+        theirs = _policy_summary(summary, base)["per_group"]
         changes = {}
         for m in metrics:
-            per_group = []
-            for g in groups:
-                mine = means[(policy, g)][m] / means[(policy, g)]["n"]
-                theirs = means[(base, g)][m] / means[(base, g)]["n"]
-                per_group.append((mine - theirs) / theirs if theirs else 0.0)
+            per_group = [
+                (mine[g][m] - theirs[g][m]) / theirs[g][m] if theirs[g][m] else 0.0
+                for g in sorted(mine)
+            ]
             changes[m] = float(np.mean(per_group))
         out[base] = changes
     return out
