@@ -11,9 +11,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY chuteflow ./chuteflow
+COPY floor ./floor
 COPY contracts ./contracts
 COPY decision ./decision
 COPY stream ./stream
+COPY localkafka ./localkafka
 COPY replay ./replay
 COPY twin ./twin
 COPY training ./training

@@ -2,10 +2,10 @@
 
 Moving a chute (closing out its container, relabelling it) is the costly physical act, so the
 map changes as few chutes as possible. With a cost per chute (not per chute-destination pair)
-the chute-level problem collapses to counts (FIELD-NOTES): every destination keeps
-``min(held, new count)`` of the in-service chutes it holds, and only the shortfall
-``sum_d max(0, counts[d] - held_available[d])`` is moved, which is the minimum possible number
-of moves. Which chutes move is then a choice of the cheapest.
+the chute-level problem collapses to counts (``docs/design-facts.md#chute-map-counts``):
+every destination keeps ``min(held, new count)`` of the in-service chutes it holds, and only
+the shortfall ``sum_d max(0, counts[d] - held_available[d])`` is moved, which is the minimum
+possible number of moves. Which chutes move is then a choice of the cheapest.
 
 Conventions:
 

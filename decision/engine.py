@@ -18,12 +18,15 @@ import numpy.typing as npt
 
 from contracts.events import AllocationDecided, SolverStatus
 from decision.chute_map import map_chutes
-from decision.features import FeatureScale, observe
-from decision.guardrails import GuardrailSet
-from decision.policies import DayPlan, Policy
+from decision.features import FeatureScale, ObservationBatch, observe
+from decision.policies import Policy
 from decision.projection import project, repair_counts
 from decision.state import IDLE, SiteState
 from decision.validate import validate_allocation
+from decision.values import check_values
+from floor.guardrails import GuardrailSet
+from floor.plan import DayPlan
+from floor.site import SiteLayout
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -31,15 +34,6 @@ FloatArray = npt.NDArray[np.float64]
 
 class GuardrailViolation(RuntimeError):
     """An allocation failed validation even after the fallback: it is never published."""
-
-
-@dataclass(frozen=True)
-class SiteLayout:
-    """Names the engine needs to write an allocation event a WCS can apply."""
-
-    site_id: str
-    chute_ids: tuple[str, ...]
-    destinations: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -56,6 +50,8 @@ class Decision:
     timings_ms: dict[str, float]
     policy_error: str | None = None
     """Why the policy's values were discarded, if they were."""
+    observations: ObservationBatch | None = field(default=None, repr=False)
+    """The features the policy saw (training stores them; serving ignores them)."""
     audit: dict[str, object] = field(default_factory=dict)
 
 
@@ -99,10 +95,7 @@ class DecisionEngine:
         values: FloatArray | None
         try:
             values = self.policy.values(state, observations)
-            if values.shape != (state.n_destinations, self._levels):
-                raise ValueError(f"values shape {values.shape}")
-            if (np.isnan(values) | np.isposinf(values)).any():
-                raise ValueError("values contain NaN or +inf")
+            check_values(values, (state.n_destinations, self._levels))
         except Exception as error:  # a broken policy must not stop the floor
             policy_error = f"{type(error).__name__}: {error}"
             values = None
@@ -156,6 +149,7 @@ class DecisionEngine:
             proven_optimal=proven,
             timings_ms=timings,
             policy_error=policy_error,
+            observations=observations,
         )
 
     def _map_and_validate(

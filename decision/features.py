@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from decision.state import ARRIVAL_LAGS, SiteState
+from floor.scenario import Scenario
 
 FEATURE_NAMES: tuple[str, ...] = (
     *(f"arrivals_lag{lag}" for lag in range(ARRIVAL_LAGS)),
@@ -51,6 +52,16 @@ class FeatureScale:
     ) -> FeatureScale:
         per_interval = mean_packages_per_hour * interval_minutes / 60.0
         return cls(per_interval / n_destinations, max_chutes_per_destination)
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> FeatureScale:
+        """The scale of a scenario: the one place the twin, training and the worker get it."""
+        return cls.for_site(
+            scenario.mean_packages_per_hour,
+            scenario.interval_minutes,
+            scenario.n_destinations,
+            scenario.max_chutes_per_destination,
+        )
 
 
 def observe(state: SiteState, scale: FeatureScale) -> ObservationBatch:

@@ -21,7 +21,6 @@ Shipped here:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -30,36 +29,11 @@ import numpy.typing as npt
 
 from decision.features import N_FEATURES, ObservationBatch
 from decision.state import SiteState
+from floor.plan import DayPlan
+from floor.site import SitePhysics
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True)
-class SitePhysics:
-    """The few floor constants a value model needs (from the scenario)."""
-
-    eject_chutes: int
-    max_chutes_per_destination: int
-    interval_seconds: float
-    chute_packages_per_second: float
-    container_capacity: int
-    swap_seconds: float
-    move_seconds: float
-    tick_seconds: float
-    """Window over which arrivals are counted against chute capacity (the twin's step)."""
-
-
-@dataclass(frozen=True)
-class DayPlan:
-    """What is known about a day before it starts (and, for evaluation, what is not)."""
-
-    expected_share: FloatArray
-    """[n_intervals, D] the day type's expected share of each interval's inductions."""
-    true_arrivals: IntArray | None = field(default=None, repr=False)
-    """[n_intervals, D] the day's real first inductions; only the lookahead reference reads it."""
-    true_tick_arrivals: IntArray | None = field(default=None, repr=False)
-    """[n_ticks, D] the same per twin tick; only the lookahead reference reads it."""
 
 
 class Policy(Protocol):
@@ -291,21 +265,18 @@ class OnnxPolicy:
         meta = self._session.get_modelmeta().custom_metadata_map
         self.name = meta.get("policy_name", path.stem)
         self.version = meta.get("policy_version", "0")
-        self._levels = levels
+        out_width = self._session.get_outputs()[0].shape[-1]
+        if isinstance(out_width, int) and out_width != levels:
+            raise ValueError(f"{path}: output width {out_width} != {levels} chute counts")
 
     def start_day(self, plan: DayPlan) -> None:
         return None
 
     def values(self, state: SiteState, observations: ObservationBatch) -> FloatArray:
+        """The network's output as float64; shape and NaN are checked by the engine
+        (``decision.values.check_values``), the same as for every other policy."""
         (out,) = self._session.run(None, {self._input: observations})
-        values = np.asarray(out, dtype=np.float64)
-        if values.shape != (observations.shape[0], self._levels):
-            raise ValueError(
-                f"policy output shape {values.shape} != {(observations.shape[0], self._levels)}"
-            )
-        if not np.isfinite(values).all():
-            raise ValueError("policy output contains NaN or infinity")
-        return values
+        return np.asarray(out, dtype=np.float64)
 
 
 BUILTIN_POLICIES = ("static", "proportional", "lookahead")

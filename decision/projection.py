@@ -11,7 +11,8 @@ paper, an integer program picks the joint action (a multiple-choice knapsack):
                 x[d, k] = 0 outside [minimum_d, maximum_d]           (guardrails)
 
 Two exact reductions keep the CP-SAT model small enough for a few-millisecond decision
-(FIELD-NOTES: the full Boolean encoding costs tens of ms, mostly presolve):
+(``docs/design-facts.md#projection-model-size``: the full Boolean encoding costs tens of ms,
+mostly presolve):
 
 * **Dominance.** A level that is worth no more than a lower allowed level of the same
   destination is dropped: the lower level uses no more chutes and no more moves.
@@ -34,7 +35,7 @@ destinations); the objective reported is recomputed from the float values.
 Every CP-SAT status is handled: OPTIMAL and FEASIBLE give counts; INFEASIBLE, MODEL_INVALID
 and UNKNOWN (time limit) fall back to the previous counts if they still meet the guardrails
 (``fallback_previous``), else to :func:`repair_counts` (``fallback_repaired``). See
-:mod:`decision.guardrails` for what gives way when the limits cannot all hold.
+:mod:`floor.guardrails` for what gives way when the limits cannot all hold.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ import numpy.typing as npt
 from ortools.sat.python import cp_model
 
 from contracts.events import SolverStatus
-from decision.guardrails import GuardrailSet, effective_minimums
+from decision.values import check_values
+from floor.guardrails import GuardrailSet, effective_minimums
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -100,7 +102,7 @@ def repair_counts(
     """[D] the previous counts, changed as little as possible to meet the guardrails.
 
     Deterministic: counts above a maximum are lowered to it; each destination is raised to its
-    effective minimum (:func:`decision.guardrails.effective_minimums`, which already respects
+    effective minimum (:func:`floor.guardrails.effective_minimums`, which already respects
     the budget and the move cap); then, while over budget, one chute is taken from the
     destination with the most chutes above its minimum (ties: the largest holding, then the
     highest index). Lowering never costs a move, so the result never needs more moves than
@@ -113,7 +115,7 @@ def repair_counts(
     if max_level is not None:
         high = np.minimum(high, max_level)
     budget = max(0, min(int(budget), guardrails.total_eject_chutes))
-    cap = None if ignore_move_cap else guardrails.max_moves_per_interval
+    cap = guardrails.move_cap(ignore_move_cap)
     floor = np.minimum(effective_minimums(low, previous, budget, cap), high)
     counts = np.maximum(floor, np.minimum(previous, high))
     n = counts.shape[0]
@@ -160,13 +162,139 @@ def project(
     """
     started = time.perf_counter()
 
-    # --- Data -----------------------------------------------------------------------------
+    # --- Data: the checked instance, reduced by dominance and Lagrangian fixing -------------
+    data = _instance(values, guardrails, budget, previous_counts, ignore_move_cap, started)
+    allowed = _allowed_levels(data)
+    empty = np.flatnonzero(~allowed.any(axis=1))
+    if empty.size:
+        return data.fallback("NOT_RUN", f"destination {int(empty[0])} has no allowed level")
+    coef = _integer_objective(data.values, allowed)
+    plan, lam, mu = _lagrangian_plan(coef, allowed, data.gains, data.budget, data.cap)
+    if plan is not None:
+        allowed &= _reduced_cost_keep(
+            coef, allowed, data.gains, data.budget, data.cap, plan, lam, mu
+        )
+
+    # --- Variables, Constraints, Objective ------------------------------------------------
+    model = cp_model.CpModel()
+    variables = _add_variables(model, allowed, data.gains)
+    _add_constraints(model, variables, data)
+    _add_objective(model, variables, coef)
+    start_counts = _best_hint(
+        [hint, data.previous, plan],
+        coef,
+        allowed,
+        data.budget,
+        data.cap,
+        data.gains,
+        levels=data.n_levels,
+    )
+    if start_counts is not None:
+        _add_hint(model, variables, start_counts)
+
+    # --- Solve ------------------------------------------------------------------------------
+    solver = _solver()
+    _set_parameters(solver, time_limit_s)
+    name = _solve(solver, model)
+    if name in ("OPTIMAL", "FEASIBLE"):
+        counts = _chosen_counts(solver, variables)
+        return data.result(counts, "optimal" if name == "OPTIMAL" else "feasible", name)
+    if name == "INFEASIBLE":
+        return data.fallback(name, "no plan meets the guardrails with the allowed levels")
+    if name == "MODEL_INVALID":
+        return data.fallback(name, f"CP-SAT rejected the model: {model.validate()}")
+    return data.fallback(name, f"no plan found within {time_limit_s * 1e3:.1f} ms")
+
+
+# --- Data ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Instance:
+    """One checked projection instance: the limits every level is judged against."""
+
+    values: FloatArray
+    """[D, L] the policy's values (``L = K+1`` levels)."""
+    guardrails: GuardrailSet
+    ignore_move_cap: bool
+    previous: IntArray
+    """[D] chutes each destination holds now (negative counts read as 0)."""
+    budget: int
+    """In-service chutes, capped at ``total_eject_chutes``."""
+    floor: IntArray
+    """[D] effective minimums: the guardrail minimums as far as the budget and move cap allow."""
+    high: IntArray
+    """[D] maximums, capped at the policy's highest level."""
+    relaxed: bool
+    """Some minimum could not hold (``floor < minimum``)."""
+    gains: IntArray
+    """[D, L] moves level ``k`` costs: chutes gained over ``previous``."""
+    started: float
+    """``time.perf_counter()`` when :func:`project` was called."""
+
+    @property
+    def n_levels(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def cap(self) -> int | None:
+        """The move cap in force (``None`` when waived)."""
+        return self.guardrails.move_cap(self.ignore_move_cap)
+
+    def result(
+        self, counts: IntArray, status: SolverStatus, solver: str, reason: str | None = None
+    ) -> ProjectionResult:
+        """The projection's answer for ``counts``, objective from the float values."""
+        return ProjectionResult(
+            counts=counts,
+            status=status,
+            objective=float(self.values[np.arange(self.values.shape[0]), counts].sum()),
+            proven_optimal=status == "optimal",
+            wall_ms=(time.perf_counter() - self.started) * 1e3,
+            moves=int(np.maximum(counts - self.previous, 0).sum()),
+            solver_status=solver,
+            minimums_relaxed=self.relaxed,
+            reason=reason,
+        )
+
+    def fallback(self, solver: str, reason: str) -> ProjectionResult:
+        """No solver plan: the previous counts if they still meet the guardrails, else the
+        :func:`repair_counts` of them."""
+        previous = self.previous
+        if (
+            bool((previous >= self.floor).all())
+            and bool((previous <= self.high).all())
+            and int(previous.sum()) <= self.budget
+        ):
+            return self.result(previous.copy(), "fallback_previous", solver, reason)
+        repaired = repair_counts(
+            previous,
+            self.guardrails,
+            self.budget,
+            max_level=self.n_levels - 1,
+            ignore_move_cap=self.ignore_move_cap,
+        )
+        return self.result(repaired, "fallback_repaired", solver, reason)
+
+
+def _instance(
+    values: FloatArray,
+    guardrails: GuardrailSet,
+    budget: int,
+    previous_counts: IntArray,
+    ignore_move_cap: bool,
+    started: float,
+) -> _Instance:
+    """Check :func:`project`'s arguments and derive the per-destination limits.
+
+    Raises:
+        ValueError: see :func:`project`.
+    """
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
         raise ValueError(f"values must be [D, K+1], got shape {values.shape}")
     n_dest, n_levels = values.shape
-    if np.isnan(values).any() or np.isposinf(values).any():
-        raise ValueError("values contain NaN or +inf")
+    check_values(values, values.shape)
     previous = np.maximum(np.asarray(previous_counts, dtype=np.int64), 0)
     if previous.shape != (n_dest,):
         raise ValueError(f"previous_counts must be [{n_dest}], got {previous.shape}")
@@ -178,62 +306,67 @@ def project(
         )
     high = np.minimum(high, n_levels - 1)
     budget = max(0, min(int(budget), guardrails.total_eject_chutes))
-    cap = None if ignore_move_cap else guardrails.max_moves_per_interval
-    floor = effective_minimums(low, previous, budget, cap)
-    relaxed = bool((floor < low).any())
-
+    floor = effective_minimums(low, previous, budget, guardrails.move_cap(ignore_move_cap))
     levels = np.arange(n_levels, dtype=np.int64)
-    gains = np.maximum(levels[None, :] - previous[:, None], 0)
-    allowed = (levels[None, :] >= floor[:, None]) & (levels[None, :] <= high[:, None])
-    allowed &= np.isfinite(values)
-    allowed &= _undominated(values, allowed)
+    return _Instance(
+        values=values,
+        guardrails=guardrails,
+        ignore_move_cap=ignore_move_cap,
+        previous=previous,
+        budget=budget,
+        floor=floor,
+        high=high,
+        relaxed=bool((floor < low).any()),
+        gains=np.maximum(levels[None, :] - previous[:, None], 0),
+        started=started,
+    )
 
-    def result(
-        counts: IntArray, status: SolverStatus, solver: str, reason: str | None = None
-    ) -> ProjectionResult:
-        return ProjectionResult(
-            counts=counts,
-            status=status,
-            objective=float(values[np.arange(n_dest), counts].sum()),
-            proven_optimal=status == "optimal",
-            wall_ms=(time.perf_counter() - started) * 1e3,
-            moves=int(np.maximum(counts - previous, 0).sum()),
-            solver_status=solver,
-            minimums_relaxed=relaxed,
-            reason=reason,
-        )
 
-    def fallback(solver: str, reason: str) -> ProjectionResult:
-        if (
-            bool((previous >= floor).all())
-            and bool((previous <= high).all())
-            and int(previous.sum()) <= budget
-        ):
-            return result(previous.copy(), "fallback_previous", solver, reason)
-        repaired = repair_counts(
-            previous, guardrails, budget, max_level=n_levels - 1, ignore_move_cap=ignore_move_cap
-        )
-        return result(repaired, "fallback_repaired", solver, reason)
+def _allowed_levels(data: _Instance) -> BoolArray:
+    """[D, L] the levels within the (effective) guardrails that the policy does not forbid,
+    less the dominated ones."""
+    levels = np.arange(data.n_levels, dtype=np.int64)
+    allowed = (levels[None, :] >= data.floor[:, None]) & (levels[None, :] <= data.high[:, None])
+    allowed &= np.isfinite(data.values)
+    allowed &= _undominated(data.values, allowed)
+    return allowed
 
-    empty = np.flatnonzero(~allowed.any(axis=1))
-    if empty.size:
-        return fallback("NOT_RUN", f"destination {int(empty[0])} has no allowed level")
 
-    # Integer objective: rows shifted to their best allowed value, scaled to the resolution.
+def _integer_objective(values: FloatArray, allowed: BoolArray) -> FloatArray:
+    """[D, L] integer objective coefficients: rows shifted to their best allowed value, scaled
+    to the resolution (see the module docstring); 0 where not allowed."""
     masked = np.where(allowed, values, -np.inf)
     row_best = masked.max(axis=1)
     row_worst = np.where(allowed, values, np.inf).min(axis=1)
     spread = float((row_best - row_worst).max())
     scale = RESOLUTION_STEPS / spread if spread > 0 else 1.0
-    coef = np.where(allowed, np.rint((values - row_best[:, None]) * scale), 0.0)
+    coef: FloatArray = np.where(allowed, np.rint((values - row_best[:, None]) * scale), 0.0)
+    return coef
 
-    plan, lam, mu = _lagrangian_plan(coef, allowed, gains, budget, cap)
-    if plan is not None:
-        allowed &= _reduced_cost_keep(coef, allowed, gains, budget, cap, plan, lam, mu)
 
-    # --- Variables: x[d, k] = 1 iff destination d gets exactly k chutes -----------------------
-    # Destinations with one level left are constants, not variables.
-    model = cp_model.CpModel()
+# --- Variables -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Variables:
+    """``x[d, k] = 1`` iff destination ``d`` gets exactly ``k`` chutes.
+
+    Destinations with one allowed level left are constants, not variables: they only add
+    ``fixed_chutes`` and ``fixed_moves`` to the constraints.
+    """
+
+    x: list[cp_model.IntVar]
+    """One Boolean per free level, grouped by destination (``free_d`` is sorted)."""
+    free_d: IntArray
+    free_k: IntArray
+    """Destination and level of each variable in ``x``."""
+    fixed_level: IntArray
+    """[D] the level of each fixed destination (meaningless for the others)."""
+    fixed_chutes: int
+    fixed_moves: int
+
+
+def _add_variables(model: cp_model.CpModel, allowed: BoolArray, gains: IntArray) -> _Variables:
     n_allowed = allowed.sum(axis=1)
     fixed_level = np.argmax(allowed, axis=1)
     fixed = n_allowed == 1
@@ -242,60 +375,78 @@ def project(
         model.new_bool_var(f"x[{d},{k}]")
         for d, k in zip(free_d.tolist(), free_k.tolist(), strict=True)
     ]
-    fixed_chutes = int(fixed_level[fixed].sum())
-    fixed_moves = int(gains[fixed, fixed_level[fixed]].sum())
+    return _Variables(
+        x=x,
+        free_d=free_d,
+        free_k=free_k,
+        fixed_level=fixed_level,
+        fixed_chutes=int(fixed_level[fixed].sum()),
+        fixed_moves=int(gains[fixed, fixed_level[fixed]].sum()),
+    )
 
-    # --- Constraints ------------------------------------------------------------------------
+
+# --- Constraints -----------------------------------------------------------------------------
+
+
+def _add_constraints(model: cp_model.CpModel, v: _Variables, data: _Instance) -> None:
     # Each destination takes exactly one chute count.
-    row_starts = np.searchsorted(free_d, np.unique(free_d)).tolist()
-    row_ends = [*row_starts[1:], len(x)] if row_starts else []
+    row_starts = np.searchsorted(v.free_d, np.unique(v.free_d)).tolist()
+    row_ends = [*row_starts[1:], len(v.x)] if row_starts else []
     for start, end in zip(row_starts, row_ends, strict=True):
-        model.add_exactly_one(x[start:end])
+        model.add_exactly_one(v.x[start:end])
     # The chosen counts fit in the in-service chutes.
-    model.add(cp_model.LinearExpr.weighted_sum(x, free_k.tolist()) <= budget - fixed_chutes)
+    model.add(
+        cp_model.LinearExpr.weighted_sum(v.x, v.free_k.tolist()) <= data.budget - v.fixed_chutes
+    )
     # Chutes gaining a destination stay within the move cap (skipped when it cannot bind).
-    free_gains = gains[free_d, free_k]
+    cap = data.cap
+    free_gains = data.gains[v.free_d, v.free_k]
     if cap is not None:
-        row_max_gain = np.zeros(n_dest, dtype=np.int64)
-        np.maximum.at(row_max_gain, free_d, free_gains)
-        if fixed_moves + int(row_max_gain.sum()) > cap:
-            model.add(cp_model.LinearExpr.weighted_sum(x, free_gains.tolist()) <= cap - fixed_moves)
+        row_max_gain = np.zeros(data.values.shape[0], dtype=np.int64)
+        np.maximum.at(row_max_gain, v.free_d, free_gains)
+        if v.fixed_moves + int(row_max_gain.sum()) > cap:
+            model.add(
+                cp_model.LinearExpr.weighted_sum(v.x, free_gains.tolist()) <= cap - v.fixed_moves
+            )
 
-    # --- Objective --------------------------------------------------------------------------
+
+# --- Objective -------------------------------------------------------------------------------
+
+
+def _add_objective(model: cp_model.CpModel, v: _Variables, coef: FloatArray) -> None:
     model.maximize(
-        cp_model.LinearExpr.weighted_sum(x, coef[free_d, free_k].astype(np.int64).tolist())
+        cp_model.LinearExpr.weighted_sum(v.x, coef[v.free_d, v.free_k].astype(np.int64).tolist())
     )
 
-    start_counts = _best_hint(
-        [hint, previous, plan], coef, allowed, budget, cap, gains, levels=n_levels
-    )
-    if start_counts is not None:
-        for variable, d, k in zip(x, free_d.tolist(), free_k.tolist(), strict=True):
-            model.add_hint(variable, int(start_counts[d]) == k)
 
-    # --- Solve ------------------------------------------------------------------------------
-    solver = _solver()
+def _add_hint(model: cp_model.CpModel, v: _Variables, start_counts: IntArray) -> None:
+    """Start the search from ``start_counts`` (a plan the reduced model allows)."""
+    for variable, d, k in zip(v.x, v.free_d.tolist(), v.free_k.tolist(), strict=True):
+        model.add_hint(variable, int(start_counts[d]) == k)
+
+
+# --- Solve -----------------------------------------------------------------------------------
+
+
+def _set_parameters(solver: cp_model.CpSolver, time_limit_s: float) -> None:
     # The limit is CP-SAT's deterministic time (work units, ~seconds on one core), not wall
     # time: a loaded machine then returns the same plan as an idle one, so a replayed day
     # decides exactly as before. The wall clock only caps a pathological solve.
     solver.parameters.max_deterministic_time = max(time_limit_s, 1e-6)
     solver.parameters.max_time_in_seconds = max(WALL_LIMIT_FACTOR * time_limit_s, 1e-6)
-    solver.parameters.num_workers = 1  # FIELD-NOTES: one worker is fastest on models this size
+    solver.parameters.num_workers = 1  # docs/design-facts.md#projection-one-worker
     # The model is already reduced above (dominance, Lagrangian fixing): CP-SAT's own presolve
     # found nothing more on the hard instances of a large-site day and cost 4x the search
     # (median 4.4 ms -> 1.1 ms on 18 instances over 3 ms, all still proven optimal).
     solver.parameters.cp_model_presolve = False
-    name = _solve(solver, model)
-    if name in ("OPTIMAL", "FEASIBLE"):
-        counts = fixed_level.astype(np.int64)
-        chosen = np.array([solver.boolean_value(v) for v in x], dtype=bool)
-        counts[free_d[chosen]] = free_k[chosen]
-        return result(counts, "optimal" if name == "OPTIMAL" else "feasible", name)
-    if name == "INFEASIBLE":
-        return fallback(name, "no plan meets the guardrails with the allowed levels")
-    if name == "MODEL_INVALID":
-        return fallback(name, f"CP-SAT rejected the model: {model.validate()}")
-    return fallback(name, f"no plan found within {time_limit_s * 1e3:.1f} ms")
+
+
+def _chosen_counts(solver: cp_model.CpSolver, v: _Variables) -> IntArray:
+    """[D] the counts of the solver's plan (fixed destinations at their only level)."""
+    counts = v.fixed_level.astype(np.int64)
+    chosen = np.array([solver.boolean_value(x) for x in v.x], dtype=bool)
+    counts[v.free_d[chosen]] = v.free_k[chosen]
+    return counts
 
 
 _local = threading.local()

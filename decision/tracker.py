@@ -53,7 +53,7 @@ class UnknownEntityError(ValueError):
 
 
 class _ScenarioLike(Protocol):
-    """The scenario fields the tracker needs (``twin.scenario.Scenario`` has them); a Protocol
+    """The scenario fields the tracker needs (``floor.scenario.Scenario`` has them); a Protocol
     so ``decision`` does not import the twin."""
 
     @property

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from decision.guardrails import GuardrailSet, effective_minimums
 from decision.state import IDLE
+from floor.guardrails import GuardrailSet, effective_minimums
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -83,7 +83,7 @@ def validate_allocation(
         d = int(over[0])
         problems.append(f"destination {d}: {int(mapped[d])} chutes, maximum {int(high[d])}")
     previous_held = np.bincount(previous[available & (previous != IDLE)], minlength=n_dest)
-    cap = None if ignore_move_cap else guardrails.max_moves_per_interval
+    cap = guardrails.move_cap(ignore_move_cap)
     floor = effective_minimums(low, previous_held, limit, cap)
     under = np.flatnonzero(mapped < floor)
     if under.size:

@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from decision.guardrails import load_guardrails
-from decision.policies import BUILTIN_POLICIES, make_policy
+from decision.build import build_engine
+from decision.policies import BUILTIN_POLICIES
 from evaluation.plots import spike_day_allocation
-from twin.closed_loop import make_engine, physics_of, run_day
+from floor.daytypes import default_groups
+from floor.scenario import Scenario, load_scenario
+from floor.site import load_site
+from twin.closed_loop import run_day
 from twin.day import DayDemand
-from twin.groups import default_groups, sample_day
-from twin.scenario import Scenario, load_scenario
+from twin.groups import sample_day
 from twin.spike import with_spike
 
 SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "decision" / "policies"
@@ -67,14 +69,14 @@ def spike_study(scenario_name: str, policies: Sequence[str], seed: int) -> Spike
     rank = min(SPIKE_RANK, scenario.n_destinations - 1)
     destination = int(np.argsort(-share, kind="stable")[rank])
     demand = with_spike(base, destination, SPIKE_FACTOR, seed=seed)
-    guardrails = load_guardrails(scenario.name)
+    site = load_site(scenario)
     kpis: dict[str, dict[str, int | float]] = {}
     chutes: dict[str, npt.NDArray[np.int64]] = {}
     for name in policies:
-        policy = make_policy(name, physics_of(scenario))
-        run = run_day(make_engine(scenario, policy, guardrails), demand, seed=seed)
-        kpis[policy.name] = run.kpis.to_dict()
-        chutes[policy.name] = run.counts_over_day()[:, destination]
+        engine = build_engine(site, name)
+        run = run_day(engine, demand, seed=seed)
+        kpis[engine.policy.name] = run.kpis.to_dict()
+        chutes[engine.policy.name] = run.counts_over_day()[:, destination]
     return SpikeStudy(scenario, demand, destination, kpis, chutes)
 
 

@@ -13,15 +13,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from decision.guardrails import load_guardrails
-from decision.policies import make_policy
-from twin.closed_loop import make_engine, physics_of, run_day
-from twin.groups import default_groups, sample_day
-from twin.scenario import load_scenario
+from decision.build import build_engine
+from floor.daytypes import default_groups
+from floor.scenario import load_scenario
+from floor.seeds import EVALUATION_BASE, evaluation_seed
+from floor.site import load_site
+from twin.closed_loop import run_day
+from twin.groups import sample_day
 from twin.spike import with_shifted_mix, with_spike
 
-EVAL_SEED_BASE = 100_000
-"""Evaluation days are sampled with seeds from here on; training uses smaller seeds."""
+EVAL_SEED_BASE = EVALUATION_BASE
+"""Evaluation days are sampled with seeds from here on (``floor/seeds.py``); training seeds are
+derived from named streams and never meet them."""
 SPIKE_FACTOR = 4.0
 """Stress days: one destination at four times its usual volume."""
 SHIFT_FRACTION = 0.3
@@ -56,11 +59,10 @@ def run_one(spec: RunSpec) -> dict[str, object]:
         demand = with_shifted_mix(demand, SHIFT_FRACTION, seed=spec.seed)
     elif spec.day_kind != "group":
         raise ValueError(f"unknown day kind {spec.day_kind!r}")
-    policy = make_policy(spec.policy, physics_of(scenario))
-    engine = make_engine(scenario, policy, load_guardrails(spec.guardrails))
+    engine = build_engine(load_site(scenario, spec.guardrails), spec.policy)
     run = run_day(engine, demand, seed=spec.seed)
     return {
-        "policy": policy.name,
+        "policy": engine.policy.name,
         "group": spec.group,
         "seed": spec.seed,
         "day_kind": spec.day_kind,
@@ -100,7 +102,7 @@ def specs_for(
     day_kind: str = "group",
 ) -> list[RunSpec]:
     return [
-        RunSpec(scenario, policy, group, EVAL_SEED_BASE + seed, guardrails, day_kind)
+        RunSpec(scenario, policy, group, evaluation_seed(seed), guardrails, day_kind)
         for policy in policies
         for group in groups
         for seed in range(seeds)

@@ -26,16 +26,16 @@ import numpy as np
 import numpy.typing as npt
 from confluent_kafka import Consumer, TopicPartition
 
-from chuteflow.errors import ChuteflowError
 from contracts.codec import DecodeError, decode, encode
 from contracts.events import AllocationDecided, DayStarted, Envelope
 from contracts.topics import ALLOCATIONS, TOPIC_FOR_EVENT, message_key
 from decision.state import IDLE
+from floor.daytypes import DayTypeGroups
+from floor.errors import ChuteflowError
+from floor.scenario import Scenario
 from replay.publisher import KafkaPublisher, event_type_of
 from twin.day import DayDemand
-from twin.groups import DayTypeGroups
 from twin.kpis import DayKPIs
-from twin.scenario import Scenario
 from twin.sim import SortationTwin
 
 IntArray = npt.NDArray[np.int64]

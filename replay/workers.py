@@ -1,8 +1,10 @@
 """Start and stop ``chuteflow worker`` processes for tests and ``bench replay``.
 
-A worker runs as its own process (``python -m stream.cli worker``): faust owns its event
-loop and signal handlers. It is stopped by PID: SIGTERM, then SIGKILL, because a faust worker
-that crashed during start-up can ignore SIGTERM (FIELD-NOTES).
+A worker runs as its own process, started through the installed ``chuteflow`` command
+(``chuteflow worker``) exactly as an operator starts one: faust owns its event loop and signal
+handlers, and nothing here depends on where the source tree is. It is stopped by PID: SIGTERM,
+then SIGKILL, because a faust worker that crashed during start-up can ignore SIGTERM
+(``docs/design-facts.md#faust-sigterm``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,13 +21,30 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from chuteflow.errors import ChuteflowError
-
-REPO = Path(__file__).resolve().parent.parent
+from floor.errors import ChuteflowError
 
 
 class WorkerError(ChuteflowError):
-    """A worker did not become ready; the message carries the tail of its log."""
+    """A worker did not start or become ready; the message says why (with its log's tail)."""
+
+
+def chuteflow_command() -> str:
+    """The installed ``chuteflow`` script: the one next to the running interpreter (its venv),
+    else the first on ``PATH``.
+
+    Raises:
+        WorkerError: chuteflow is not installed (``pip install .`` or ``pip install -e .``).
+    """
+    beside = Path(sys.executable).parent / "chuteflow"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("chuteflow")
+    if found is None:
+        raise WorkerError(
+            f"the chuteflow command is not installed (not in {beside.parent} nor on PATH): "
+            "run `pip install -e .` in the repository to start workers"
+        )
+    return found
 
 
 def start_worker(
@@ -40,16 +60,16 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     """A worker process, returned once it owns its partitions (its ready file exists)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    executable = chuteflow_command()
     ready = workdir / f"{app_id}.ready"
     ready.unlink(missing_ok=True)
     log = (workdir / f"{app_id}.log").open("wb")
-    command = [sys.executable, "-m", "stream.cli", "worker", "--bootstrap", bootstrap]
+    command = [executable, "worker", "--bootstrap", bootstrap]
     for scenario in scenarios:
         command += ["--scenario", scenario]
     command += ["--policy", policy, "--app-id", app_id, "--offset-reset", offset_reset]
     command += ["--ready-file", str(ready), *extra]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     deadline = time.monotonic() + timeout_s
     while not ready.exists():

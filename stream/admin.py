@@ -2,7 +2,8 @@
 
 Why not let Kafka or faust create them: faust does not create an agent's source topic, so a
 broker with ``auto.create.topics.enable`` makes it with one partition and the worker later
-crashes with PartitionsMismatch against its six-partition table (FIELD-NOTES). The local
+crashes with PartitionsMismatch against its six-partition table
+(``docs/design-facts.md#faust-topics``). The local
 broker therefore runs with auto-creation off, and every deployment runs this once before
 the workers (``chuteflow kafka topics``).
 
@@ -23,8 +24,8 @@ from confluent_kafka.admin import AdminClient
 # mypy --strict does not accept as an explicit export, so take it from where it lives.
 from confluent_kafka.cimpl import NewTopic
 
-from chuteflow.errors import ChuteflowError
 from contracts.topics import ALL_TOPICS, TopicSpec
+from floor.errors import ChuteflowError
 
 
 class TopicMismatchError(ChuteflowError):

@@ -6,7 +6,7 @@ Settings that matter and why:
   ``contracts.codec`` (JSON, one error type to dead-letter), never by faust Records or pickle.
 - Topics are taken from ``contracts.topics`` with their explicit partition counts; the input
   topics are created beforehand (:func:`stream.admin.ensure_topics`, called by the worker at
-  start) because faust would not create them (see FIELD-NOTES).
+  start) because faust would not create them (``docs/design-facts.md#faust-topics``).
 - The site-state table uses ``json`` for keys and values (faust's default would be pickle-free
   too, but explicit is the point) and has as many partitions as the input topics, so a site's
   table partition is its input partition and moves with it in a rebalance.

@@ -63,9 +63,9 @@ from contracts.topics import (
     message_key,
 )
 from decision.engine import DecisionEngine
-from decision.policies import DayPlan
 from decision.state import SiteState
 from decision.tracker import SiteTracker, TrackerConfig, UnknownEntityError
+from floor.plan import DayPlan
 from stream.deadletter import OutRecord, dead_letter
 
 FloatArray = npt.NDArray[np.float64]

@@ -4,7 +4,7 @@ Where the broker comes from, first match wins:
 
 1. ``KAFKA_BOOTSTRAP_SERVERS`` is set: that broker is used as it is (nothing is started).
 2. A Docker daemon answers within a second: testcontainers' ``KafkaContainer`` (KRaft).
-3. Otherwise the real Apache Kafka from :mod:`stream.broker` (jars from Maven Central) on a
+3. Otherwise the real Apache Kafka from :mod:`localkafka` (jars from Maven Central) on a
    free port with a temporary state directory, stopped by PID at the end of the session.
 
 If none works the fixture FAILS with the reason: a CI run without Kafka must not pass by
@@ -18,10 +18,12 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-# Before numpy loads anywhere in the session: one OpenBLAS thread (see chuteflow/__init__.py).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# Before numpy loads anywhere in the session: one BLAS thread, as the CLI does at start.
+from floor.threads import limit_blas_threads
 
-import pytest
+limit_blas_threads()
+
+import pytest  # noqa: E402 (after the thread limit: pytest plugins may import numpy)
 
 
 def _docker_answers() -> bool:
@@ -69,7 +71,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 container.stop()
         return
 
-    from stream.broker import BrokerError, broker_down, broker_up
+    from localkafka import BrokerError, broker_down, broker_up
 
     state = tmp_path_factory.mktemp("kafka-state")
     try:

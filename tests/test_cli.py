@@ -1,8 +1,12 @@
-"""The chuteflow command: simulate on both scenarios, day files, clear errors, determinism."""
+"""The chuteflow command: simulate on both scenarios, day files, clear errors, determinism, and
+the installed console script (every verb, its --help, BLAS thread defaults)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +96,71 @@ def test_contracts_export_writes_schemas(
     from contracts import EVENT_TYPES
 
     assert len(list(tmp_path.glob("*.schema.json"))) == len(EVENT_TYPES)
+
+
+# --- the installed command ---------------------------------------------------------------
+
+
+def _installed(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``chuteflow`` console script this interpreter's environment installed."""
+    from replay.workers import chuteflow_command
+
+    return subprocess.run(
+        [chuteflow_command(), *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_help_lists_every_verb_and_each_verb_has_help() -> None:
+    from chuteflow.cli import VERBS
+
+    names = [verb.NAME for verb in VERBS]
+    assert len(set(names)) == len(names)
+    top = _installed("--help")
+    assert top.returncode == 0, top.stderr
+    listed = top.stdout.split("{", 1)[1].split("}", 1)[0].split(",")
+    assert listed == names
+    for name in names:
+        verb = _installed(name, "--help")
+        assert verb.returncode == 0, f"chuteflow {name} --help: {verb.stderr}"
+        assert verb.stdout.startswith(f"usage: chuteflow {name}"), verb.stdout
+
+
+def test_bench_registers_all_four_benchmarks() -> None:
+    bench = _installed("bench", "--help")
+    assert bench.returncode == 0, bench.stderr
+    assert "{twin,decision,replay,train}" in bench.stdout
+
+
+def test_importing_the_cli_loads_no_numpy() -> None:
+    """``main`` sets the BLAS thread defaults first; that only works before numpy loads."""
+    code = "import sys, chuteflow.cli; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_main_defaults_blas_to_one_thread_but_keeps_a_users_setting(tmp_path: Path) -> None:
+    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env["OMP_NUM_THREADS"] = "3"
+    code = (
+        "import os, sys\n"
+        "from chuteflow.cli import main\n"
+        "assert main(['contracts', 'export', sys.argv[1]]) == 0\n"
+        f"print(','.join(os.environ[n] for n in {names!r}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "1,3,1"
+
+
+def test_a_worker_error_is_one_line_and_exit_code_2() -> None:
+    """The installed command, end to end: a ChuteflowError prints one line, exit code 2."""
+    result = _installed("worker", "--scenario", "nowhere")
+    assert result.returncode == 2
+    err = result.stderr.strip()
+    assert err.startswith("chuteflow: ") and "\n" not in err, err

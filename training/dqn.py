@@ -2,9 +2,12 @@
 
 One shared Q-network values every chute count for every destination from that destination's
 observation (``decision.features``). The joint action is the projection of the summed values
-onto the guardrails (value decomposition: joint value = sum of agent values), the same CP-SAT
-projection the engine serves with, also for epsilon-greedy exploration: exploring agents get
-random values, and the projection keeps the joint action budget-feasible.
+onto the guardrails (value decomposition: joint value = sum of agent values). Training acts
+through the serving path itself: the network is a policy (``training/policy.py``) wrapped for
+epsilon-greedy exploration (``training/explore.py``) inside an engine from
+``decision.build.build_engine``, so every action went through the projection, validator and
+fallback the worker uses. Exploring agents get random values; the projection keeps the joint
+action budget-feasible. Seeds come from named streams (``floor/seeds.py``).
 
 Algorithms (``Settings.algo``):
 
@@ -18,8 +21,8 @@ Algorithms (``Settings.algo``):
 
 Targets use the next state's greedy projected joint action recorded when that state was acted
 in (not re-projected at update time): projecting every sampled transition would cost one
-CP-SAT solve per row of every batch. Each agent learns its own reward (its recirculations); the
-team reward is their sum, so the decomposition is exact in the reward.
+CP-SAT solve per row of every batch. Each agent learns its own reward (``twin/reward.py``: its
+recirculations); the team reward is their sum, so the decomposition is exact in the reward.
 """
 
 from __future__ import annotations
@@ -29,89 +32,31 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from decision.chute_map import map_chutes
-from decision.features import FEATURE_NAMES, N_FEATURES, observe
-from decision.guardrails import GuardrailSet, load_guardrails
-from decision.projection import project
+from decision.build import build_engine
+from decision.engine import Decision
+from decision.features import FEATURE_NAMES, N_FEATURES, FeatureScale, observe
 from decision.state import SiteState
+from floor.daytypes import DayTypeGroups, default_groups
+from floor.scenario import Scenario
+from floor.seeds import Stream, derive
+from floor.site import load_site
+from training.explore import EpsilonGreedy
 from training.mlp import MLP, Adam, huber_grad
-from training.predictor import WorstGroupPredictor
-from twin.closed_loop import scale_of
+from training.policy import MLPPolicy
+from training.predictor import WorstGroupPredictor, fit_predictor
+from training.settings import ALGOS, Settings
+from twin.closed_loop import day_plan, run_day
 from twin.day import DayDemand
-from twin.groups import DayTypeGroups, default_groups, sample_day
-from twin.scenario import Scenario, load_scenario
-from twin.sim import IntervalResult, SortationTwin
+from twin.groups import sample_day
+from twin.reward import destination_rewards
+from twin.sim import SortationTwin
 
-Algo = Literal["marl", "drmarl", "drmarl-exhaustive"]
-ALGOS: tuple[Algo, ...] = ("marl", "drmarl", "drmarl-exhaustive")
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
-
-
-@dataclass
-class Settings:
-    """Every knob of a training run; written next to the policy it produced."""
-
-    scenario: str = "small"
-    """Scenario name or YAML path."""
-    algo: Algo = "drmarl"
-    """marl, drmarl (predicted worst group) or drmarl-exhaustive (simulate every group)."""
-    episodes: int = 300
-    """Training days (the paper trains 300 episodes)."""
-    train_group: int | None = None
-    """marl only: the group to train on; None picks the group with the most historical days."""
-    seed: int = 1
-    """Seeds the network, exploration and the training days (evaluation uses other seeds)."""
-    gamma: float = 0.9
-    """Discount per interval; recirculated packages come back within minutes, so a short
-    horizon carries the consequences that matter."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    hidden: int = 64
-    """Width of the two hidden layers."""
-    batch_transitions: int = 16
-    """Intervals per gradient step; each contributes one row per destination."""
-    buffer_transitions: int = 5000
-    """Replay buffer size in intervals."""
-    learning_starts: int = 50
-    """Intervals collected before the first gradient step."""
-    updates_per_step: int = 2
-    """Gradient steps per simulated interval."""
-    epsilon_start: float = 0.5
-    """Probability that an agent explores (gets random values) at the start."""
-    epsilon_end: float = 0.02
-    epsilon_fraction: float = 0.6
-    """Share of the episodes over which epsilon decays linearly."""
-    target_tau: float = 0.02
-    """Polyak rate of the target network."""
-    reward_scale: float = 1.0
-    """Rewards are -recirculations / (mean packages per destination-interval) * this."""
-    validate_every: int = 25
-    """Episodes between greedy validations; the best validated network is exported."""
-    predictor_episodes: int = 20
-    """drmarl: rollout days used to fit the worst-group predictor."""
-    predictor_epochs: int = 40
-    """drmarl: passes over the predictor's data."""
-    solver_time_limit_s: float = 0.05
-    """CP-SAT time limit per projection, as in serving."""
-
-    @classmethod
-    def quick(cls, **overrides: object) -> Settings:
-        """A run that finishes in seconds, for tests and smoke checks."""
-        tiny: dict[str, object] = {
-            "episodes": 4,
-            "learning_starts": 5,
-            "validate_every": 2,
-            "predictor_episodes": 2,
-            "predictor_epochs": 3,
-            "batch_transitions": 4,
-        }
-        return cls(**{**tiny, **overrides})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -157,35 +102,6 @@ class ReplayBuffer:
         self.size = min(self.size + 1, self.capacity)
 
 
-class Projector:
-    """Values -> budget-feasible counts and chute map, exactly as the engine projects."""
-
-    def __init__(self, guardrails: GuardrailSet, time_limit_s: float) -> None:
-        self.guardrails = guardrails
-        self.time_limit_s = time_limit_s
-
-    def counts(self, values: npt.NDArray[np.float64], state: SiteState) -> IntArray:
-        result = project(
-            values,
-            self.guardrails,
-            budget=int(state.chute_available.sum()),
-            previous_counts=state.held_available(),
-            time_limit_s=self.time_limit_s,
-            hint=None,
-            ignore_move_cap=state.is_day_setup,
-        )
-        return result.counts
-
-    def owner(self, counts: IntArray, state: SiteState) -> IntArray:
-        owner, _ = map_chutes(counts, state.chute_owner, state.chute_available)
-        return owner
-
-
-def agent_rewards(result: IntervalResult, scale: float) -> FloatArray:
-    """Each destination's reward: minus its recirculations, in mean-destination-interval units."""
-    return (-result.recirculated / scale).astype(np.float32)
-
-
 def typical_group(groups: DayTypeGroups) -> int:
     """The group with the most historical days: the "typical year" a plain MARL trains on."""
     return int(np.argmax([len(m) for m in groups.members]))
@@ -209,18 +125,21 @@ class Trainer:
         self, settings: Settings, on_episode: Callable[[int, dict[str, float]], None] | None = None
     ) -> None:
         self.s = settings
-        self.scenario: Scenario = load_scenario(settings.scenario)
+        self.site = load_site(settings.scenario)
+        self.scenario: Scenario = self.site.scenario
         self.groups = default_groups(self.scenario)
-        self.guardrails = load_guardrails(self.scenario.name)
-        self.scale = scale_of(self.scenario)
-        self.projector = Projector(self.guardrails, settings.solver_time_limit_s)
+        self.scale = FeatureScale.of(self.scenario)
         self.levels = self.scenario.max_chutes_per_destination + 1
-        self.rng = np.random.default_rng(settings.seed)
+        self.rng = np.random.default_rng(derive(Stream.TRAIN_EXPLORATION, settings.seed))
         sizes = (N_FEATURES, settings.hidden, settings.hidden, self.levels)
-        self.net = MLP.create(sizes, seed=settings.seed)
+        self.net = MLP.create(sizes, seed=derive(Stream.NETWORK_INIT, settings.seed, 0))
         self.target = self.net.copy()
         self.optimizer = Adam(self.net.parameters(), lr=settings.lr)
         self.buffer = ReplayBuffer(settings.buffer_transitions, self.scenario.n_destinations)
+        self.explorer = EpsilonGreedy(
+            MLPPolicy(self.net, name=settings.algo, version="training"), self.rng
+        )
+        self.engine = build_engine(self.site, self.explorer, settings.solver_time_limit_s)
         self.on_episode = on_episode
         self.env_steps = 0
         self.branch_steps = 0
@@ -228,19 +147,13 @@ class Trainer:
 
     # ----------------------------------------------------------------- acting
 
-    def _values(self, obs: FloatArray) -> npt.NDArray[np.float64]:
-        return self.net(obs).astype(np.float64)
-
-    def _explore(
-        self, values: npt.NDArray[np.float64], epsilon: float
-    ) -> tuple[npt.NDArray[np.float64], bool]:
-        mask = np.asarray(self.rng.random(values.shape[0]) < epsilon, dtype=np.bool_)
-        if not mask.any():
-            return values, False
-        explored = values.copy()
-        spread = float(np.abs(values).max()) + 1.0
-        explored[mask] = self.rng.uniform(-spread, spread, size=(int(mask.sum()), values.shape[1]))
-        return explored, True
+    def _decide(self, state: SiteState, demand: DayDemand, explore: bool = False) -> Decision:
+        """The engine's decision for ``state`` through the serving path (projection, validator,
+        fallback); ``explore`` uses the agents :meth:`EpsilonGreedy.draw` picked."""
+        if not explore:
+            self.explorer.greedy()
+        start = self.scenario.interval_start(state.interval_index, demand.day_start)
+        return self.engine.decide(state, interval_start=start, now=start)
 
     def _epsilon(self, episode: int) -> float:
         s = self.s
@@ -251,18 +164,21 @@ class Trainer:
     # ----------------------------------------------------------------- robust reward
 
     def _group_days(self, episode: int) -> list[DayDemand]:
-        base = 1_000_000 * self.s.seed + 1000 * episode
+        seed = self.s.seed
         return [
-            sample_day(self.groups, g, self.scenario, seed=base + 500 + g)
+            sample_day(
+                self.groups,
+                g,
+                self.scenario,
+                seed=derive(Stream.TRAIN_BRANCH_DAY, seed, episode, g),
+            )
             for g in range(self.groups.n_groups)
         ]
 
     def _branch_rewards(self, twin: SortationTwin, owner: IntArray, day: DayDemand) -> FloatArray:
         branch = twin.branch(demand=day)
         self.branch_steps += 1
-        return agent_rewards(
-            branch.run_interval(owner), self.scale.packages_per_destination_interval
-        )
+        return destination_rewards(branch.run_interval(owner), self.scale)
 
     def _robust_reward(
         self,
@@ -315,39 +231,44 @@ class Trainer:
             group = s.train_group if s.train_group is not None else typical_group(self.groups)
         else:
             group = int(self.rng.integers(self.groups.n_groups))
-        return group, sample_day(self.groups, group, self.scenario, seed=1000 * s.seed + episode)
+        seed = derive(Stream.TRAIN_DAY, s.seed, episode)
+        return group, sample_day(self.groups, group, self.scenario, seed=seed)
 
     def run_episode(self, episode: int) -> dict[str, float]:
         s = self.s
         group, demand = self._episode_day(episode)
-        twin = SortationTwin(self.scenario, demand, seed=1000 * s.seed + episode)
+        twin = SortationTwin(self.scenario, demand, seed=derive(Stream.TRAIN_DAY, s.seed, episode))
         robust = s.algo != "marl"
         days = self._group_days(episode) if robust else []
         epsilon = self._epsilon(episode)
+        n_agents = self.scenario.n_destinations
+        self.engine.start_day(day_plan(demand))
         state = twin.site_state()
-        obs = observe(state, self.scale)
-        greedy = self.projector.counts(self._values(obs), state)
+        greedy = self._decide(state, demand)
         losses = []
         while not twin.done:
-            values, explored = self._explore(self._values(obs), epsilon)
-            counts = self.projector.counts(values, state) if explored else greedy
-            owner = self.projector.owner(counts, state)
-            reward = self._robust_reward(twin, owner, counts, obs, days) if robust else None
-            result = twin.run_interval(owner)
+            obs = greedy.observations
+            assert obs is not None  # the engine always returns what the policy saw
+            action = greedy
+            if self.explorer.draw(n_agents, epsilon):
+                action = self._decide(state, demand, explore=True)
+            counts = action.counts
+            reward = self._robust_reward(twin, action.owner, counts, obs, days) if robust else None
+            result = twin.run_interval(action.owner)
             self.env_steps += 1
             if reward is None:
-                reward = agent_rewards(result, self.scale.packages_per_destination_interval)
+                reward = destination_rewards(result, self.scale)
             next_state = twin.site_state()
-            next_obs = observe(next_state, self.scale)
-            next_greedy = (
-                self.projector.counts(self._values(next_obs), next_state)
-                if not twin.done
-                else counts
-            )
+            if twin.done:
+                next_obs, next_greedy = observe(next_state, self.scale), counts
+            else:
+                greedy = self._decide(next_state, demand)
+                assert greedy.observations is not None
+                next_obs, next_greedy = greedy.observations, greedy.counts
             self.buffer.add(Transition(obs, counts, reward, next_obs, next_greedy, twin.done))
             if self.buffer.size >= s.learning_starts:
                 losses += [self._update() for _ in range(s.updates_per_step)]
-            state, obs, greedy = next_state, next_obs, next_greedy
+            state = next_state
         kpis = twin.kpis()
         return {
             "episode": float(episode),
@@ -359,11 +280,8 @@ class Trainer:
 
     def validate(self, seeds: int = 1) -> dict[str, float]:
         """Greedy policy on held-out days of every group (or the training group for marl)."""
-        from training.policy import MLPPolicy
-        from twin.closed_loop import make_engine, run_day
-
         policy = MLPPolicy(self.net, name=self.s.algo, version="validation")
-        engine = make_engine(self.scenario, policy, self.guardrails, self.s.solver_time_limit_s)
+        engine = build_engine(self.site, policy, self.s.solver_time_limit_s)
         groups = (
             [self.s.train_group if self.s.train_group is not None else typical_group(self.groups)]
             if self.s.algo == "marl"
@@ -372,8 +290,9 @@ class Trainer:
         rates = []
         for g in groups:
             for k in range(seeds):
-                day = sample_day(self.groups, g, self.scenario, seed=50_000 + 100 * g + k)
-                rates.append(run_day(engine, day, seed=50_000 + k).kpis.recirculation_rate)
+                seed = derive(Stream.VALIDATION_DAY, g, k)
+                day = sample_day(self.groups, g, self.scenario, seed=seed)
+                rates.append(run_day(engine, day, seed=seed).kpis.recirculation_rate)
         return {"mean": float(np.mean(rates)), "worst": float(np.max(rates))}
 
     def train(self) -> TrainResult:
@@ -381,9 +300,8 @@ class Trainer:
         start = time.perf_counter()
         predictor_report = None
         if s.algo == "drmarl":
-            from training.predictor import fit_predictor
-
-            self.predictor, predictor_report = fit_predictor(self)
+            self.predictor, predictor_report, branches = fit_predictor(self.site, self.groups, s)
+            self.branch_steps += branches
         curve: list[dict[str, float]] = []
         validation: list[dict[str, float]] = []
         best_score = float("inf")

@@ -6,8 +6,8 @@ import numpy as np
 import numpy.typing as npt
 
 from decision.features import ObservationBatch
-from decision.policies import DayPlan
 from decision.state import SiteState
+from floor.plan import DayPlan
 from training.mlp import MLP
 
 

@@ -12,20 +12,22 @@ policy visits the states the robust learner will see early on; the paper uses it
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import numpy.typing as npt
 
-from decision.features import N_FEATURES, observe
+from decision.build import build_engine
+from decision.features import N_FEATURES, FeatureScale
 from decision.policies import ProportionalPolicy
+from floor.daytypes import DayTypeGroups
+from floor.seeds import Stream, derive
+from floor.site import Site
+from training.explore import GaussianNoise
 from training.mlp import MLP, Adam, huber_grad
-from twin.closed_loop import physics_of
+from training.settings import Settings
+from twin.closed_loop import day_plan
 from twin.groups import sample_day
+from twin.reward import destination_rewards
 from twin.sim import SortationTwin
-
-if TYPE_CHECKING:
-    from training.dqn import Trainer
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -52,69 +54,76 @@ class WorstGroupPredictor:
 
 
 def collect(
-    trainer: Trainer, episodes: int, seed_base: int
-) -> tuple[FloatArray, IntArray, FloatArray, FloatArray]:
+    site: Site, groups: DayTypeGroups, settings: Settings
+) -> tuple[FloatArray, IntArray, FloatArray, FloatArray, int]:
     """Rollouts with exhaustive group labels: obs [N, D, F], counts [N, D], rewards [N, G, D],
-    and first inductions per interval [N] (to express errors as recirculation rates)."""
-    from training.dqn import agent_rewards
-
-    scenario, groups = trainer.scenario, trainer.groups
-    behaviour = ProportionalPolicy(physics_of(scenario))
-    rng = np.random.default_rng(seed_base)
+    first inductions per interval [N] (to express errors as recirculation rates), and the
+    number of twin branches simulated. The behaviour acts through the serving engine."""
+    scenario, run_seed = site.scenario, settings.seed
+    scale = FeatureScale.of(scenario)
+    rng = np.random.default_rng(derive(Stream.PREDICTOR_ROLLOUT, run_seed))
+    behaviour = GaussianNoise(ProportionalPolicy(site.physics), rng, sd=0.5)
+    engine = build_engine(site, behaviour, settings.solver_time_limit_s)
     obs_rows, count_rows, reward_rows, volume_rows = [], [], [], []
-    scale = trainer.scale.packages_per_destination_interval
-    for episode in range(episodes):
+    branches = 0
+    for episode in range(settings.predictor_episodes):
         group = int(rng.integers(groups.n_groups))
-        day = sample_day(groups, group, scenario, seed=seed_base + episode)
+        day_seed = derive(Stream.PREDICTOR_ROLLOUT, run_seed, episode)
+        day = sample_day(groups, group, scenario, seed=day_seed)
         branch_days = [
-            sample_day(groups, g, scenario, seed=seed_base + 7919 * (episode + 1) + g)
+            sample_day(
+                groups, g, scenario, seed=derive(Stream.PREDICTOR_ROLLOUT, run_seed, episode, g)
+            )
             for g in range(groups.n_groups)
         ]
-        twin = SortationTwin(scenario, day, seed=seed_base + episode)
-        from twin.closed_loop import day_plan
-
-        behaviour.start_day(day_plan(day))
+        twin = SortationTwin(scenario, day, seed=day_seed)
+        engine.start_day(day_plan(day))
         while not twin.done:
             state = twin.site_state()
-            obs = observe(state, trainer.scale)
-            values = behaviour.values(state, obs)
-            values = values + rng.normal(0.0, 0.5, size=values.shape)
-            counts = trainer.projector.counts(values, state)
-            owner = trainer.projector.owner(counts, state)
+            start = scenario.interval_start(state.interval_index, day.day_start)
+            decision = engine.decide(state, interval_start=start, now=start)
+            assert decision.observations is not None
             labels = []
             volumes = []
             for branch_day in branch_days:
-                result = twin.branch(demand=branch_day).run_interval(owner)
-                trainer.branch_steps += 1
-                labels.append(agent_rewards(result, scale))
+                result = twin.branch(demand=branch_day).run_interval(decision.owner)
+                branches += 1
+                labels.append(destination_rewards(result, scale))
                 volumes.append(float(result.first_inductions.sum()))
-            obs_rows.append(obs)
-            count_rows.append(counts)
+            obs_rows.append(decision.observations)
+            count_rows.append(decision.counts)
             reward_rows.append(np.stack(labels))
             volume_rows.append(np.asarray(volumes, dtype=np.float32))
-            twin.run_interval(owner)
+            twin.run_interval(decision.owner)
     return (
         np.stack(obs_rows).astype(np.float32),
         np.stack(count_rows),
         np.stack(reward_rows).astype(np.float32),
         np.stack(volume_rows),
+        branches,
     )
 
 
-def fit_predictor(trainer: Trainer) -> tuple[WorstGroupPredictor, dict[str, float]]:
-    """Fit on 80% of the rollout intervals; report accuracy on the other 20%."""
-    s = trainer.s
-    n_groups = trainer.groups.n_groups
-    levels = trainer.levels
-    obs, counts, rewards, volumes = collect(trainer, s.predictor_episodes, 700_000 + s.seed)
+def fit_predictor(
+    site: Site, groups: DayTypeGroups, s: Settings
+) -> tuple[WorstGroupPredictor, dict[str, float], int]:
+    """Fit on 80% of the rollout intervals; report accuracy on the other 20%. Returns the
+    frozen predictor, its report and the twin branches its rollouts simulated."""
+    n_groups = groups.n_groups
+    levels = site.scenario.max_chutes_per_destination + 1
+    obs, counts, rewards, volumes, branches = collect(site, groups, s)
     n = obs.shape[0]
-    order = np.random.default_rng(s.seed).permutation(n)
+    fit_rng = np.random.default_rng(derive(Stream.PREDICTOR_FIT, s.seed))
+    order = fit_rng.permutation(n)
     split = max(1, int(0.8 * n))
     train_idx, test_idx = order[:split], order[split:] if n - split > 0 else order[:1]
 
-    net = MLP.create((N_FEATURES, s.hidden, s.hidden, levels * n_groups), seed=s.seed + 17)
+    net = MLP.create(
+        (N_FEATURES, s.hidden, s.hidden, levels * n_groups),
+        seed=derive(Stream.NETWORK_INIT, s.seed, 1),
+    )
     optimizer = Adam(net.parameters(), lr=1e-3)
-    rng = np.random.default_rng(s.seed + 1)
+    rng = fit_rng
     d = obs.shape[1]
     for _ in range(s.predictor_epochs):
         for start in range(0, split, 8):
@@ -133,7 +142,7 @@ def fit_predictor(trainer: Trainer) -> tuple[WorstGroupPredictor, dict[str, floa
 
     predictor = WorstGroupPredictor(net, levels, n_groups)
     hits, regret_rate = 0, []
-    scale = trainer.scale.packages_per_destination_interval
+    scale = FeatureScale.of(site.scenario).packages_per_destination_interval
     for i in test_idx:
         true_team = rewards[i].sum(axis=1)  # [G]
         predicted = predictor.worst_group(obs[i], counts[i])
@@ -150,4 +159,4 @@ def fit_predictor(trainer: Trainer) -> tuple[WorstGroupPredictor, dict[str, floa
         "max_error_recirculation_rate": float(np.max(regret_rate)),
         "destinations": float(d),
     }
-    return predictor, report
+    return predictor, report, branches

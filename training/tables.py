@@ -109,8 +109,8 @@ def small_table(
 ) -> dict[str, object]:
     """Table 1 on the small site."""
     base = Settings(scenario="small", episodes=episodes)
-    from twin.groups import default_groups
-    from twin.scenario import load_scenario
+    from floor.daytypes import default_groups
+    from floor.scenario import load_scenario
 
     n_groups = default_groups(load_scenario("small")).n_groups
     jobs: list[tuple[str, Settings]] = [(algo, replace(base, algo=algo)) for algo in ALGOS]
@@ -188,8 +188,8 @@ def large_table(
     ]
     log(f"training marl and drmarl on the large site ({episodes} episodes each)")
     trained = train_all(jobs, out / "policies", workers)
-    from twin.groups import default_groups
-    from twin.scenario import load_scenario
+    from floor.daytypes import default_groups
+    from floor.scenario import load_scenario
 
     groups = list(range(default_groups(load_scenario("large")).n_groups))
     policies = [
@@ -276,8 +276,9 @@ def run_table(
     workers = workers or min(2, os.cpu_count() or 1)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    from twin.groups import default_groups, format_group_table
-    from twin.scenario import load_scenario
+    from floor.daytypes import default_groups
+    from floor.scenario import load_scenario
+    from twin.groups import format_group_table
 
     # Robustness needs groups that differ: the table starts from their spread.
     spread = format_group_table(default_groups(load_scenario(scenario)))

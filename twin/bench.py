@@ -1,4 +1,5 @@
-"""How fast the twin simulates a day, and the plain static plan the benchmark runs under.
+"""Benchmarks on the twin: how fast it simulates a day (under a plain static plan), and what
+one decision cycle costs on the floor states of a real day.
 
 Training simulates thousands of site-days (one step under several demand groups per
 decision), so the twin's speed bounds training time. The benchmark fixes everything that is
@@ -15,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from decision.state import IDLE
+from floor.scenario import Scenario, load_scenario
 from twin.day import DayDemand
-from twin.scenario import Scenario, load_scenario
 from twin.sim import SortationTwin
 
 IntArray = npt.NDArray[np.int64]
@@ -115,4 +116,39 @@ def bench_twin(scenario_name: str = "large", days: int = 20, seed: int = 0) -> d
         "seconds_per_day": elapsed / days,
         "ticks_per_second": days * scenario.n_ticks / elapsed,
         "mean_recirculation_rate": float(np.mean(recirculation)),
+    }
+
+
+def bench_decision(scenario_name: str = "large", days: int = 3, seed: int = 0) -> dict[str, object]:
+    """The cost of one full decision cycle on a realistic floor (``chuteflow bench decision``).
+
+    States come from the twin running sampled days under the proportional policy, so the
+    projection sees the chute churn, out-of-service chutes and move caps of a real day; the
+    timer covers features, policy, projection, chute map and validation.
+    """
+    from decision.build import build_engine
+    from floor.daytypes import default_groups
+    from floor.site import load_site
+    from twin.closed_loop import run_day
+    from twin.groups import sample_day
+
+    scenario = load_scenario(scenario_name)
+    groups = default_groups(scenario)
+    engine = build_engine(load_site(scenario), "proportional")
+    totals: list[float] = []
+    optimal = 0
+    for day in range(days):
+        group = day % groups.probs.shape[0]
+        demand = sample_day(groups, group, scenario, seed=seed + day)
+        run = run_day(engine, demand, seed=seed + day)
+        totals += [d.timings_ms["total"] for d in run.decisions]
+        optimal += sum(d.proven_optimal for d in run.decisions)
+    samples = np.asarray(totals)
+    return {
+        "scenario": scenario.name,
+        "intervals": int(samples.size),
+        "p50_ms": round(float(np.percentile(samples, 50)), 3),
+        "p99_ms": round(float(np.percentile(samples, 99)), 3),
+        "max_ms": round(float(samples.max()), 3),
+        "optimal_fraction": round(optimal / samples.size, 4),
     }

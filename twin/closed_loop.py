@@ -15,13 +15,10 @@ import numpy as np
 import numpy.typing as npt
 
 from contracts.events import Envelope
-from decision.engine import Decision, DecisionEngine, SiteLayout
-from decision.features import FeatureScale
-from decision.guardrails import GuardrailSet
-from decision.policies import DayPlan, Policy, SitePhysics
+from decision.engine import Decision, DecisionEngine
+from floor.plan import DayPlan
 from twin.day import DayDemand
 from twin.kpis import DayKPIs
-from twin.scenario import Scenario
 from twin.sim import SortationTwin
 
 IntArray = npt.NDArray[np.int64]
@@ -37,40 +34,6 @@ class DayRun:
     def counts_over_day(self) -> IntArray:
         """[n_intervals, D] chutes per destination per interval."""
         return np.stack([decision.counts for decision in self.decisions])
-
-
-def layout_of(scenario: Scenario) -> SiteLayout:
-    return SiteLayout(scenario.site_id, scenario.chute_ids, scenario.destinations)
-
-
-def physics_of(scenario: Scenario) -> SitePhysics:
-    return SitePhysics(
-        eject_chutes=scenario.eject_chutes,
-        max_chutes_per_destination=scenario.max_chutes_per_destination,
-        interval_seconds=scenario.interval_minutes * 60.0,
-        chute_packages_per_second=scenario.chute_packages_per_minute / 60.0,
-        container_capacity=scenario.container_capacity,
-        swap_seconds=scenario.swap_seconds,
-        move_seconds=scenario.move_seconds,
-        tick_seconds=scenario.tick_seconds,
-    )
-
-
-def scale_of(scenario: Scenario) -> FeatureScale:
-    return FeatureScale.for_site(
-        scenario.mean_packages_per_hour,
-        scenario.interval_minutes,
-        scenario.n_destinations,
-        scenario.max_chutes_per_destination,
-    )
-
-
-def make_engine(
-    scenario: Scenario, policy: Policy, guardrails: GuardrailSet, time_limit_s: float = 0.05
-) -> DecisionEngine:
-    return DecisionEngine(
-        layout_of(scenario), policy, guardrails, scale_of(scenario), time_limit_s=time_limit_s
-    )
 
 
 def day_plan(demand: DayDemand) -> DayPlan:

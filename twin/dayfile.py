@@ -32,13 +32,14 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from chuteflow.errors import ChuteflowError
+from floor.daytypes import normalize_rows
+from floor.errors import ChuteflowError
+from floor.scenario import Scenario
 from twin.day import DayDemand, PackageList
-from twin.history import HistoricalDay, day_start_on, normalize_rows, to_demand
-from twin.scenario import Scenario
+from twin.history import HistoricalDay, day_start_on, to_demand
 
 if TYPE_CHECKING:
-    from twin.groups import DayTypeGroups
+    from floor.daytypes import DayTypeGroups
 
 REQUIRED_COLUMNS = ("event_time", "package_id", "destination")
 DAY_FILE_SUFFIXES = (".csv", ".csv.gz")

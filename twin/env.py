@@ -1,10 +1,12 @@
 """The twin as a PettingZoo parallel environment: one agent per destination, one step per interval.
 
 An agent's action is the number of chutes it requests for the next interval. Requests are not
-an allocation: their sum may exceed the chutes in service, so an allocator (the CP-SAT
-projection in production, ``grant_in_request_order`` by default) turns them into a feasible
-chute map, exactly as the decision engine would. Observations come from
-``decision.features.observe`` so training sees the features the worker serves.
+an allocation: their sum may exceed the chutes in service, so by default they go through the
+decision engine itself (:class:`EngineAllocator`: values peaked at each request, then the
+CP-SAT projection under the site's guardrails, the validator and the fallback), exactly as a
+served policy's values would. ``grant_in_request_order`` is a cheaper greedy stand-in that
+keeps only the budget. Observations come from ``decision.features.observe`` and rewards from
+``twin.reward`` so training sees what the worker serves and learns what the trainers learn.
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ import numpy as np
 import numpy.typing as npt
 from pettingzoo import ParallelEnv
 
-from decision.features import N_FEATURES, FeatureScale, observe
+from decision.build import build_engine
+from decision.features import N_FEATURES, FeatureScale, ObservationBatch, observe
+from decision.policies import target_values
 from decision.state import IDLE, SiteState
+from floor.plan import DayPlan
+from floor.scenario import Scenario
+from floor.site import Site, load_site
 from twin.day import DayDemand
-from twin.scenario import Scenario
+from twin.reward import destination_rewards
 from twin.sim import IntervalResult, SortationTwin
 
 IntArray = npt.NDArray[np.int64]
@@ -32,8 +39,46 @@ Allocator = Callable[[IntArray, SiteState], IntArray]
 """Turns ``[D]`` chute requests and the current state into a feasible ``[C]`` owner map."""
 
 
+class RequestPolicy:
+    """A policy whose values peak at the agents' requests: the engine then finds the feasible
+    allocation nearest to them under the guardrails."""
+
+    name = "requests"
+    version = "env"
+
+    def __init__(self, levels: int) -> None:
+        self.levels = levels
+        self.requests = np.zeros(0, dtype=np.int64)
+
+    def start_day(self, plan: DayPlan) -> None:
+        return None
+
+    def values(self, state: SiteState, observations: ObservationBatch) -> npt.NDArray[np.float64]:
+        targets = np.minimum(self.requests, self.levels - 1).astype(np.float64)
+        return target_values(targets, self.levels)
+
+
+class EngineAllocator:
+    """Requests -> chute map through the decision engine (guardrails, validator, fallback)."""
+
+    def __init__(self, site: Site) -> None:
+        self.requests = RequestPolicy(site.scenario.max_chutes_per_destination + 1)
+        self.engine = build_engine(site, self.requests)
+        self.scenario = site.scenario
+
+    def start_day(self, demand: DayDemand) -> None:
+        """A new episode: the engine forgets the last day's solver hint (reproducible resets)."""
+        self.engine.start_day(DayPlan(expected_share=demand.expected_share))
+
+    def __call__(self, requests: IntArray, state: SiteState) -> IntArray:
+        self.requests.requests = np.asarray(requests, dtype=np.int64)
+        start = self.scenario.interval_start(state.interval_index)
+        return self.engine.decide(state, interval_start=start, now=start).owner
+
+
 def grant_in_request_order(requests: IntArray, state: SiteState) -> IntArray:
-    """The default allocator: a greedy, move-averse stand-in for the CP-SAT projection.
+    """A greedy, move-averse stand-in for the engine that keeps the budget and nothing else
+    (no guardrail minimums, maximums or move cap): cheap, for experiments that want it.
 
     1. Budget: the chutes in service. Destinations are served in order of request size
        (largest first, ties to the lower index) and each gets ``min(request, what is left)``,
@@ -77,16 +122,13 @@ def grant_in_request_order(requests: IntArray, state: SiteState) -> IntArray:
 class SortationEnv(ParallelEnv[str, ObsArray, int]):  # type: ignore[misc]
     """One simulated day per episode; every agent terminates after the last interval.
 
-    Reward of destination ``d`` for an interval: ``-recirculated_d / scale`` with
-    ``scale`` = mean first inductions of one destination in one interval on a typical day
-    (``mean_packages_per_hour * interval_minutes / 60 / D``). Recirculation events, not
-    distinct packages: a package that goes round twice cost the floor twice. The scale keeps
-    rewards near -1 for "lost a typical interval's volume" on every site size.
+    Reward of destination ``d`` for an interval: ``twin.reward.destination_rewards``.
 
     Args:
         scenario: the site.
         day_sampler: draws each episode's day from the environment's generator.
-        allocator: turns requests into a chute map; defaults to ``grant_in_request_order``.
+        allocator: turns requests into a chute map; defaults to the decision engine under
+            the scenario's own guardrails (:class:`EngineAllocator`).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"name": "chuteflow_sortation_v0", "render_modes": []}
@@ -95,19 +137,14 @@ class SortationEnv(ParallelEnv[str, ObsArray, int]):  # type: ignore[misc]
         self,
         scenario: Scenario,
         day_sampler: DaySampler,
-        allocator: Allocator = grant_in_request_order,
+        allocator: Allocator | None = None,
     ) -> None:
         self.scenario = scenario
         self.day_sampler = day_sampler
-        self.allocator = allocator
+        self.allocator = allocator or EngineAllocator(load_site(scenario))
         self.possible_agents: list[str] = list(scenario.destinations)
         self.agents: list[str] = []
-        self.scale = FeatureScale.for_site(
-            scenario.mean_packages_per_hour,
-            scenario.interval_minutes,
-            scenario.n_destinations,
-            scenario.max_chutes_per_destination,
-        )
+        self.scale = FeatureScale.of(scenario)
         self._observation_spaces = {
             agent: gymnasium.spaces.Box(-np.inf, np.inf, shape=(N_FEATURES,), dtype=np.float32)
             for agent in self.possible_agents
@@ -144,6 +181,8 @@ class SortationEnv(ParallelEnv[str, ObsArray, int]):  # type: ignore[misc]
         demand = self.day_sampler(self._rng)
         twin_seed = int(self._rng.integers(2**31))
         self._twin = SortationTwin(self.scenario, demand, seed=twin_seed)
+        if isinstance(self.allocator, EngineAllocator):
+            self.allocator.start_day(demand)
         self.agents = list(self.possible_agents)
         self.last_result = None
         observations = self._observations(self._twin.site_state())
@@ -178,9 +217,9 @@ class SortationEnv(ParallelEnv[str, ObsArray, int]):  # type: ignore[misc]
         result = twin.run_interval(self.allocator(requests, state))
         self.last_result = result
         agents = self.agents
-        per_pkg = 1.0 / self.scale.packages_per_destination_interval
+        reward = destination_rewards(result, self.scale)
         rewards = {
-            agent: -float(result.recirculated[index]) * per_pkg
+            agent: float(reward[index])
             for index, agent in enumerate(self.possible_agents)
             if agent in agents
         }

@@ -7,16 +7,13 @@ things that decide how many chutes a destination needs when: the volume level, t
 mix and the intraday shape. Each block of features is scaled to the same total variance, so
 none of them drowns the others (the mix alone has one dimension per destination).
 
-Groups are numbered by increasing mean volume: group 0 is the lightest day type.
-Files are ``.npz`` without pickle (``allow_pickle=False``); members and metadata travel as a
-JSON string inside the archive.
+Groups are numbered by increasing mean volume: group 0 is the lightest day type. The groups
+themselves (data, file format, loading) are on the ground floor: ``floor/daytypes.py``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -24,15 +21,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from chuteflow.errors import ChuteflowError
+from floor.daytypes import (
+    DayTypeGroups,
+    default_groups_path,
+)
+from floor.scenario import Scenario
 from twin.day import DayDemand
-from twin.history import generate_history, normalize_rows, spread_over_ticks
-from twin.scenario import SCENARIO_DIR, Scenario
+from twin.history import generate_history, spread_over_ticks
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
-FORMAT_VERSION = 1
 DEFAULT_HISTORY_START = date(2021, 1, 1)
 DEFAULT_HISTORY_DAYS = 1461
 """Four years, as in the paper's large setting."""
@@ -40,86 +39,6 @@ DEFAULT_HISTORY_SEED = 2025
 DEFAULT_FIT_SEED = 0
 FEATURE_WEIGHTS = {"volume": 1.5, "mix": 1.0, "shape": 1.0}
 """Relative weight of each feature block; volume is what recirculation reacts to most."""
-
-
-class GroupsError(ChuteflowError):
-    """A groups file that cannot be used, or groups that do not fit the scenario."""
-
-
-@dataclass(frozen=True)
-class DayTypeGroups:
-    """Day-type groups of one site: each group's per-(interval, destination) distribution."""
-
-    scenario: str
-    """Name of the scenario the groups were fitted for."""
-    probs: FloatArray
-    """[G, n_intervals, D] each group's share of the day's inductions; each [g] sums to 1."""
-    volume_mean: FloatArray
-    """[G] mean daily first inductions of the group's days."""
-    volume_std: FloatArray
-    """[G] standard deviation of the daily volume (0 for a one-day group)."""
-    members: tuple[tuple[str, ...], ...]
-    """Per group, the labels (dates or file names) of its days."""
-    meta: Mapping[str, Any] = field(default_factory=dict)
-    """JSON-ready provenance: seeds, history span, feature weights."""
-
-    @property
-    def n_groups(self) -> int:
-        return int(self.probs.shape[0])
-
-    def expected_share(self, g: int) -> FloatArray:
-        """[n_intervals, D] group ``g``'s share within each interval (rows sum to 1)."""
-        return normalize_rows(self.probs[g])
-
-    def check_fits(self, scenario: Scenario) -> None:
-        """Raise ``GroupsError`` when the groups' shape does not match ``scenario``."""
-        shape = (scenario.n_intervals, scenario.n_destinations)
-        if self.probs.shape[1:] != shape:
-            raise GroupsError(
-                f"groups for '{self.scenario}' have shape {self.probs.shape[1:]}, "
-                f"scenario '{scenario.name}' needs {shape}"
-            )
-
-    def save(self, path: str | Path) -> None:
-        """Write a compressed ``.npz``; probabilities as float32 to keep shipped files small."""
-        header = {
-            "format_version": FORMAT_VERSION,
-            "scenario": self.scenario,
-            "members": [list(m) for m in self.members],
-            "meta": dict(self.meta),
-        }
-        with Path(path).open("wb") as handle:
-            np.savez_compressed(
-                handle,
-                probs=self.probs.astype(np.float32),
-                volume_mean=self.volume_mean.astype(np.float64),
-                volume_std=self.volume_std.astype(np.float64),
-                header=np.array(json.dumps(header, sort_keys=True)),
-            )
-
-    @classmethod
-    def load(cls, path: str | Path) -> DayTypeGroups:
-        """Read a file written by ``save``; never unpickles."""
-        try:
-            with np.load(Path(path), allow_pickle=False) as data:
-                probs = data["probs"].astype(np.float64)
-                volume_mean = data["volume_mean"].astype(np.float64)
-                volume_std = data["volume_std"].astype(np.float64)
-                header = json.loads(str(data["header"]))
-        except (OSError, KeyError, ValueError) as error:
-            raise GroupsError(f"{path}: not a day-type groups file: {error}") from None
-        if header.get("format_version") != FORMAT_VERSION or probs.ndim != 3:
-            raise GroupsError(f"{path}: unsupported groups file format")
-        # float32 storage: renormalize so each group's matrix sums to 1 in float64 again.
-        probs /= probs.sum(axis=(1, 2), keepdims=True)
-        return cls(
-            scenario=str(header["scenario"]),
-            probs=probs,
-            volume_mean=volume_mean,
-            volume_std=volume_std,
-            members=tuple(tuple(str(x) for x in m) for m in header["members"]),
-            meta=header.get("meta", {}),
-        )
 
 
 def day_features(counts: IntArray | FloatArray) -> FloatArray:
@@ -292,10 +211,6 @@ def format_group_table(groups: DayTypeGroups) -> str:
     return "\n".join(lines)
 
 
-def default_groups_path(name: str) -> Path:
-    return SCENARIO_DIR / f"groups-{name}.npz"
-
-
 def build_default_groups(scenario: Scenario) -> DayTypeGroups:
     """The shipped groups: four synthetic years (seed 2025) fitted with seed 0.
 
@@ -327,8 +242,8 @@ def build_default_groups(scenario: Scenario) -> DayTypeGroups:
 
 
 def write_default_groups(names: Sequence[str] = ("small", "large")) -> list[Path]:
-    """Fit and write ``twin/scenarios/groups-<name>.npz`` for the built-in scenarios."""
-    from twin.scenario import load_scenario
+    """Fit and write ``floor/scenarios/groups-<name>.npz`` for the built-in scenarios."""
+    from floor.scenario import load_scenario
 
     paths = []
     for name in names:
@@ -336,16 +251,3 @@ def write_default_groups(names: Sequence[str] = ("small", "large")) -> list[Path
         build_default_groups(load_scenario(name)).save(path)
         paths.append(path)
     return paths
-
-
-def default_groups(scenario: Scenario) -> DayTypeGroups:
-    """The shipped groups of a built-in scenario, checked against its shape."""
-    path = default_groups_path(scenario.name)
-    if not path.is_file():
-        raise GroupsError(
-            f"{path}: no default groups for scenario '{scenario.name}'; "
-            "fit some with `chuteflow days fit-groups`"
-        )
-    groups = DayTypeGroups.load(path)
-    groups.check_fits(scenario)
-    return groups

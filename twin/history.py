@@ -38,8 +38,9 @@ from datetime import date, datetime, time, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from floor.daytypes import normalize_rows
+from floor.scenario import Scenario
 from twin.day import DayDemand
-from twin.scenario import Scenario
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -264,25 +265,6 @@ def generate_history(
             spike_destination=spike_destination,
             spike_factor=spike_factor,
         )
-
-
-def normalize_rows(counts: npt.NDArray[np.int64] | FloatArray) -> FloatArray:
-    """[n_intervals, D] per-interval shares; an empty interval falls back to the day's mix.
-
-    The fallback keeps ``expected_share`` rows summing to 1 even for an interval with no
-    inductions (a quiet start on a file day), which the twin's planner requires.
-    """
-    values = np.asarray(counts, dtype=np.float64)
-    totals = values.sum(axis=1, keepdims=True)
-    overall = values.sum(axis=0)
-    fallback = (
-        overall / overall.sum()
-        if overall.sum() > 0
-        else np.full(values.shape[1], 1.0 / values.shape[1])
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = np.where(totals > 0, values / np.where(totals > 0, totals, 1.0), fallback)
-    return shares.astype(np.float64)
 
 
 def spread_over_ticks(counts: IntArray, scenario: Scenario, rng: np.random.Generator) -> IntArray:

@@ -15,36 +15,27 @@ attempt ``A`` (attempt 1 = first induction). Each tick (``tick_seconds``):
 
 Only step 5 and the failure step touch individual chutes, and only on the ticks where
 something happens. Package-level contract events are an optional, slower side path
-(``emit``) driven by the same count arrays, so counts cannot differ with and without it.
+(``emit``, :mod:`twin.events`) driven by the same count arrays, so counts cannot differ with
+and without it.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
-from contracts.events import (
-    ChuteState,
-    ChuteStateChanged,
-    Envelope,
-    IntervalClosed,
-    PackageInducted,
-    PackageRecirculated,
-    PackageSorted,
-    RecirculationReason,
-)
+from contracts.events import Envelope, RecirculationReason
 from decision.state import ARRIVAL_LAGS, IDLE, SiteState
+from floor.scenario import Scenario
 from twin.day import DayDemand
+from twin.events import ChuteClocks, EventEmitter
 from twin.kpis import DayKPIs
-from twin.scenario import Scenario
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -240,7 +231,7 @@ class SortationTwin:
             )
         }
 
-        self._emitter = _Emitter(self, emit) if emit is not None else None
+        self._emitter = EventEmitter(scenario, demand, emit) if emit is not None else None
 
     # ------------------------------------------------------------------ public API
 
@@ -448,7 +439,7 @@ class SortationTwin:
         day["first_recirculated"] += int(result.first_recirculations.sum())
         day["exceptions"] += int(result.exceptions.sum())
         if self._emitter is not None:
-            self._emitter.interval_closed(self.interval_index)
+            self._emitter.interval_closed(self.interval_index, self._chute_clocks())
         self.interval_index += 1
 
     # ------------------------------------------------------------------ the tick
@@ -459,7 +450,7 @@ class SortationTwin:
         if t >= self._next_failure_min:
             self._fail(t)
         if emitter is not None:
-            emitter.chute_transitions(t)
+            emitter.chute_transitions(t, self._chute_clocks())
         self._return_recirculated(t)
         self._induct(t)
         self._eject(t)
@@ -476,7 +467,7 @@ class SortationTwin:
         self._next_failure_min = int(self._next_failure.min())
         self._acc_failures += int(failed.size)
         if self._emitter is not None:
-            self._emitter.chutes_failed(t, failed)
+            self._emitter.chutes_failed(t, failed, self._chute_clocks())
 
     def _return_recirculated(self, t: int) -> None:
         slot = t % self._returning_count.shape[0]
@@ -573,7 +564,7 @@ class SortationTwin:
 
         n_recirculated = n_arriving - n_sorted
         recirculated_a: IntArray | None = None
-        reason: IntArray | None = None
+        reason: list[RecirculationReason] | None = None
         if n_recirculated:
             recirculated_d = arriving_d - sorted_d
             recirculated_a = self._recirculate(t, arriving, arriving_d, recirculated_d, again)
@@ -585,7 +576,9 @@ class SortationTwin:
             if self._emitter is not None:
                 reason = self._reasons(is_open)
         if self._emitter is not None:
-            self._emitter.chute_field(t, arriving, recirculated_a, reason, sorted_d, assigned)
+            self._emitter.chute_field(
+                t, arriving, recirculated_a, reason, sorted_d, assigned, self._chute_clocks()
+            )
         arriving.fill(0)
         self._travel_count[slot] = 0
         self._travel_again[slot] = 0
@@ -618,7 +611,7 @@ class SortationTwin:
         counts = np.bincount(self._owner_bin, weights=is_open, minlength=n_d + 1)
         return cast(FloatArray, counts[:n_d])  # the stubs type bincount as integer always
 
-    def _reasons(self, is_open: BoolArray) -> IntArray:
+    def _reasons(self, is_open: BoolArray) -> list[RecirculationReason]:
         """[D] recirculation reason of each destination this tick (one per destination).
 
         The hot loop only tracks ``chutes_full_or_swapping`` per tick: ``no_chute_allocated``
@@ -628,7 +621,17 @@ class SortationTwin:
         reason = np.full(n_d, OVER_RATE, dtype=np.int64)
         reason[self._open_per_destination(is_open) == 0] = CHUTES_CLOSED
         reason[self._held == 0] = NO_CHUTE
-        return reason
+        return [REASONS[row] for row in reason.tolist()]
+
+    def _chute_clocks(self) -> ChuteClocks:
+        """The chute state the event emitter reads, as it is now."""
+        return ChuteClocks(
+            owner=self._owner,
+            out_until=self._out_until,
+            swap_until=self._swap_until,
+            move_until=self._move_until,
+            open_from=self._open_from,
+        )
 
     def _recirculate(
         self,
@@ -676,224 +679,4 @@ class SortationTwin:
         np.maximum(self._open_from, self._swap_until, out=self._open_from)
         self._acc_swaps += int(full.size)
         if self._emitter is not None:
-            self._emitter.chutes_full(t, full)
-
-
-class _Emitter:
-    """Package-level contract events, driven by the twin's count arrays.
-
-    Package ids flow FIFO per (attempt, destination) through two queues: on the drive
-    (travelling to the chute field) and recirculating (loop plus re-induction queue). The
-    twin decides how many packages move at each step; this class only decides which ones,
-    oldest first, so the counts are the twin's by construction.
-    """
-
-    def __init__(self, twin: SortationTwin, emit: Callable[[Envelope], None]) -> None:
-        s = twin.scenario
-        self._twin = twin
-        self._emit_fn = emit
-        self._site = s.site_id
-        self._seq = 0
-        self._station = 0
-        packages = twin.demand.package_list()
-        self._packages = packages
-        self._tick_edges = np.searchsorted(packages.tick, np.arange(s.n_ticks + 1))
-        n_a, n_d = s.max_attempts, s.n_destinations
-        self._boundary_emitted = -1
-        """Tick whose chute transitions ``interval_closed`` emitted ahead of the tick."""
-        self._on_drive: list[list[deque[str]]] = [[deque() for _ in range(n_d)] for _ in range(n_a)]
-        self._recirculating: list[list[deque[str]]] = [
-            [deque() for _ in range(n_d)] for _ in range(n_a)
-        ]
-
-    # ---- helpers
-
-    def _time(self, seconds: float) -> datetime:
-        return self._twin.demand.day_start + timedelta(seconds=seconds)
-
-    def _tick_start(self, t: int) -> datetime:
-        return self._time(t * self._twin.scenario.tick_seconds)
-
-    def _tick_end(self, t: int) -> datetime:
-        return self._time((t + 1) * self._twin.scenario.tick_seconds)
-
-    def _send(self, event_cls: type[Envelope], time: datetime, **fields: Any) -> None:
-        event = event_cls(
-            event_id=f"{self._site}-{self._seq}", event_time=time, site_id=self._site, **fields
-        )
-        self._seq += 1
-        self._emit_fn(event)
-
-    def _chute_event(
-        self, time: datetime, chute: int, state: ChuteState, owner: int | None = None
-    ) -> None:
-        s = self._twin.scenario
-        if owner is None:
-            owner = int(self._twin._owner[chute])
-        self._send(
-            ChuteStateChanged,
-            time,
-            chute_id=s.chute_ids[chute],
-            state=state,
-            destination=s.destinations[owner] if owner != IDLE else None,
-        )
-
-    def _next_station(self) -> int:
-        station = self._station
-        self._station = (station + 1) % self._twin.scenario.induction_stations
-        return station
-
-    # ---- hooks called by the twin
-
-    def chutes_failed(self, t: int, chutes: IntArray) -> None:
-        time = self._tick_start(t)
-        for chute in chutes.tolist():
-            self._chute_event(time, chute, "out_of_service")
-
-    def chute_transitions(self, t: int) -> None:
-        """Chutes that become usable again at ``t`` (repair, swap or move finished).
-
-        A move has no start event: the allocation event already says the chute changed
-        owner, and ``move_seconds`` says for how long it is closed. ``open`` marks the end of
-        the move when nothing else (swap, repair) still keeps the chute closed.
-
-        Transitions at the first tick of an interval were already emitted by
-        :meth:`interval_closed` (see there), so they are skipped here.
-        """
-        if t == 0 or t == self._boundary_emitted:
-            return
-        self._transitions(t)
-
-    def _transitions(self, t: int) -> None:
-        twin = self._twin
-        time = self._tick_start(t)
-        for chute in np.flatnonzero(twin._out_until == t).tolist():
-            self._chute_event(time, chute, "back_in_service")
-        for chute in np.flatnonzero(twin._swap_until == t).tolist():
-            self._chute_event(time, chute, "swap_finished")
-        for chute in np.flatnonzero((twin._move_until == t) & (twin._open_from <= t)).tolist():
-            self._chute_event(time, chute, "open")
-
-    def chutes_full(self, t: int, chutes: IntArray) -> None:
-        time = self._tick_end(t)
-        for chute in chutes.tolist():
-            self._chute_event(time, chute, "full")
-            self._chute_event(time, chute, "swap_started")
-
-    def first_inductions(self, t: int) -> None:
-        s = self._twin.scenario
-        packages = self._packages
-        lo, hi = int(self._tick_edges[t]), int(self._tick_edges[t + 1])
-        for index in range(lo, hi):
-            destination = int(packages.destination[index])
-            package_id = packages.package_id[index]
-            self._send(
-                PackageInducted,
-                self._time(float(packages.offset_seconds[index])),
-                package_id=package_id,
-                destination=s.destinations[destination],
-                station=self._next_station(),
-                attempt=1,
-            )
-            self._on_drive[0][destination].append(package_id)
-
-    def reinductions(self, t: int, taken: IntArray) -> None:
-        s = self._twin.scenario
-        time = self._tick_start(t)
-        for attempt, destination in zip(*np.nonzero(taken), strict=True):
-            source = self._recirculating[attempt][destination]
-            target = self._on_drive[attempt][destination]
-            for _ in range(int(taken[attempt, destination])):
-                package_id = source.popleft()
-                self._send(
-                    PackageInducted,
-                    time,
-                    package_id=package_id,
-                    destination=s.destinations[destination],
-                    station=self._next_station(),
-                    attempt=int(attempt) + 1,
-                )
-                target.append(package_id)
-
-    def chute_field(
-        self,
-        t: int,
-        arriving: IntArray,
-        recirculated: IntArray | None,
-        reason: IntArray | None,
-        sorted_d: IntArray,
-        assigned: FloatArray,
-    ) -> None:
-        """Sorted packages first (oldest first), then the recirculated ones."""
-        s = self._twin.scenario
-        time = self._tick_end(t)
-        n_a = arriving.shape[0]
-        chutes = self._chute_slots(sorted_d, assigned)
-        for attempt, destination in zip(*np.nonzero(arriving), strict=True):
-            queue = self._on_drive[attempt][destination]
-            n_back = 0 if recirculated is None else int(recirculated[attempt, destination])
-            n_sorted = int(arriving[attempt, destination]) - n_back
-            for _ in range(n_sorted):
-                self._send(
-                    PackageSorted,
-                    time,
-                    package_id=queue.popleft(),
-                    destination=s.destinations[destination],
-                    chute_id=s.chute_ids[chutes[destination].popleft()],
-                    attempt=int(attempt) + 1,
-                )
-            for _ in range(n_back):
-                assert reason is not None
-                package_id = queue.popleft()
-                self._send(
-                    PackageRecirculated,
-                    time,
-                    package_id=package_id,
-                    destination=s.destinations[destination],
-                    attempt=int(attempt) + 1,
-                    reason=REASONS[int(reason[destination])],
-                    to_exception=bool(attempt + 1 >= n_a),
-                )
-                if attempt + 1 < n_a:
-                    self._recirculating[attempt + 1][destination].append(package_id)
-
-    def _chute_slots(self, sorted_d: IntArray, assigned: FloatArray) -> dict[int, deque[int]]:
-        """Chute of each sorted package: whole packages per chute by largest remainder of the
-        twin's nearest-first spread, so the event stream matches the fill levels closely."""
-        owner = self._twin._owner
-        slots: dict[int, deque[int]] = {}
-        for destination in np.flatnonzero(sorted_d).tolist():
-            chutes = np.flatnonzero((owner == destination) & (assigned > 0))
-            weights = assigned[chutes] / assigned[chutes].sum() * int(sorted_d[destination])
-            counts = np.floor(weights).astype(np.int64)
-            short = int(sorted_d[destination]) - int(counts.sum())
-            if short:
-                counts[np.argsort(-(weights - counts), kind="stable")[:short]] += 1
-            slots[destination] = deque(np.repeat(chutes, counts).tolist())
-        return slots
-
-    def interval_closed(self, interval_index: int) -> None:
-        """Close the interval: first the chute transitions due at the boundary tick, then
-        ``interval_closed``.
-
-        ``site_state()`` at the boundary counts a chute whose swap, repair or move ends
-        exactly at the boundary tick as ready, but the twin only simulates that tick (and
-        would emit its transitions) after the next allocation. A consumer that builds its
-        ``SiteState`` from events (``decision.tracker``) would then see the chute closed when
-        it decides. Emitting those transitions before ``interval_closed`` (with the boundary
-        as their time) gives the event stream exactly the state the decision is made on.
-        """
-        s = self._twin.scenario
-        start = s.interval_start(interval_index, self._twin.demand.day_start)
-        end = s.interval_start(interval_index + 1, self._twin.demand.day_start)
-        if interval_index + 1 < s.n_intervals:
-            boundary = (interval_index + 1) * s.ticks_per_interval
-            self._transitions(boundary)
-            self._boundary_emitted = boundary
-        self._send(
-            IntervalClosed,
-            end,
-            interval_index=interval_index,
-            interval_start=start,
-            interval_end=end,
-        )
+            self._emitter.chutes_full(t, full, self._chute_clocks())

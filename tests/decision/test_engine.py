@@ -10,15 +10,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from decision.build import PolicyError, build_engine
 from decision.engine import DecisionEngine
 from decision.features import ObservationBatch
-from decision.guardrails import load_guardrails
-from decision.policies import DayPlan, OnnxPolicy, make_policy
+from decision.policies import OnnxPolicy
 from decision.state import SiteState
 from decision.validate import validate_allocation
-from twin.closed_loop import make_engine, physics_of, run_day
-from twin.groups import default_groups, sample_day
-from twin.scenario import load_scenario
+from floor.daytypes import default_groups
+from floor.guardrails import load_guardrails
+from floor.plan import DayPlan
+from floor.scenario import load_scenario
+from floor.site import load_site
+from twin.closed_loop import run_day
+from twin.groups import sample_day
 
 
 class _Scripted:
@@ -41,7 +45,7 @@ class _Scripted:
 
 def _engine(scenario_name: str, policy: object) -> DecisionEngine:
     scenario = load_scenario(scenario_name)
-    return make_engine(scenario, policy, load_guardrails(scenario.name))  # type: ignore[arg-type]
+    return build_engine(load_site(scenario), policy)  # type: ignore[arg-type]
 
 
 def _state_after(scenario_name: str, intervals: int, seed: int = 3) -> SiteState:
@@ -50,9 +54,7 @@ def _state_after(scenario_name: str, intervals: int, seed: int = 3) -> SiteState
 
     scenario = load_scenario(scenario_name)
     day = sample_day(default_groups(scenario), 2, scenario, seed=seed)
-    engine = make_engine(
-        scenario, make_policy("proportional", physics_of(scenario)), load_guardrails(scenario.name)
-    )
+    engine = build_engine(load_site(scenario, load_guardrails(scenario.name)), "proportional")
     from twin.closed_loop import day_plan
 
     engine.start_day(day_plan(day))
@@ -115,7 +117,7 @@ _STATE_SMALL = _state_after("small", 2)
 def test_allocation_event_carries_versions_and_a_stable_decision_id() -> None:
     scenario = load_scenario("large")
     state = _state_after("large", 2)
-    engine = _engine("large", make_policy("proportional", physics_of(scenario)))
+    engine = _engine("large", "proportional")
     engine.start_day(DayPlan(expected_share=np.full((scenario.n_intervals, 120), 1 / 120)))
     start = scenario.day_start + timedelta(minutes=10)
     first = engine.decide(state, start, start)
@@ -130,10 +132,7 @@ def test_allocation_event_carries_versions_and_a_stable_decision_id() -> None:
 def test_same_day_and_seed_give_the_same_allocations() -> None:
     scenario = load_scenario("small")
     day = sample_day(default_groups(scenario), 4, scenario, seed=11)
-    runs = [
-        run_day(_engine("small", make_policy("proportional", physics_of(scenario))), day, seed=5)
-        for _ in range(2)
-    ]
+    runs = [run_day(_engine("small", "proportional"), day, seed=5) for _ in range(2)]
     assert runs[0].kpis == runs[1].kpis
     for a, b in zip(runs[0].decisions, runs[1].decisions, strict=True):
         assert a.event == b.event
@@ -167,10 +166,9 @@ def test_onnx_policy_seam_serves_a_model_built_here(tmp_path: Path) -> None:
     policy = OnnxPolicy(path, levels)
     assert (policy.name, policy.version) == ("seam", "7")
     state = _STATE_SMALL
-    from decision.features import observe
-    from twin.closed_loop import scale_of
+    from decision.features import FeatureScale, observe
 
-    obs = observe(state, scale_of(scenario))
+    obs = observe(state, FeatureScale.of(scenario))
     np.testing.assert_allclose(policy.values(state, obs), obs @ weight, rtol=1e-6)
     decision = _engine("small", policy).decide(state, scenario.day_start, scenario.day_start)
     assert decision.policy_error is None
@@ -179,5 +177,14 @@ def test_onnx_policy_seam_serves_a_model_built_here(tmp_path: Path) -> None:
 
 
 def test_unknown_policy_name_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="unknown policy"):
-        make_policy("greedy-magic", physics_of(load_scenario("small")))
+    with pytest.raises(PolicyError, match="unknown policy"):
+        build_engine(load_site("small"), "greedy-magic")
+
+
+def test_build_engine_refuses_guardrails_of_another_site() -> None:
+    from floor.guardrails import GuardrailError
+    from floor.site import Site
+
+    mismatched = Site(load_scenario("small"), load_guardrails("large"))
+    with pytest.raises(GuardrailError, match="total_eject_chutes"):
+        build_engine(mismatched, "proportional")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chuteflow.errors import ChuteflowError
-from decision.guardrails import GuardrailError, GuardrailSet, effective_minimums, load_guardrails
-from twin.scenario import load_scenario
+from floor.errors import ChuteflowError
+from floor.guardrails import GuardrailError, GuardrailSet, effective_minimums, load_guardrails
+from floor.scenario import load_scenario
 
 
 @pytest.mark.parametrize("name", ["small", "large"])

@@ -7,11 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from decision.policies import (
-    SitePhysics,
     recirculation_values,
     static_plan_counts,
     target_values,
 )
+from floor.site import SitePhysics
 
 PHYSICS = SitePhysics(
     eject_chutes=187,

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 import decision.projection as projection
 from decision.chute_map import map_chutes
-from decision.guardrails import GuardrailSet, effective_minimums, load_guardrails
 from decision.projection import RESOLUTION_STEPS, project, repair_counts
 from decision.state import IDLE
 from decision.validate import validate_allocation
+from floor.guardrails import GuardrailSet, effective_minimums, load_guardrails
 
 IntArray = np.ndarray
 
@@ -93,7 +93,7 @@ def exact_optimum(instance: Instance) -> float | None:
     high = np.minimum(high, n_levels - 1)
     budget = min(instance.budget, guardrails.total_eject_chutes)
     previous = instance.previous_counts
-    cap = None if instance.ignore_move_cap else guardrails.max_moves_per_interval
+    cap = guardrails.move_cap(instance.ignore_move_cap)
     floor = effective_minimums(low, previous, budget, cap)
     move_limit = budget if cap is None else cap
     best = np.full((budget + 1, move_limit + 1), -np.inf)

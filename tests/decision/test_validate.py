@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from decision.guardrails import GuardrailSet
 from decision.state import IDLE
 from decision.validate import validate_allocation
+from floor.guardrails import GuardrailSet
 
 GUARDRAILS = GuardrailSet(
     version="t-1",

@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 
+from chuteflow.cli import kafka
 from contracts.codec import decode, encode
 from contracts.events import AllocationDecided
 from contracts.topics import ALL_TOPICS, ALLOCATIONS, TopicSpec, message_key
-from stream.admin import TopicMismatchError, ensure_topics
-from stream.broker import (
-    add_kafka_commands,
+from localkafka import (
     broker_down,
     broker_status,
     broker_up,
@@ -30,6 +29,7 @@ from stream.broker import (
     random_cluster_id,
     server_properties,
 )
+from stream.admin import TopicMismatchError, ensure_topics
 
 
 def _admin(bootstrap: str) -> Any:
@@ -40,7 +40,7 @@ def _admin(bootstrap: str) -> Any:
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="chuteflow")
-    add_kafka_commands(parser.add_subparsers(dest="command", required=True))
+    kafka.register(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from contracts.codec import decode
 from contracts.events import AllocationDecided, DayStarted, Envelope, IntervalClosed
 from contracts.topics import ALLOCATIONS, INTERVALS
+from floor.daytypes import default_groups
+from floor.scenario import load_scenario
 from replay.loop import day_type_group, owner_of
 from replay.publisher import MemoryPublisher
 from stream.cli import make_site
 from stream.processor import StreamProcessor
-from twin.groups import default_groups, sample_day
-from twin.scenario import load_scenario
+from twin.groups import sample_day
 from twin.sim import SortationTwin
 
 

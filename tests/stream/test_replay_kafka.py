@@ -1,6 +1,6 @@
 """Through the real broker: replay == in-process run_day, and bad records are dead-lettered.
 
-One worker process (``python -m stream.cli worker``, fresh consumer group, latest offsets) is
+One worker process (``chuteflow worker``, fresh consumer group, latest offsets) is
 shared by the module and killed by PID at the end. Allocations and dead letters are read by
 independent confluent-kafka consumers assigned at the end offsets taken before publishing.
 """
@@ -18,16 +18,18 @@ import pytest
 from contracts.codec import decode, encode
 from contracts.events import AllocationDecided, DayStarted, IntervalClosed, PackageInducted
 from contracts.topics import ALLOCATIONS, DEAD_LETTER, INDUCTIONS
-from decision.guardrails import load_guardrails
-from decision.policies import make_policy
+from decision.build import build_engine
+from floor.daytypes import default_groups
+from floor.guardrails import load_guardrails
+from floor.scenario import load_scenario
+from floor.site import load_site
 from replay.loop import day_type_group, replay_day
 from replay.publisher import KafkaPublisher
 from replay.workers import start_worker, stop_worker
 from stream.deadletter import original_value
 from tests.stream.readers import TopicReader
-from twin.closed_loop import make_engine, physics_of, run_day
-from twin.groups import default_groups, sample_day
-from twin.scenario import load_scenario
+from twin.closed_loop import run_day
+from twin.groups import sample_day
 
 pytestmark = pytest.mark.kafka
 
@@ -49,8 +51,8 @@ def test_replay_through_kafka_equals_run_day(worker: str) -> None:
     scenario = load_scenario("small")
     groups = default_groups(scenario)
     demand = sample_day(groups, 4, scenario, seed=11)
-    policy = make_policy("proportional", physics_of(scenario))
-    reference = run_day(make_engine(scenario, policy, load_guardrails("small")), demand, seed=11)
+    engine = build_engine(load_site(scenario, load_guardrails("small")), "proportional")
+    reference = run_day(engine, demand, seed=11)
 
     independent = TopicReader(worker, ALLOCATIONS)
     result = replay_day(demand, 11, worker, day_type_group(groups, demand))

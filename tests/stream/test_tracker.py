@@ -17,13 +17,15 @@ from contracts.events import (
     IntervalClosed,
     PackageInducted,
 )
-from decision.guardrails import load_guardrails
-from decision.policies import make_policy
+from decision.build import build_engine
 from decision.state import SiteState
 from decision.tracker import SiteTracker, TrackerConfig, UnknownEntityError
-from twin.closed_loop import day_plan, make_engine, physics_of
-from twin.groups import default_groups, sample_day
-from twin.scenario import Scenario, load_scenario
+from floor.daytypes import default_groups
+from floor.guardrails import load_guardrails
+from floor.scenario import Scenario, load_scenario
+from floor.site import load_site
+from twin.closed_loop import day_plan
+from twin.groups import sample_day
 from twin.sim import SortationTwin
 
 
@@ -40,9 +42,7 @@ def run_compared(scenario: Scenario, group: int, seed: int, policy: str) -> int:
     """Drive the twin with the engine on the *tracker's* state; compare every boundary."""
     groups = default_groups(scenario)
     demand = sample_day(groups, group, scenario, seed=seed)
-    engine = make_engine(
-        scenario, make_policy(policy, physics_of(scenario)), load_guardrails("small")
-    )
+    engine = build_engine(load_site(scenario, load_guardrails("small")), policy)
     engine.start_day(day_plan(demand))
     tracker = SiteTracker(TrackerConfig.from_scenario(scenario))
     tracker.start_day(demand.expected_share)

@@ -1,6 +1,6 @@
 """Several sites partition across workers: two workers of one consumer group share the sites.
 
-Two worker processes (``python -m stream.cli worker``) with the same ``--app-id`` serve the
+Two worker processes (``chuteflow worker``) with the same ``--app-id`` serve the
 same six sites: copies of the small scenario whose site ids are chosen so that their records
 land on six different input partitions (every chuteflow producer partitions a keyed record
 with Kafka's murmur2 default, ``contracts.topics.kafka_partition``). Whatever the
@@ -45,17 +45,19 @@ from contracts.topics import (
     kafka_partition,
     message_key,
 )
-from decision.guardrails import load_guardrails
-from decision.policies import make_policy
+from decision.build import build_engine
+from floor.daytypes import default_groups
+from floor.guardrails import load_guardrails
+from floor.scenario import SCENARIO_DIR, Scenario, load_scenario
+from floor.site import load_site
 from replay.loop import ReplayResult, day_type_group, replay_day
 from replay.publisher import KafkaPublisher
-from replay.workers import REPO, start_worker, stop_worker
+from replay.workers import start_worker, stop_worker
 from stream.processor import INPUT_TOPICS
 from tests.stream.readers import TopicReader
-from twin.closed_loop import DayRun, make_engine, physics_of, run_day
+from twin.closed_loop import DayRun, run_day
 from twin.day import DayDemand
-from twin.groups import default_groups, sample_day
-from twin.scenario import Scenario, load_scenario
+from twin.groups import sample_day
 
 pytestmark = pytest.mark.kafka
 
@@ -98,7 +100,7 @@ class Group:
 
 def _site_scenarios(directory: Path) -> dict[str, Path]:
     """A scenario YAML per site: the small scenario under another site id."""
-    text = (REPO / "twin" / "scenarios" / "small.yaml").read_text()
+    text = (SCENARIO_DIR / "small.yaml").read_text()
     assert text.count("site_id: site-small\n") == 1
     paths = {}
     for site_id in SITES:
@@ -233,9 +235,7 @@ def _days(scenario_files: dict[str, Path]) -> dict[str, SiteDay]:
         groups = default_groups(scenario)
         seed = 40 + i
         demand = sample_day(groups, i % groups.probs.shape[0], scenario, seed=seed)
-        engine = make_engine(
-            scenario, make_policy("proportional", physics_of(scenario)), load_guardrails("small")
-        )
+        engine = build_engine(load_site(scenario, load_guardrails("small")), "proportional")
         reference = run_day(engine, demand, seed=seed)
         days[site_id] = SiteDay(scenario, demand, seed, day_type_group(groups, demand), reference)
     return days

@@ -12,7 +12,6 @@ from chuteflow.cli import main
 from decision.features import observe
 from decision.policies import OnnxPolicy
 from training.dqn import Settings, Trainer, write_run
-from twin.closed_loop import scale_of
 
 
 def test_training_improves_the_policy_on_held_out_days() -> None:
@@ -54,7 +53,7 @@ def test_written_onnx_policy_matches_the_trained_network(tmp_path: Path) -> None
 
     day = sample_day(trainer.groups, 0, trainer.scenario, seed=3)
     twin = SortationTwin(trainer.scenario, day, seed=3)
-    obs = observe(twin.site_state(), scale_of(trainer.scenario))
+    obs = observe(twin.site_state(), trainer.scale)
     np.testing.assert_allclose(
         policy.values(twin.site_state(), obs), result.net(obs), rtol=1e-5, atol=1e-5
     )

@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chuteflow.errors import ChuteflowError
+from chuteflow.cli import days
+from floor.daytypes import DayTypeGroups, default_groups
+from floor.errors import ChuteflowError
+from floor.scenario import Scenario, load_scenario
 from twin.dayfile import DayFileError, read_day_csv, write_day_csv
-from twin.days_cli import DaysCommandError, add_days_commands
-from twin.groups import DayTypeGroups, default_groups, sample_day
+from twin.days_cli import DaysCommandError
+from twin.groups import sample_day
 from twin.history import generate_history, to_demand
-from twin.scenario import Scenario, load_scenario
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "days"
 
@@ -127,7 +129,7 @@ def test_writing_a_history_day_needs_its_scenario(small: Scenario, tmp_path: Pat
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chuteflow")
-    add_days_commands(parser.add_subparsers(dest="command", required=True))
+    days.register(parser.add_subparsers(dest="command", required=True))
     return parser
 
 

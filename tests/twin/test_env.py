@@ -10,10 +10,10 @@ from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 from decision.features import N_FEATURES
 from decision.state import IDLE, SiteState
+from floor.scenario import Scenario, load_scenario
 from twin.bench import synthetic_day
 from twin.day import DayDemand
 from twin.env import SortationEnv, grant_in_request_order
-from twin.scenario import Scenario, load_scenario
 
 SMALL = load_scenario("small")
 

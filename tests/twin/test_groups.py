@@ -8,12 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from floor.daytypes import DayTypeGroups, GroupsError, default_groups, default_groups_path
+from floor.scenario import Scenario, load_scenario
 from twin.groups import (
-    DayTypeGroups,
-    GroupsError,
     build_default_groups,
-    default_groups,
-    default_groups_path,
     fit_groups,
     group_table,
     kmeans,
@@ -21,7 +19,6 @@ from twin.groups import (
     sample_day,
 )
 from twin.history import generate_history
-from twin.scenario import Scenario, load_scenario
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
+from floor.scenario import Scenario, load_scenario
 from twin.history import SPIKE_RATE, HistoricalDay, generate_history, to_demand
-from twin.scenario import Scenario, load_scenario
 
 
 @pytest.fixture(scope="module")

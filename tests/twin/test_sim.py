@@ -20,9 +20,9 @@ from contracts.events import (
     PackageSorted,
 )
 from decision.state import ARRIVAL_LAGS, IDLE
+from floor.scenario import Scenario, load_scenario
 from twin.bench import bench_twin, proportional_owner, synthetic_day
 from twin.day import DayDemand
-from twin.scenario import Scenario, load_scenario
 from twin.sim import (
     CHUTES_CLOSED,
     NO_CHUTE,

@@ -9,7 +9,7 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from chuteflow.errors import ChuteflowError
+from floor.errors import ChuteflowError
 
 Model = TypeVar("Model", bound=BaseModel)
 

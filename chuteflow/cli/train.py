@@ -1,24 +1,27 @@
-"""``chuteflow train`` and ``chuteflow bench train``: argparse built from ``Settings``."""
+"""``chuteflow train``: train marl / drmarl / drmarl-exhaustive on the twin, or the paper's
+tables. Its flags are built from :class:`training.settings.Settings`, one per field."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chuteflow.progress import Progress
-from training.dqn import ALGOS, Settings, Trainer, write_run
+from chuteflow.cli._shared import Subparsers
 
 if TYPE_CHECKING:
-    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+    from training.settings import Settings
+
+NAME = "train"
 
 
 def _field_help() -> dict[str, str]:
     """Each Settings field's docstring (the line after it in the source) becomes its --help."""
     import inspect
+
+    from training.settings import Settings
 
     source = inspect.getsource(Settings).splitlines()
     helps: dict[str, str] = {}
@@ -32,43 +35,38 @@ def _field_help() -> dict[str, str]:
     return helps
 
 
-def add_train_commands(sub: SubParsers) -> None:
-    train = sub.add_parser("train", help="train marl / drmarl / drmarl-exhaustive on the twin")
+def register(sub: Subparsers) -> None:
+    from training.settings import ALGOS, Settings
+
+    parser = sub.add_parser(NAME, help="train marl / drmarl / drmarl-exhaustive on the twin")
     helps = _field_help()
     for f in dataclasses.fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         default = f.default
         if f.name == "algo":
-            train.add_argument(flag, choices=ALGOS, default=default, help=helps.get(f.name))
+            parser.add_argument(flag, choices=ALGOS, default=default, help=helps.get(f.name))
         elif f.name == "train_group":
-            train.add_argument(
+            parser.add_argument(
                 "--group", dest="train_group", type=int, default=None, help=helps.get(f.name)
             )
         else:
-            train.add_argument(flag, type=type(default), default=default, help=helps.get(f.name))
-    train.add_argument("--out", required=True, help="directory for the ONNX policy and curves")
-    train.add_argument("--quick", action="store_true", help="tiny settings that run in seconds")
-    train.add_argument(
+            parser.add_argument(flag, type=type(default), default=default, help=helps.get(f.name))
+    parser.add_argument("--out", required=True, help="directory for the ONNX policy and curves")
+    parser.add_argument("--quick", action="store_true", help="tiny settings that run in seconds")
+    parser.add_argument(
         "--table",
         action="store_true",
         help="train every policy of the paper's table for --scenario and evaluate them "
         "(small: Table 1, large: Table 2); --algo is ignored",
     )
-    train.add_argument("--eval-seeds", type=int, default=5, help="--table: days per group")
-    train.add_argument("--workers", type=int, default=None, help="--table: processes")
-    train.set_defaults(func=cmd_train)
-
-    bench = sub.choices["bench"]
-    assert isinstance(bench, argparse.ArgumentParser)
-    bench_sub = next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))
-    b = bench_sub.add_parser("train", help="env steps/s and s/episode per algorithm")
-    b.add_argument("--scenario", default="large")
-    b.add_argument("--episodes", type=int, default=2)
-    b.add_argument("--json", action="store_true")
-    b.set_defaults(func=cmd_bench_train)
+    parser.add_argument("--eval-seeds", type=int, default=5, help="--table: days per group")
+    parser.add_argument("--workers", type=int, default=None, help="--table: processes")
+    parser.set_defaults(func=run)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from training.settings import Settings
+
     values: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
     if args.quick:
         defaults = Settings()
@@ -77,7 +75,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**values)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    from chuteflow.progress import Progress
+
     settings = _settings(args)
     if args.table:
         from training.tables import run_table
@@ -89,6 +89,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print((Path(args.out) / name).read_text())
         print(f"wall time {result['wall_seconds']:.0f} s")
         return 0
+
+    from training.dqn import Trainer, write_run
+
     progress = Progress(settings.episodes, f"train {settings.algo}")
 
     def on_episode(episode: int, row: dict[str, float]) -> None:
@@ -112,41 +115,4 @@ def cmd_train(args: argparse.Namespace) -> int:
         "predictor": trained.predictor_report,
     }
     print(json.dumps(summary, sort_keys=True))
-    return 0
-
-
-def bench_train(scenario: str, episodes: int) -> dict[str, object]:
-    """Seconds per training episode and env steps per second for each algorithm."""
-    out: dict[str, object] = {"scenario": scenario, "episodes": episodes}
-    for algo in ALGOS:
-        settings = Settings(
-            scenario=scenario,
-            algo=algo,
-            episodes=episodes,
-            learning_starts=1,
-            validate_every=10**9,
-            predictor_episodes=1,
-            predictor_epochs=1,
-        )
-        trainer = Trainer(settings)
-        if algo == "drmarl":
-            from training.predictor import fit_predictor
-
-            trainer.predictor, _ = fit_predictor(trainer)
-        start = time.perf_counter()
-        steps_before = trainer.env_steps
-        for episode in range(episodes):
-            trainer.run_episode(episode)
-        wall = time.perf_counter() - start
-        steps = trainer.env_steps - steps_before
-        out[algo] = {
-            "seconds_per_episode": round(wall / episodes, 3),
-            "env_steps_per_second": round(steps / wall, 2),
-        }
-    return out
-
-
-def cmd_bench_train(args: argparse.Namespace) -> int:
-    result = bench_train(args.scenario, args.episodes)
-    print(json.dumps(result, sort_keys=True) if args.json else json.dumps(result, indent=2))
     return 0

@@ -1,60 +1,32 @@
-"""A real, single-node Apache Kafka broker for tests and local runs, without Docker.
+"""Process control of the local broker: start one KRaft JVM, wait for it, stop it by PID.
 
-Why this exists: the reliability claims of the stream layer (ordering per site, consumer-group
-hand-over, faust table recovery) only mean something against Apache Kafka itself. Protocol
-re-implementations differ in exactly those corners, and Docker is not available everywhere
-(CI here has no daemon). Maven Central is, so the broker's jars are resolved from
-``stream/broker/pom.xml`` once into a cache directory and started as one JVM in KRaft mode
-(``process.roles=broker,controller``): no ZooKeeper, no second process.
-
-Layout (``home`` defaults to ``~/.cache/chuteflow/kafka-<version>``; env
-``CHUTEFLOW_KAFKA_HOME`` overrides it)::
-
-    <home>/libs/             jars from Maven (a ``.complete`` marker guards half copies)
-    <home>/state/            default state directory; tests pass their own temp dir
-        server.properties    written on every start
-        log4j2.properties
-        data/                log.dirs (KRaft metadata log and topic partitions)
-        logs/server.log      broker log; logs/kafka.out is the JVM's stdout/stderr
-        kafka.pid            PID of the running JVM
-        broker.json          bootstrap address and ports of the running broker
-
-Data in ``data/`` survives ``broker_down``/``broker_up``: topics created once stay. Delete the
-state directory for a clean broker.
-
-Everything binds to 127.0.0.1 only: the broker is for this machine, never a network service.
+A broker belongs to a state directory (``<home>/state`` unless one is given); its PID and
+address are kept there (``kafka.pid``, ``broker.json``), so ``broker_down`` in another process
+finds it. Only ``java`` is started here; the jars come from :mod:`localkafka.jars`.
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
+import tempfile
 import time
-import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from chuteflow.errors import ChuteflowError
-
-POM = Path(__file__).resolve().parent / "broker" / "pom.xml"
-"""The Maven project whose dependencies are the broker's classpath."""
+from localkafka.config import LOG4J2, random_cluster_id, server_properties
+from localkafka.errors import BrokerError
+from localkafka.jars import ensure_jars, kafka_home, kafka_version, locked
 
 DEFAULT_PORT = 9092
 HEAP = "512m"
 """Enough for tests and a day's replay on one node; the machine has 2 cores and little to spare."""
-
-_POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 """Brokers this process started. Kept so the Popen objects are never garbage-collected while
@@ -62,90 +34,10 @@ the JVM runs (that raises ResourceWarning, an error under pytest's ``filterwarni
 and so this process can reap them after SIGTERM (a zombie still answers ``kill -0``)."""
 
 
-class BrokerError(ChuteflowError):
-    """The local broker could not be resolved, started or stopped; the message says why."""
-
-
-def kafka_version(pom: Path = POM) -> str:
-    """The Kafka version pinned in the pom (``<kafka.version>``), the single place it is set."""
-    root = ET.parse(pom).getroot()
-    node = root.find("m:properties/m:kafka.version", _POM_NS)
-    if node is None or not (node.text or "").strip():
-        raise BrokerError(f"{pom} has no <properties><kafka.version>")
-    return (node.text or "").strip()
-
-
-def kafka_home() -> Path:
-    """Where the jars (and by default the state) live: ``$CHUTEFLOW_KAFKA_HOME`` or the cache."""
-    override = os.environ.get("CHUTEFLOW_KAFKA_HOME")
-    if override:
-        return Path(override).expanduser()
-    return Path.home() / ".cache" / "chuteflow" / f"kafka-{kafka_version()}"
-
-
 def _state_dir(state_dir: Path | str | None, home: Path | None) -> Path:
     if state_dir is not None:
         return Path(state_dir).expanduser().resolve()
     return ((home or kafka_home()) / "state").resolve()
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive file lock: two pytest sessions must not resolve or start at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def ensure_jars(home: Path | None = None) -> Path:
-    """Resolve the broker's jars with Maven into ``<home>/libs`` once; return that directory.
-
-    The copy goes to a temporary directory that is renamed into place, and a ``.complete``
-    marker is written last, so an interrupted download is redone rather than trusted.
-    """
-    home = home or kafka_home()
-    libs = home / "libs"
-    if (libs / ".complete").exists():
-        return libs
-    with _locked(home / ".resolve.lock"):
-        if (libs / ".complete").exists():
-            return libs
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerError(
-                "Maven (mvn) is not on PATH: it is needed once to fetch the Apache Kafka jars "
-                "from Maven Central; install Maven or point KAFKA_BOOTSTRAP_SERVERS at a broker"
-            )
-        staging = home / "libs.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        command = [
-            mvn,
-            "-q",
-            "-B",
-            "-f",
-            str(POM),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}",
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            tail = (result.stdout + result.stderr).strip().splitlines()[-20:]
-            raise BrokerError(
-                "mvn could not resolve the Kafka jars ("
-                + " ".join(command)
-                + "):\n"
-                + "\n".join(tail)
-            )
-        if not any(staging.glob("kafka_2.13-*.jar")):
-            raise BrokerError(f"mvn finished but {staging} holds no kafka_2.13 jar")
-        shutil.rmtree(libs, ignore_errors=True)
-        staging.rename(libs)
-        (libs / ".complete").write_text(kafka_version() + "\n")
-    return libs
 
 
 def free_port() -> int:
@@ -171,83 +63,6 @@ def _port_answers(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def random_cluster_id() -> str:
-    """A KRaft cluster id as Kafka's ``Uuid.randomUuid`` makes it: 16 random bytes, URL-safe
-    base64 without padding, never starting with ``-`` (it would read as a CLI flag)."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
-        if not text.startswith("-"):
-            return text
-
-
-def server_properties(
-    port: int, controller_port: int, data_dir: Path, *, auto_create_topics: bool = False
-) -> str:
-    """The single-node KRaft configuration.
-
-    Replication factors and min ISR are 1 because there is one node. ``auto.create.topics``
-    is off: a topic that springs into being with one partition (what faust's agents trigger,
-    see FIELD-NOTES) must be a loud error, not a silent PartitionsMismatch later; every topic
-    is created by :func:`stream.admin.ensure_topics`, and faust creates its changelog and
-    leader topics itself through the admin API. Internal topics get 6 partitions instead of
-    50 so the first consumer group on a fresh broker is ready in well under a second.
-    """
-    lines = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "log.dirs": str(data_dir),
-        "num.partitions": "1",
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
-        "auto.create.topics.enable": "true" if auto_create_topics else "false",
-        "delete.topic.enable": "true",
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "6",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "transaction.state.log.num.partitions": "6",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        "num.network.threads": "2",
-        "num.io.threads": "4",
-        "num.recovery.threads.per.data.dir": "1",
-    }
-    body = "\n".join(f"{key}={value}" for key, value in lines.items())
-    return "# Written by stream/broker.py on every start; edits are overwritten.\n" + body + "\n"
-
-
-_LOG4J2 = """\
-# Written by stream/broker.py: everything to logs/server.log, rolled at 20 MB, 3 kept.
-status = warn
-# Kafka's own shutdown hook logs its clean shutdown; log4j's hook would close the file first.
-shutdownHook = disable
-appender.file.type = RollingFile
-appender.file.name = file
-appender.file.fileName = ${sys:kafka.logs.dir}/server.log
-appender.file.filePattern = ${sys:kafka.logs.dir}/server.log.%i
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-appender.file.policies.type = Policies
-appender.file.policies.size.type = SizeBasedTriggeringPolicy
-appender.file.policies.size.size = 20MB
-appender.file.strategy.type = DefaultRolloverStrategy
-appender.file.strategy.max = 3
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = file
-logger.kafka-request.name = kafka.request.logger
-logger.kafka-request.level = WARN
-logger.state-change.name = state.change.logger
-logger.state-change.level = WARN
-"""
 
 
 def _java() -> str:
@@ -398,7 +213,7 @@ def broker_up(
     """
     home = home or kafka_home()
     state = _state_dir(state_dir, home)
-    with _locked(state / ".lock"):
+    with locked(state / ".lock"):
         if _running_pid(state) is not None:
             running = broker_status(state_dir=state, home=home)["bootstrap"]
             if not isinstance(running, str):
@@ -423,7 +238,7 @@ def broker_up(
                 port, controller_port, state / "data", auto_create_topics=auto_create_topics
             )
         )
-        (state / "log4j2.properties").write_text(_LOG4J2)
+        (state / "log4j2.properties").write_text(LOG4J2)
         _format_storage(libs, state)
         command = [*_jvm_args(libs, state), "kafka.Kafka", str(state / "server.properties")]
         bootstrap = f"127.0.0.1:{port}"
@@ -527,7 +342,7 @@ def broker_down(
     outlive a test session.
     """
     state = _state_dir(state_dir, home)
-    with _locked(state / ".lock"):
+    with locked(state / ".lock"):
         pid = _running_pid(state)
         if pid is not None:
             _stop_pid(pid, timeout)
@@ -561,68 +376,25 @@ def broker_status(
     }
 
 
-# --- CLI -------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def temporary_broker(timeout: float = 90.0) -> Iterator[str]:
+    """A broker on a free port with its state in a temporary directory; yields its bootstrap
+    address, and stops it and deletes the state on exit."""
+    with tempfile.TemporaryDirectory(prefix="chuteflow-kafka-") as tmp:
+        state = Path(tmp) / "state"
+        bootstrap = broker_up(port=0, state_dir=state, timeout=timeout)
+        try:
+            yield bootstrap
+        finally:
+            broker_down(state_dir=state)
 
 
-def _cmd_up(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    bootstrap = broker_up(args.port, state_dir=args.state_dir, timeout=args.timeout)
-    print(bootstrap)
-    print(f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    stopped = broker_down(state_dir=args.state_dir)
-    print("stopped" if stopped else "not running")
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    status = broker_status(state_dir=args.state_dir)
-    print(json.dumps(status, sort_keys=True))
-    return 0 if status["running"] else 1
-
-
-def _cmd_topics(args: argparse.Namespace) -> int:
-    from stream.admin import ensure_topics
-
-    for name, outcome in ensure_topics(args.bootstrap, replication=args.replication).items():
-        print(f"{name}\t{outcome}")
-    return 0
-
-
-def add_kafka_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``chuteflow kafka up|down|status|topics``; each sets ``func(args) -> int``."""
-    kafka = sub.add_parser("kafka", help="a local Apache Kafka broker (no Docker needed)")
-    kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True)
-
-    def state_option(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--state-dir",
-            default=None,
-            help="broker state directory (default: <CHUTEFLOW_KAFKA_HOME>/state)",
-        )
-
-    up = kafka_sub.add_parser("up", help="start the broker (fetches jars with mvn once)")
-    up.add_argument("--port", type=int, default=DEFAULT_PORT, help="PLAINTEXT port (0: any)")
-    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for ready")
-    state_option(up)
-    up.set_defaults(func=_cmd_up)
-
-    down = kafka_sub.add_parser("down", help="stop the broker (SIGTERM, then SIGKILL)")
-    state_option(down)
-    down.set_defaults(func=_cmd_down)
-
-    status = kafka_sub.add_parser("status", help="JSON status; exit code 1 when not running")
-    state_option(status)
-    status.set_defaults(func=_cmd_status)
-
-    topics = kafka_sub.add_parser("topics", help="create every chuteflow topic (idempotent)")
-    topics.add_argument(
-        "--bootstrap",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{DEFAULT_PORT}"),
-        help="bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
-    )
-    topics.add_argument("--replication", type=int, default=1)
-    topics.set_defaults(func=_cmd_topics)
+__all__ = [
+    "DEFAULT_PORT",
+    "HEAP",
+    "broker_down",
+    "broker_status",
+    "broker_up",
+    "free_port",
+    "temporary_broker",
+]

@@ -1,6 +1,6 @@
 """A sortation site as data: layout, timing and the physics parameters of the twin.
 
-Scenarios are YAML files (``twin/scenarios/*.yaml``); ``small`` and ``large`` are the paper's
+Scenarios are YAML files (``floor/scenarios/*.yaml``); ``small`` and ``large`` are the paper's
 two settings. Every parameter the paper leaves open is a field here with the reason for its
 default in the YAML next to it, so a site engineer changes numbers, not code.
 """
@@ -14,8 +14,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from chuteflow.config import load_yaml_model
-from chuteflow.errors import ChuteflowError
+from floor.config import load_yaml_model
+from floor.errors import ChuteflowError
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 BUILTIN_SCENARIOS = ("small", "large")

@@ -25,12 +25,12 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chuteflow.config import load_yaml_model
-from chuteflow.errors import ChuteflowError
+from floor.config import load_yaml_model
+from floor.errors import ChuteflowError
 
 IntArray = npt.NDArray[np.int64]
 
-GUARDRAIL_DIR = Path(__file__).parent / "guardrails"
+GUARDRAIL_DIR = Path(__file__).parent / "guardrail_sets"
 BUILTIN_GUARDRAILS = ("small", "large")
 
 
@@ -122,6 +122,17 @@ class GuardrailSet(BaseModel):
                 f"used with {n_destinations}"
             )
         return self._arrays(n_destinations)
+
+    def move_cap(self, ignore: bool = False) -> int | None:
+        """``max_moves_per_interval``, or ``None`` (no cap) when ``ignore`` waives it.
+
+        The cap exists because every move closes a chute while an associate relabels it in
+        the middle of the shift. The first set-up of a day (``SiteState.is_day_setup``: an
+        empty floor before the shift) labels chutes before any package flows, so nothing is
+        interrupted and every chute may be assigned at once. The projection, the repair
+        fallback and the validator all take the cap from here, so they waive it alike.
+        """
+        return None if ignore else self.max_moves_per_interval
 
     def check_against(self, scenario_destinations: Sequence[str], n_chutes: int) -> None:
         """Fail fast if this set cannot be used on a site with these destinations and chutes.

@@ -1,0 +1,76 @@
+"""The ``chuteflow`` command: one module per verb, each parsing its arguments and calling into
+the packages that do the work.
+
+Every verb module has a ``NAME`` and ``register(sub)``, which adds its parser (and any
+subcommands) and sets ``func(args) -> int``; :data:`VERBS` is the one list of them.
+
+Errors a user can fix (bad files, unknown scenarios, unusable guardrails) derive from
+:class:`floor.errors.ChuteflowError` and print as one line with exit code 2.
+
+Importing this package loads no numpy (the verb modules import their packages only when they
+register or run), so :func:`main` can still set the BLAS thread defaults first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from chuteflow.cli import (
+    bench,
+    contracts,
+    days,
+    demo,
+    evaluate,
+    kafka,
+    replay,
+    simulate,
+    train,
+    worker,
+)
+from chuteflow.cli._shared import Verb
+from floor.errors import ChuteflowError
+from floor.threads import limit_blas_threads
+
+VERBS: tuple[Verb, ...] = (
+    demo,
+    simulate,
+    evaluate,
+    days,
+    train,
+    kafka,
+    worker,
+    replay,
+    contracts,
+    bench,
+)
+"""Every verb of ``chuteflow``, in the order ``chuteflow --help`` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chuteflow",
+        description="Robust multi-agent chute allocation for robotic sortation, on Kafka.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for verb in VERBS:
+        verb.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    limit_blas_threads()  # before anything imports numpy; see floor/threads.py
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ChuteflowError as error:
+        print(f"chuteflow: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+__all__ = ["VERBS", "build_parser", "main"]

@@ -1,0 +1,89 @@
+"""What several verb modules share: the subparsers type, output helpers and the day source."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from floor.daytypes import DayTypeGroups
+    from floor.scenario import Scenario
+    from twin.day import DayDemand
+
+
+class Subparsers(Protocol):
+    """What ``ArgumentParser.add_subparsers()`` returns, as far as a verb module uses it
+    (argparse's own class is private)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+class Verb(Protocol):
+    """A verb module of ``chuteflow``."""
+
+    NAME: str
+
+    def register(self, sub: Subparsers) -> None:
+        """Add the verb's parser to ``sub`` and set ``func(args) -> int`` on it."""
+
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+def env_bootstrap() -> str:
+    """Kafka bootstrap servers: ``$KAFKA_BOOTSTRAP_SERVERS`` or the local broker's port.
+
+    The same default as ``stream.app.bootstrap_from_env``, read here without importing faust
+    so that building the parser stays fast.
+    """
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
+
+
+def print_json(payload: object) -> None:
+    print(json.dumps(payload, sort_keys=True))
+
+
+def print_result(result: Mapping[str, object], as_json: bool, width: int = 20) -> None:
+    """One JSON object, or one ``key value`` line per entry."""
+    if as_json:
+        print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:{width}s} {value}")
+
+
+def add_day_source(parser: argparse.ArgumentParser, default_scenario: str, day_help: str) -> None:
+    """``--scenario``, ``--group`` | ``--day`` (one required) and ``--seed``."""
+    parser.add_argument(
+        "--scenario", default=default_scenario, help="small, large or a scenario YAML"
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--group", type=int, help="sample a day of this day-type group")
+    source.add_argument("--day", help=day_help)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled day and twin")
+
+
+def load_day(args: argparse.Namespace) -> tuple[Scenario, DayTypeGroups, DayDemand]:
+    """The scenario (with ``--site`` as its site id, where the verb has that flag), its
+    day-type groups and the day of :func:`add_day_source`'s arguments."""
+    from floor.daytypes import default_groups
+    from floor.errors import ChuteflowError
+    from floor.scenario import load_scenario
+    from twin.dayfile import read_day_csv
+    from twin.groups import sample_day
+
+    scenario = load_scenario(args.scenario)
+    site = getattr(args, "site", None)
+    if site and site != scenario.site_id:
+        scenario = scenario.model_copy(update={"site_id": site})
+    groups = default_groups(scenario)
+    if args.day is not None:
+        return scenario, groups, read_day_csv(Path(args.day), scenario, groups=groups)
+    n_groups = groups.probs.shape[0]
+    if not 0 <= args.group < n_groups:
+        raise ChuteflowError(f"--group {args.group}: {scenario.name} has groups 0..{n_groups - 1}")
+    return scenario, groups, sample_day(groups, args.group, scenario, seed=args.seed)

@@ -1,0 +1,88 @@
+"""``chuteflow bench twin|decision|replay|train``: benchmarks that print their figure.
+
+All four subcommands are registered here; each calls its package's ``bench_*`` function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+
+from chuteflow.cli._shared import Subparsers, print_result
+
+NAME = "bench"
+
+
+def register(sub: Subparsers) -> None:
+    parser = sub.add_parser(NAME, help="benchmarks that print their figure")
+    bench_sub = parser.add_subparsers(dest="bench_command", required=True)
+
+    for name, help_text, days, func in (
+        ("twin", "large-site days simulated per second", 20, run_twin),
+        ("decision", "p50/p99 ms of one decision cycle", 3, run_decision),
+    ):
+        on_twin = bench_sub.add_parser(name, help=help_text)
+        on_twin.add_argument("--scenario", default="large")
+        on_twin.add_argument("--days", type=int, default=days)
+        on_twin.add_argument("--seed", type=int, default=0)
+        on_twin.add_argument("--json", action="store_true")
+        on_twin.set_defaults(func=func)
+
+    replay = bench_sub.add_parser("replay", help="a day through broker + worker: events/s, wall s")
+    replay.add_argument("--scenario", default="large")
+    replay.add_argument("--group", type=int, default=0)
+    replay.add_argument("--seed", type=int, default=0)
+    replay.add_argument("--policy", default="proportional")
+    replay.add_argument("--intervals", type=int, default=None, help="only the first N intervals")
+    replay.add_argument(
+        "--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS or a temp broker"
+    )
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(func=run_replay)
+
+    train = bench_sub.add_parser("train", help="env steps/s and s/episode per algorithm")
+    train.add_argument("--scenario", default="large")
+    train.add_argument("--episodes", type=int, default=2)
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(func=run_train)
+
+
+def run_twin(args: argparse.Namespace) -> int:
+    from twin.bench import bench_twin
+
+    print_result(bench_twin(args.scenario, days=args.days, seed=args.seed), args.json)
+    return 0
+
+
+def run_decision(args: argparse.Namespace) -> int:
+    from twin.bench import bench_decision
+
+    print_result(bench_decision(args.scenario, days=args.days, seed=args.seed), args.json)
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """Against ``--bootstrap``, else ``$KAFKA_BOOTSTRAP_SERVERS``, else a local Apache Kafka
+    started in a temporary directory for this run and stopped afterwards."""
+    from localkafka import temporary_broker
+    from replay.bench import bench_replay
+
+    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    with contextlib.ExitStack() as stack:
+        if bootstrap is None:
+            bootstrap = stack.enter_context(temporary_broker(timeout=90.0))
+        result = bench_replay(
+            args.scenario, args.group, args.seed, bootstrap, args.intervals, args.policy
+        )
+    print_result(result, args.json, width=26)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training.bench import bench_train
+
+    result = bench_train(args.scenario, args.episodes)
+    print(json.dumps(result, sort_keys=True) if args.json else json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,59 @@
+"""``chuteflow days generate`` and ``days fit-groups``: historical day files and day types."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from chuteflow.cli._shared import Subparsers
+
+NAME = "days"
+
+
+def register(sub: Subparsers) -> None:
+    parser = sub.add_parser(NAME, help="historical day files and day-type groups")
+    days_sub = parser.add_subparsers(dest="days_command", required=True)
+
+    generate = days_sub.add_parser("generate", help="write a synthetic history as day files")
+    generate.add_argument("--scenario", required=True, help="small, large or a scenario YAML")
+    generate.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    generate.add_argument("--days", type=int, required=True, help="number of days")
+    generate.add_argument("--out", required=True, help="folder for YYYY-MM-DD.csv files")
+    generate.add_argument("--seed", type=int, default=0, help="history seed")
+    generate.add_argument("--gzip", action="store_true", help="write .csv.gz")
+    generate.set_defaults(func=run_generate)
+
+    fit = days_sub.add_parser("fit-groups", help="fit day-type groups from a folder of days")
+    fit.add_argument("--scenario", required=True, help="small, large or a scenario YAML")
+    fit.add_argument("--days", required=True, help="folder of .csv / .csv.gz day files")
+    fit.add_argument(
+        "--groups", type=int, default=None, help="number of groups (default: scenario's)"
+    )
+    fit.add_argument("--out", required=True, help="groups file to write (.npz)")
+    fit.add_argument("--seed", type=int, default=0, help="k-means seed")
+    fit.set_defaults(func=run_fit_groups)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Write one day file per synthetic day plus ``manifest.json`` (flags per day)."""
+    from twin.days_cli import generate_days
+
+    out = Path(args.out)
+    manifest = generate_days(args.scenario, args.start, args.days, out, args.seed, args.gzip)
+    print(
+        f"wrote {len(manifest['entries'])} day files to {out} "
+        f"({len(manifest['spike_days'])} spike days)"
+    )
+    return 0
+
+
+def run_fit_groups(args: argparse.Namespace) -> int:
+    """Read every day file in a folder, fit day-type groups, save them, print the table."""
+    from twin.days_cli import fit_groups_from_folder
+    from twin.groups import format_group_table
+
+    out = Path(args.out)
+    fitted = fit_groups_from_folder(args.scenario, Path(args.days), args.groups, args.seed, out)
+    print(format_group_table(fitted.groups))
+    print(f"wrote {fitted.groups.n_groups} groups from {fitted.n_days} days to {out}")
+    return 0

@@ -1,0 +1,24 @@
+"""``chuteflow demo``: the main job, a spike day under static and adaptive policies."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from chuteflow.cli._shared import Subparsers
+
+NAME = "demo"
+
+
+def register(sub: Subparsers) -> None:
+    parser = sub.add_parser(NAME, help="the main job: a spike day, static vs adaptive policies")
+    parser.add_argument("--out", default="out/demo", help="where tables and plots go")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from evaluation.demo import run_demo
+
+    run_demo(Path(args.out), seed=args.seed)
+    return 0

@@ -1,0 +1,82 @@
+"""``chuteflow kafka up|down|status|topics``: the local Apache Kafka broker (no Docker)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from chuteflow.cli._shared import Subparsers, env_bootstrap, print_json
+from localkafka import DEFAULT_PORT
+
+NAME = "kafka"
+
+
+def _state_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        help="broker state directory (default: <CHUTEFLOW_KAFKA_HOME>/state)",
+    )
+
+
+def register(sub: Subparsers) -> None:
+    parser = sub.add_parser(NAME, help="a local Apache Kafka broker (no Docker needed)")
+    kafka_sub = parser.add_subparsers(dest="kafka_command", required=True)
+
+    up = kafka_sub.add_parser("up", help="start the broker (fetches jars with mvn once)")
+    up.add_argument("--port", type=int, default=DEFAULT_PORT, help="PLAINTEXT port (0: any)")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for ready")
+    _state_option(up)
+    up.set_defaults(func=run_up)
+
+    down = kafka_sub.add_parser("down", help="stop the broker (SIGTERM, then SIGKILL)")
+    _state_option(down)
+    down.set_defaults(func=run_down)
+
+    status = kafka_sub.add_parser("status", help="JSON status; exit code 1 when not running")
+    _state_option(status)
+    status.set_defaults(func=run_status)
+
+    topics = kafka_sub.add_parser("topics", help="create every chuteflow topic (idempotent)")
+    topics.add_argument(
+        "--bootstrap",
+        default=env_bootstrap(),
+        help="bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
+    )
+    topics.add_argument("--replication", type=int, default=1)
+    topics.set_defaults(func=run_topics)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from localkafka import broker_up
+
+    started = time.monotonic()
+    bootstrap = broker_up(args.port, state_dir=args.state_dir, timeout=args.timeout)
+    print(bootstrap)
+    print(f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+def run_down(args: argparse.Namespace) -> int:
+    from localkafka import broker_down
+
+    stopped = broker_down(state_dir=args.state_dir)
+    print("stopped" if stopped else "not running")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from localkafka import broker_status
+
+    status = broker_status(state_dir=args.state_dir)
+    print_json(status)
+    return 0 if status["running"] else 1
+
+
+def run_topics(args: argparse.Namespace) -> int:
+    from stream.admin import ensure_topics
+
+    for name, outcome in ensure_topics(args.bootstrap, replication=args.replication).items():
+        print(f"{name}\t{outcome}")
+    return 0

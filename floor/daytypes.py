@@ -1,0 +1,143 @@
+"""Day-type groups as data: each group's per-(interval, destination) share of a day's volume.
+
+What a site *has* (loaded from the shipped ``.npz`` next to its scenario) lives here, on the
+ground floor, so the worker can build a day plan without importing the twin; how groups are
+*fitted* from history and how a day is *sampled* from one are the twin's (``twin/groups.py``).
+Files are ``.npz`` without pickle (``allow_pickle=False``); members and metadata travel as a
+JSON string inside the archive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from floor.errors import ChuteflowError
+from floor.scenario import SCENARIO_DIR, Scenario
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+FORMAT_VERSION = 1
+
+
+def normalize_rows(counts: npt.NDArray[np.int64] | FloatArray) -> FloatArray:
+    """[n_intervals, D] per-interval shares; an empty interval falls back to the day's mix.
+
+    The fallback keeps ``expected_share`` rows summing to 1 even for an interval with no
+    inductions (a quiet start on a file day), which the twin's planner requires.
+    """
+    values = np.asarray(counts, dtype=np.float64)
+    totals = values.sum(axis=1, keepdims=True)
+    overall = values.sum(axis=0)
+    fallback = (
+        overall / overall.sum()
+        if overall.sum() > 0
+        else np.full(values.shape[1], 1.0 / values.shape[1])
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(totals > 0, values / np.where(totals > 0, totals, 1.0), fallback)
+    return shares.astype(np.float64)
+
+
+class GroupsError(ChuteflowError):
+    """A groups file that cannot be used, or groups that do not fit the scenario."""
+
+
+@dataclass(frozen=True)
+class DayTypeGroups:
+    """Day-type groups of one site: each group's per-(interval, destination) distribution."""
+
+    scenario: str
+    """Name of the scenario the groups were fitted for."""
+    probs: FloatArray
+    """[G, n_intervals, D] each group's share of the day's inductions; each [g] sums to 1."""
+    volume_mean: FloatArray
+    """[G] mean daily first inductions of the group's days."""
+    volume_std: FloatArray
+    """[G] standard deviation of the daily volume (0 for a one-day group)."""
+    members: tuple[tuple[str, ...], ...]
+    """Per group, the labels (dates or file names) of its days."""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """JSON-ready provenance: seeds, history span, feature weights."""
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.probs.shape[0])
+
+    def expected_share(self, g: int) -> FloatArray:
+        """[n_intervals, D] group ``g``'s share within each interval (rows sum to 1)."""
+        return normalize_rows(self.probs[g])
+
+    def check_fits(self, scenario: Scenario) -> None:
+        """Raise ``GroupsError`` when the groups' shape does not match ``scenario``."""
+        shape = (scenario.n_intervals, scenario.n_destinations)
+        if self.probs.shape[1:] != shape:
+            raise GroupsError(
+                f"groups for '{self.scenario}' have shape {self.probs.shape[1:]}, "
+                f"scenario '{scenario.name}' needs {shape}"
+            )
+
+    def save(self, path: str | Path) -> None:
+        """Write a compressed ``.npz``; probabilities as float32 to keep shipped files small."""
+        header = {
+            "format_version": FORMAT_VERSION,
+            "scenario": self.scenario,
+            "members": [list(m) for m in self.members],
+            "meta": dict(self.meta),
+        }
+        with Path(path).open("wb") as handle:
+            np.savez_compressed(
+                handle,
+                probs=self.probs.astype(np.float32),
+                volume_mean=self.volume_mean.astype(np.float64),
+                volume_std=self.volume_std.astype(np.float64),
+                header=np.array(json.dumps(header, sort_keys=True)),
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> DayTypeGroups:
+        """Read a file written by ``save``; never unpickles."""
+        try:
+            with np.load(Path(path), allow_pickle=False) as data:
+                probs = data["probs"].astype(np.float64)
+                volume_mean = data["volume_mean"].astype(np.float64)
+                volume_std = data["volume_std"].astype(np.float64)
+                header = json.loads(str(data["header"]))
+        except (OSError, KeyError, ValueError) as error:
+            raise GroupsError(f"{path}: not a day-type groups file: {error}") from None
+        if header.get("format_version") != FORMAT_VERSION or probs.ndim != 3:
+            raise GroupsError(f"{path}: unsupported groups file format")
+        # float32 storage: renormalize so each group's matrix sums to 1 in float64 again.
+        probs /= probs.sum(axis=(1, 2), keepdims=True)
+        return cls(
+            scenario=str(header["scenario"]),
+            probs=probs,
+            volume_mean=volume_mean,
+            volume_std=volume_std,
+            members=tuple(tuple(str(x) for x in m) for m in header["members"]),
+            meta=header.get("meta", {}),
+        )
+
+
+def default_groups_path(name: str) -> Path:
+    return SCENARIO_DIR / f"groups-{name}.npz"
+
+
+def default_groups(scenario: Scenario) -> DayTypeGroups:
+    """The shipped groups of a built-in scenario, checked against its shape."""
+    path = default_groups_path(scenario.name)
+    if not path.is_file():
+        raise GroupsError(
+            f"{path}: no default groups for scenario '{scenario.name}'; "
+            "fit some with `chuteflow days fit-groups`"
+        )
+    groups = DayTypeGroups.load(path)
+    groups.check_fits(scenario)
+    return groups

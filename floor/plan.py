@@ -1,0 +1,31 @@
+"""The day plan: what the decision path is told about a day before it starts.
+
+It lives on the ground floor because every room hands one to a policy: the twin and
+evaluation from the sampled day type, the worker from ``day_started``, training from its
+episode's day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """What is known about a day before it starts (and, for evaluation, what is not)."""
+
+    expected_share: FloatArray
+    """[n_intervals, D] the day type's expected share of each interval's inductions."""
+    true_arrivals: IntArray | None = field(default=None, repr=False)
+    """[n_intervals, D] the day's real first inductions; only the lookahead reference reads it."""
+    true_tick_arrivals: IntArray | None = field(default=None, repr=False)
+    """[n_ticks, D] the same per twin tick; only the lookahead reference reads it."""
+
+
+__all__ = ["DayPlan"]

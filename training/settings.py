@@ -1,0 +1,75 @@
+"""Every knob of a training run (CleanRL style: one field, one line of why); written next to
+the policy it produced. Its own module so the trainer and the worst-group predictor both read
+it without importing each other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Algo = Literal["marl", "drmarl", "drmarl-exhaustive"]
+ALGOS: tuple[Algo, ...] = ("marl", "drmarl", "drmarl-exhaustive")
+
+
+@dataclass
+class Settings:
+    """Every knob of a training run; written next to the policy it produced."""
+
+    scenario: str = "small"
+    """Scenario name or YAML path."""
+    algo: Algo = "drmarl"
+    """marl, drmarl (predicted worst group) or drmarl-exhaustive (simulate every group)."""
+    episodes: int = 300
+    """Training days (the paper trains 300 episodes)."""
+    train_group: int | None = None
+    """marl only: the group to train on; None picks the group with the most historical days."""
+    seed: int = 1
+    """Seeds the network, exploration and the training days (evaluation uses other seeds)."""
+    gamma: float = 0.9
+    """Discount per interval; recirculated packages come back within minutes, so a short
+    horizon carries the consequences that matter."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    hidden: int = 64
+    """Width of the two hidden layers."""
+    batch_transitions: int = 16
+    """Intervals per gradient step; each contributes one row per destination."""
+    buffer_transitions: int = 5000
+    """Replay buffer size in intervals."""
+    learning_starts: int = 50
+    """Intervals collected before the first gradient step."""
+    updates_per_step: int = 2
+    """Gradient steps per simulated interval."""
+    epsilon_start: float = 0.5
+    """Probability that an agent explores (gets random values) at the start."""
+    epsilon_end: float = 0.02
+    epsilon_fraction: float = 0.6
+    """Share of the episodes over which epsilon decays linearly."""
+    target_tau: float = 0.02
+    """Polyak rate of the target network."""
+    reward_scale: float = 1.0
+    """Rewards are -recirculations / (mean packages per destination-interval) * this."""
+    validate_every: int = 25
+    """Episodes between greedy validations; the best validated network is exported."""
+    predictor_episodes: int = 20
+    """drmarl: rollout days used to fit the worst-group predictor."""
+    predictor_epochs: int = 40
+    """drmarl: passes over the predictor's data."""
+    solver_time_limit_s: float = 0.05
+    """CP-SAT time limit per projection, as in serving."""
+
+    @classmethod
+    def quick(cls, **overrides: object) -> Settings:
+        """A run that finishes in seconds, for tests and smoke checks."""
+        tiny: dict[str, object] = {
+            "episodes": 4,
+            "learning_starts": 5,
+            "validate_every": 2,
+            "predictor_episodes": 2,
+            "predictor_epochs": 3,
+            "batch_transitions": 4,
+        }
+        return cls(**{**tiny, **overrides})  # type: ignore[arg-type]
+
+
+__all__ = ["ALGOS", "Algo", "Settings"]
