@@ -55,7 +55,7 @@ def register(sub: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from floor.scenario import load_scenario
     from stream.app import AppSettings
-    from stream.cli import make_site, run_worker
+    from stream.worker import make_site, run_worker
     from stream.processor import SiteRuntime
 
     if args.policy == "lookahead":

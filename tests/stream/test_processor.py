@@ -9,7 +9,7 @@ from floor.daytypes import default_groups
 from floor.scenario import load_scenario
 from replay.loop import day_type_group, owner_of
 from replay.publisher import MemoryPublisher
-from stream.cli import make_site
+from stream.worker import make_site
 from stream.processor import StreamProcessor
 from twin.groups import sample_day
 from twin.sim import SortationTwin
