@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.events import Envelope, Event
+from contracts.limits import MAX_RECORD_BYTES
 from contracts.topics import TopicSpec
 
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -31,7 +32,12 @@ def decode(raw: bytes, topic: TopicSpec | None = None) -> Event:
     """Parse bytes into the event model its ``event_type`` names.
 
     With ``topic``, an event of a type that does not belong on that topic is an error too.
+    A record over :data:`~contracts.limits.MAX_RECORD_BYTES` is an error before it is parsed.
     """
+    if len(raw) > MAX_RECORD_BYTES:
+        raise DecodeError(
+            f"record of {len(raw):,} bytes exceeds the contract's {MAX_RECORD_BYTES:,}", raw
+        )
     try:
         event = _ADAPTER.validate_json(raw)
     except ValidationError as error:

@@ -10,10 +10,19 @@ messages keep parsing (golden fixtures in ``tests/fixtures/contracts`` prove it)
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from contracts.limits import (
+    MAX_ATTEMPT,
+    MAX_DAY_TYPE_GROUP,
+    MAX_INTERVAL_INDEX,
+    MAX_RECORDS_PER_INTERVAL,
+    MAX_STATION,
+)
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -57,8 +66,10 @@ class PackageInducted(Envelope):
     schema_version: Literal[1] = 1
     package_id: Id
     destination: Id
-    station: int = Field(ge=0)
-    attempt: int = Field(ge=1, description="1 for the first induction, n for the n-th.")
+    station: int = Field(ge=0, le=MAX_STATION)
+    attempt: int = Field(
+        ge=1, le=MAX_ATTEMPT, description="1 for the first induction, n for the n-th."
+    )
 
 
 class PackageSorted(Envelope):
@@ -69,7 +80,7 @@ class PackageSorted(Envelope):
     package_id: Id
     destination: Id
     chute_id: Id
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT)
 
 
 class PackageRecirculated(Envelope):
@@ -79,7 +90,7 @@ class PackageRecirculated(Envelope):
     schema_version: Literal[1] = 1
     package_id: Id
     destination: Id
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT)
     reason: RecirculationReason
     to_exception: bool = Field(
         default=False,
@@ -103,11 +114,14 @@ class IntervalClosed(Envelope):
 
     event_type: Literal["interval_closed"] = "interval_closed"
     schema_version: Literal[1] = 1
-    interval_index: int = Field(ge=0)
+    interval_index: int = Field(ge=0, le=MAX_INTERVAL_INDEX)
     interval_start: AwareDatetime
     interval_end: AwareDatetime
-    events_in_interval: dict[Id, Annotated[int, Field(ge=0)]] | None = Field(
+    events_in_interval: (
+        dict[Id, Annotated[int, Field(ge=0, le=MAX_RECORDS_PER_INTERVAL)]] | None
+    ) = Field(
         default=None,
+        max_length=16,
         description="Optional, added in v1 with a default (old messages still parse): records "
         "the producer published for this site on each floor topic (topic name -> count) since "
         "its previous interval_closed. Kafka orders records only within one partition of one "
@@ -134,14 +148,31 @@ class DayStarted(Envelope):
     event_type: Literal["day_started"] = "day_started"
     schema_version: Literal[1] = 1
     day_start: AwareDatetime
-    day_type_group: int = Field(ge=0)
+    day_type_group: int = Field(ge=0, le=MAX_DAY_TYPE_GROUP)
+
+    def day_key(self) -> str:
+        """The operating day's identity in decision ids: :func:`day_key` of this record."""
+        return day_key(self.day_start, self.event_id)
+
+
+def day_key(day_start: datetime, day_started_event_id: str) -> str:
+    """``YYYY-MM-DD.<8 hex>``: the date and a hash of the ``day_started`` record's id.
+
+    A redelivered ``day_started`` (same ``event_id``) is the same day; a second run of the same
+    date (a replayed or repeated day) has another ``event_id`` and therefore other decision ids,
+    so a WCS that drops repeated ids never drops a new day's allocations.
+    """
+    digest = hashlib.sha256(day_started_event_id.encode("utf-8")).hexdigest()[:8]
+    return f"{day_start.date().isoformat()}.{digest}"
 
 
 class AllocationDecided(Envelope):
     """The chute plan for one site and interval, as a WCS applies it.
 
-    ``decision_id`` is stable for (site, interval, policy version): a consumer that sees the
-    same id twice (a redelivery) drops the second.
+    ``decision_id`` (``site/day/interval/policy@version``, ``day`` from :func:`day_key`) is
+    stable for (site, day, interval, policy version): a consumer that sees the same id twice (a
+    redelivery, always with the same content) drops the second; another day, or another run of
+    the same date, never repeats an id.
     """
 
     event_type: Literal["allocation_decided"] = "allocation_decided"

@@ -73,15 +73,30 @@ class DecisionEngine:
         self.time_limit_s = time_limit_s
         self._levels = scale.max_chutes_per_destination + 1
         self._hint: IntArray | None = None
+        self._day = ""
 
     def start_day(self, plan: DayPlan) -> None:
         self._hint = None
+        self._day = plan.day
         self.policy.start_day(plan)
 
+    @property
+    def hint(self) -> IntArray | None:
+        """The solver hint (last decided counts): part of a worker's persisted site state, so
+        a restarted worker solves with the same hint and decides exactly as before."""
+        return self._hint
+
+    def resume(self, plan: DayPlan, hint: IntArray | None) -> None:
+        """Continue a day from persisted state: the plan and the solver hint it had."""
+        self.start_day(plan)
+        self._hint = None if hint is None else np.asarray(hint, dtype=np.int64)
+
     def decision_id(self, interval_index: int) -> str:
-        """Stable per (site, interval, policy version): a redelivered decision has the same id."""
+        """Stable per (site, day, interval, policy version): a redelivered decision has the
+        same id, a decision of another day (or another run of the same date) never does."""
         policy = self.policy
-        return f"{self.layout.site_id}/{interval_index}/{policy.name}@{policy.version}"
+        site, day = self.layout.site_id, self._day
+        return f"{site}/{day}/{interval_index}/{policy.name}@{policy.version}"
 
     def decide(self, state: SiteState, interval_start: datetime, now: datetime) -> Decision:
         """Allocation for ``state.interval_index``, validated, as a contract event."""

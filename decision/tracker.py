@@ -70,6 +70,10 @@ class _ScenarioLike(Protocol):
     def tick_seconds(self) -> float: ...
     @property
     def move_seconds(self) -> float: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def induction_stations(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,10 @@ class TrackerConfig:
     ticks_per_interval: int
     move_ticks: int
     """Ticks a moved chute stays closed; rounded half up like the twin's ``TwinTiming``."""
+    max_attempts: int = 1_000
+    """Inductions before a package goes to exception: a higher ``attempt`` is implausible."""
+    induction_stations: int = 100_000
+    """Induction stations of the site: a higher ``station`` is implausible."""
 
     @classmethod
     def from_scenario(cls, scenario: _ScenarioLike) -> TrackerConfig:
@@ -93,6 +101,8 @@ class TrackerConfig:
             n_intervals=scenario.n_intervals,
             ticks_per_interval=scenario.ticks_per_interval,
             move_ticks=math.floor(scenario.move_seconds / scenario.tick_seconds + 0.5),
+            max_attempts=scenario.max_attempts,
+            induction_stations=scenario.induction_stations,
         )
 
 
@@ -141,6 +151,20 @@ class SiteTracker:
         if index is None:
             raise UnknownEntityError(f"unknown chute {chute_id!r} for site {self.config.site_id!r}")
         return index
+
+    def check(self, event: Envelope) -> None:
+        """Raise :class:`UnknownEntityError` if ``event`` names a site, destination or chute
+        this site does not have; change nothing."""
+        if event.site_id != self.config.site_id:
+            raise UnknownEntityError(
+                f"event of site {event.site_id!r} given to the tracker of {self.config.site_id!r}"
+            )
+        destination = getattr(event, "destination", None)
+        if destination is not None:
+            self.destination(destination)
+        chute_id = getattr(event, "chute_id", None)
+        if chute_id is not None:
+            self.chute(chute_id)
 
     def apply(self, event: Envelope) -> None:
         """Count one floor event into the open interval.

@@ -26,6 +26,9 @@ class DayPlan:
     """[n_intervals, D] the day's real first inductions; only the lookahead reference reads it."""
     true_tick_arrivals: IntArray | None = field(default=None, repr=False)
     """[n_ticks, D] the same per twin tick; only the lookahead reference reads it."""
+    day: str = ""
+    """Which operating day this is (``contracts.events.day_key``: the date and the day start
+    record's id). Every decision id carries it, so a repeated day never reuses an id."""
 
 
 __all__ = ["DayPlan"]

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from confluent_kafka import Consumer, TopicPartition
 
 from contracts.codec import DecodeError, decode, encode
-from contracts.events import AllocationDecided, DayStarted, Envelope
+from contracts.events import AllocationDecided, DayStarted, Envelope, day_key
 from contracts.topics import ALLOCATIONS, TOPIC_FOR_EVENT, message_key
 from decision.state import IDLE
 from floor.daytypes import DayTypeGroups
@@ -51,6 +51,16 @@ def day_type_group(groups: DayTypeGroups, demand: DayDemand) -> int:
         if np.array_equal(groups.expected_share(g), demand.expected_share):
             return g
     raise ReplayError(f"{demand.label}: its expected shares match no day-type group")
+
+
+def day_started_id(site_id: str, demand: DayDemand, run_id: str) -> str:
+    """The ``event_id`` of a replay run's ``day_started``: site, day and run."""
+    return f"{site_id}-day-{demand.day_start.isoformat()}-{run_id}"
+
+
+def replay_day_key(site_id: str, demand: DayDemand, run_id: str) -> str:
+    """The day key (decision ids) a replay with ``run_id`` gets; for in-process references."""
+    return day_key(demand.day_start, day_started_id(site_id, demand, run_id))
 
 
 def owner_of(scenario: Scenario, allocation: AllocationDecided) -> IntArray:
@@ -123,6 +133,8 @@ class AllocationReader:
 class ReplayResult:
     """One replayed day."""
 
+    day: str
+    """The run's day key (``contracts.events.day_key``), as in its decision ids."""
     kpis: DayKPIs
     allocations: list[AllocationDecided]
     events_published: int
@@ -152,8 +164,14 @@ def replay_day(
     speed: float | None = None,
     allocation_timeout_s: float = 60.0,
     max_intervals: int | None = None,
+    run_id: str | None = None,
 ) -> ReplayResult:
-    """Publish ``demand`` as the twin plays it, closing the loop with the worker's allocations."""
+    """Publish ``demand`` as the twin plays it, closing the loop with the worker's allocations.
+
+    Every replay is a new run of its day (``run_id``, random by default): its ``day_started``
+    has a new ``event_id``, so the worker starts the day afresh and its decision ids differ
+    from any earlier replay of the same date (a WCS dropping repeated ids drops none of them).
+    """
     scenario = demand.scenario
     site = scenario.site_id
     publisher = KafkaPublisher(bootstrap)
@@ -193,15 +211,15 @@ def replay_day(
     waits: list[float] = []
     allocations = []
     try:
-        publisher.publish(
-            DayStarted(
-                event_id=f"{site}-day-{demand.day_start.isoformat()}",
-                event_time=demand.day_start,
-                site_id=site,
-                day_start=demand.day_start,
-                day_type_group=group,
-            )
+        opening = DayStarted(
+            event_id=day_started_id(site, demand, run_id or uuid.uuid4().hex[:12]),
+            event_time=demand.day_start,
+            site_id=site,
+            day_start=demand.day_start,
+            day_type_group=group,
         )
+        day = opening.day_key()
+        publisher.publish(opening)
         publisher.flush()
         last = scenario.n_intervals if max_intervals is None else max_intervals
         while not twin.done and twin.interval_index < last:
@@ -215,6 +233,7 @@ def replay_day(
     finally:
         reader.close()
     return ReplayResult(
+        day=day,
         kpis=twin.kpis(),
         allocations=allocations,
         events_published=publisher.sent,

@@ -13,6 +13,15 @@ made without ``stream.batching.install``) the agent's stream feeds the same ``pr
 The table holds one JSON snapshot per site, written once per batch for the sites the batch
 touched, with the site's input partition as changelog partition (faust's ``table[key] = v``
 takes the partition from the "current event", which a batch does not have).
+
+Exactly-once effect on state: each snapshot carries the input offsets it includes
+(``SiteRuntime.offsets``). faust flushes the producer (outputs and snapshots) before it
+commits offsets, so the committed offset never runs ahead of the snapshot; after a crash the
+records between the commit and the snapshot are redelivered and skipped by offset, and the
+ones after it are applied once. When a partition is revoked (a rebalance, a worker joining or
+leaving) its sites are forgotten here and restored from the table when they next appear, so a
+worker that gets a site back continues from what its last owner wrote, not from its own stale
+copy.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from typing import Any
 
 import faust
 
-from contracts.topics import ALL_TOPICS, PARTITIONS
+from contracts.topics import ALL_TOPICS, PARTITIONS, kafka_partition, message_key
 from stream.batching import set_batch_handler
 from stream.processor import INPUT_TOPICS, StreamProcessor
 
@@ -73,6 +82,20 @@ def register(
         if snapshot is not None and site is not None and not site.day_open:
             site.restore(snapshot)
             log.info("site %s restored at interval %s", site_id, site.tracker.interval_index)
+
+    input_names = {spec.name for spec in INPUT_TOPICS}
+
+    async def forget_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+        # Eager rebalancing revokes every partition, also the ones that come straight back:
+        # the site is then restored from the table (our own last snapshot), the same state.
+        lost = {tp.partition for tp in (revoked or ()) if tp.topic in input_names}
+        for site_id, site in processor.sites.items():
+            if kafka_partition(message_key(site_id), PARTITIONS) in lost:
+                site.reset()
+                restored.discard(site_id)
+                processor.dirty.discard(site_id)
+
+    app.on_partitions_revoked.connect(forget_revoked)  # type: ignore[arg-type]
 
     async def publish(records: list[Any]) -> None:
         for record in records:
@@ -127,7 +150,6 @@ def register(
             write_table()
 
     if ready_file is not None:
-        input_names = {spec.name for spec in INPUT_TOPICS}
 
         async def mark_ready(sender: Any, **kwargs: Any) -> None:
             # Written after every rebalance: the agent owns these partitions from here on

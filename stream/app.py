@@ -51,6 +51,14 @@ class AppSettings:
     offset_reset: str = "earliest"
     """Where a group without committed offsets starts: ``earliest`` loses nothing;
     ``latest`` skips history (tests use it with a fresh group per test)."""
+    instance_id: str | None = None
+    """Static group membership (KIP-345): a worker restarted with the same id takes its
+    partitions back at once, without waiting for the dead member's session to expire or a
+    rebalance. One id per worker slot (e.g. a StatefulSet pod name); two live workers with one
+    id fence each other."""
+    session_timeout_s: float = 10.0
+    """How long the group waits for a silent member before handing its sites to another
+    worker (a replacement without the dead worker's instance id). Kafka's minimum is 6 s."""
 
 
 DEFAULT_DATADIR = Path(tempfile.gettempdir()) / "chuteflow-faust"
@@ -77,6 +85,9 @@ def make_app(settings: AppSettings) -> faust.App:
         broker_commit_every=10_000,
         stream_buffer_maxsize=16_384,
         broker_max_poll_records=20_000,
+        consumer_group_instance_id=settings.instance_id,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
         consumer_max_fetch_size=8 * 1024 * 1024,
     )
     install_batch_consumer(app)

@@ -51,7 +51,11 @@ from contracts.events import (
     DayStarted,
     Envelope,
     IntervalClosed,
+    PackageInducted,
+    PackageRecirculated,
+    day_key,
 )
+from contracts.limits import InputLimits
 from contracts.topics import (
     ALLOCATIONS,
     CHUTE_STATE,
@@ -62,11 +66,18 @@ from contracts.topics import (
     TopicSpec,
     message_key,
 )
-from decision.engine import DecisionEngine
+from decision.admission import (
+    SeenWindow,
+    SiteCalendar,
+    check_day_started,
+    check_floor_event,
+    check_interval_closed,
+)
+from decision.engine import Decision, DecisionEngine
 from decision.state import SiteState
 from decision.tracker import SiteTracker, TrackerConfig, UnknownEntityError
 from floor.plan import DayPlan
-from stream.deadletter import OutRecord, dead_letter
+from stream.deadletter import OutRecord, dead_letter, reason_kind
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -75,6 +86,20 @@ FLOOR_TOPICS: tuple[TopicSpec, ...] = (INDUCTIONS, SORTATION, CHUTE_STATE)
 INPUT_TOPICS: tuple[TopicSpec, ...] = (*FLOOR_TOPICS, INTERVALS)
 """Everything the worker's one agent consumes, in one stream so a site stays on one worker."""
 _BY_NAME = {spec.name: spec for spec in INPUT_TOPICS}
+_FLOOR_NAMES = frozenset(spec.name for spec in FLOOR_TOPICS)
+
+
+@dataclass(frozen=True)
+class DecisionObserved:
+    """What a decision looked like, for metrics (the processor stays free of a metrics lib)."""
+
+    site_id: str
+    interval_index: int
+    total_ms: float
+    solver_status: str
+    policy_error: str | None
+    policy_name: str
+    policy_version: str
 
 
 @dataclass
@@ -95,9 +120,44 @@ class SiteRuntime:
     pending_since: float = 0.0
     partition: int | None = None
     """Partition the site's records arrive on (the table changelog partition)."""
+    offsets: dict[str, int] = field(default_factory=dict)
+    """Last input offset applied per topic (the site's partition): records at or below it were
+    already applied before a restart and are skipped, so none is counted twice."""
+    day_event_id: str | None = None
+    """``event_id`` of the open day's ``day_started`` (a redelivery has the same one)."""
+    seen: SeenWindow = field(default_factory=SeenWindow)
+    day_totals: Counter[str] = field(default_factory=Counter)
+    """Records of the day by kind (first inductions, recirculations): the observed rate."""
 
     def __post_init__(self) -> None:
         self.tracker = SiteTracker(self.config)
+
+    def plan(self) -> DayPlan:
+        assert self.day_type_group is not None and self.day_start is not None
+        day = "" if self.day_event_id is None else day_key(self.day_start, self.day_event_id)
+        return DayPlan(expected_share=self.day_shares(self.day_type_group), day=day)
+
+    def calendar(self) -> SiteCalendar:
+        assert self.day_start is not None
+        return SiteCalendar(
+            day_start=self.day_start,
+            interval=timedelta(minutes=self.interval_minutes),
+            n_intervals=self.config.n_intervals,
+            open_index=self.tracker.interval_index,
+        )
+
+    def reset(self) -> None:
+        """Forget everything (the site's partition went to another worker)."""
+        self.tracker = SiteTracker(self.config)
+        self.day_start = None
+        self.day_type_group = None
+        self.day_event_id = None
+        self.received.clear()
+        self.pending = None
+        self.partition = None
+        self.offsets.clear()
+        self.seen.clear()
+        self.day_totals.clear()
 
     @property
     def day_open(self) -> bool:
@@ -115,10 +175,18 @@ class SiteRuntime:
             "day_type_group": self.day_type_group,
             "received": dict(self.received),
             "pending": None if self.pending is None else encode(self.pending).decode("utf-8"),
+            "offsets": dict(self.offsets),
+            "day_event_id": self.day_event_id,
+            "hint": None if self.engine.hint is None else self.engine.hint.tolist(),
+            "seen": self.seen.to_dict(),
+            "day_totals": dict(self.day_totals),
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        """Continue from a table snapshot after a restart or a partition hand-over."""
+        """Continue from a table snapshot after a restart or a partition hand-over: the state,
+        the input offsets it includes, the duplicate window and the solver hint, so every later
+        decision is the one an uninterrupted worker would have made."""
+        self.offsets = {str(k): int(v) for k, v in dict(data.get("offsets") or {}).items()}
         if data.get("day_start") is None or data.get("day_type_group") is None:
             return
         group = int(data["day_type_group"])
@@ -126,7 +194,14 @@ class SiteRuntime:
         self.tracker = SiteTracker.from_dict(self.config, dict(data["tracker"]), shares)
         self.day_start = datetime.fromisoformat(str(data["day_start"]))
         self.day_type_group = group
-        self.engine.start_day(DayPlan(expected_share=shares))
+        event_id = data.get("day_event_id")
+        self.day_event_id = None if event_id is None else str(event_id)
+        hint = data.get("hint")
+        self.engine.resume(self.plan(), None if hint is None else np.asarray(hint))
+        self.seen = SeenWindow.from_dict(data.get("seen"))
+        self.day_totals = Counter(
+            {str(k): int(v) for k, v in (data.get("day_totals") or {}).items()}
+        )
         self.received = Counter({str(k): int(v) for k, v in dict(data["received"]).items()})
         pending = data.get("pending")
         self.pending = None
@@ -149,6 +224,8 @@ class StreamProcessor:
         clock: wall clock (seconds, monotonic) for the stall timer; injectable for tests.
         worker_id: who decides (``host/pid`` in ``chuteflow worker``); written on every audit
             record as ``worker`` so an audit shows which worker of a group decided a site.
+        limits: input plausibility (``contracts/limits.py``).
+        on_decision: called with every decision's summary (metrics).
     """
 
     def __init__(
@@ -159,17 +236,31 @@ class StreamProcessor:
         live_grace_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         worker_id: str | None = None,
+        limits: InputLimits | None = None,
+        on_decision: Callable[[DecisionObserved], None] | None = None,
     ) -> None:
         self.sites = dict(sites)
         self.stall_seconds = stall_seconds
         self.live_grace_seconds = live_grace_seconds
         self.clock = clock
         self.worker_id = worker_id
+        self.limits = limits or InputLimits()
+        self.on_decision = on_decision
         self.dirty: set[str] = set()
         """Sites whose snapshot changed since the agent last wrote the table."""
         self.stats: Counter[str] = Counter()
+        self.dead_letters: Counter[str] = Counter()
+        """Dead letters by reason kind (``stream.deadletter.reason_kind``)."""
 
     # ------------------------------------------------------------------ input
+
+    def site_of_key(self, key: bytes | None) -> SiteRuntime | None:
+        if key is None:
+            return None
+        try:
+            return self.sites.get(key.decode("utf-8"))
+        except UnicodeDecodeError:
+            return None
 
     def handle(
         self,
@@ -179,50 +270,106 @@ class StreamProcessor:
         partition: int = -1,
         offset: int = -1,
     ) -> list[OutRecord]:
-        """One input record -> the records to publish (allocations, audit, dead letters)."""
+        """One input record -> the records to publish (allocations, audit, dead letters).
+
+        A record of a served site (by key) at or below the site's last applied offset on its
+        topic was applied before a restart: it is skipped, with no output, so state and
+        dead letters are exactly-once per record.
+        """
+        keyed = self.site_of_key(key)
+        if keyed is not None and offset >= 0:
+            if offset <= keyed.offsets.get(topic, -1):
+                self.stats["redelivered_skipped"] += 1
+                return []
+            keyed.offsets[topic] = offset
+            keyed.partition = partition if partition >= 0 else keyed.partition
+            self.dirty.add(keyed.config.site_id)
         self.stats["records"] += 1
-
-        def reject(reason: str) -> list[OutRecord]:
-            self.stats["dead_lettered"] += 1
-            return [
+        out = self._route(topic, key, value, partition)
+        kinds = [reason_kind(r.reason) for r in out if isinstance(r, _Rejected)]
+        if kinds:
+            self.stats["dead_lettered"] += len(kinds)
+            self.dead_letters.update(kinds)
+            out = [
                 dead_letter(
-                    reason, topic=topic, key=key, value=value, partition=partition, offset=offset
+                    r.reason,
+                    topic=topic,
+                    key=key,
+                    value=value,
+                    partition=partition,
+                    offset=offset,
+                    max_value_bytes=self.limits.dead_letter_value_bytes,
                 )
+                if isinstance(r, _Rejected)
+                else r
+                for r in out
             ]
+        else:
+            self.stats["accepted"] += 1
+        return [r for r in out if isinstance(r, OutRecord)]
 
+    def _route(
+        self, topic: str, key: bytes | None, value: bytes, partition: int
+    ) -> list[OutRecord | _Rejected]:
         spec = _BY_NAME.get(topic)
         if spec is None:
-            return reject(f"{topic} is not an input topic of the worker")
+            return [_Rejected(f"not_input_topic: {topic[:200]} is not an input topic")]
         try:
             event = decode(value, spec)
         except DecodeError as error:
-            return reject(error.reason)
+            return [_Rejected(f"decode: {error.reason}")]
         if key is not None and key != message_key(event.site_id):
-            return reject(f"record key {key!r} does not match site_id {event.site_id!r}")
+            return [
+                _Rejected(f"key_mismatch: record key {key[:64]!r} is not site {event.site_id!r}")
+            ]
         site = self.sites.get(event.site_id)
         if site is None:
-            return reject(
-                f"unknown site {event.site_id!r}: this worker serves {sorted(self.sites)}"
-            )
+            return [
+                _Rejected(
+                    f"unknown_site: {event.site_id!r}: this worker serves {sorted(self.sites)}"
+                )
+            ]
         if partition >= 0:
             site.partition = partition
         if isinstance(event, DayStarted):
-            return self._day_started(site, event, reject)
+            return self._day_started(site, event)
         if not site.day_open:
-            return reject(f"{event.event_type} before day_started for site {event.site_id!r}")
+            return [_Rejected(f"before_day: {type(event).__name__} before day_started")]
         if isinstance(event, IntervalClosed):
             return self._interval_closed(site, event)
         if isinstance(event, AllocationDecided):  # not on an input topic; decode() forbids it
-            return reject("allocation_decided is not an input event")
-        out: list[OutRecord] = []
+            return [_Rejected("not_input_topic: allocation_decided is not an input event")]
+        return self._floor_event(site, topic, event)
+
+    def _floor_event(
+        self, site: SiteRuntime, topic: str, event: Envelope
+    ) -> list[OutRecord | _Rejected]:
+        config = site.config
+        problem = check_floor_event(
+            event,
+            site.calendar(),
+            self.limits,
+            max_attempts=config.max_attempts,
+            induction_stations=config.induction_stations,
+        )
+        if problem is not None:
+            return [_Rejected(problem)]
+        try:
+            site.tracker.check(event)
+        except UnknownEntityError as error:
+            return [_Rejected(f"unknown_entity: {error}")]
+        if not site.seen.check_and_add(event):
+            return [_Rejected(f"duplicate: {type(event).__name__} already applied")]
+        out: list[OutRecord | _Rejected] = []
         end = site.interval_start(site.tracker.interval_index + 1)
-        in_day = site.tracker.interval_index < site.config.n_intervals
+        in_day = site.tracker.interval_index < config.n_intervals
         if site.pending is None and in_day and event.event_time > end:
             out += self._close(site, site.tracker.interval_index, "event_time")
-        try:
-            site.tracker.apply(event)
-        except UnknownEntityError as error:
-            return out + reject(str(error))
+        site.tracker.apply(event)
+        if isinstance(event, PackageInducted) and event.attempt == 1:
+            site.day_totals["first_inductions"] += 1
+        elif isinstance(event, PackageRecirculated):
+            site.day_totals["recirculated"] += 1
         site.received[topic] += 1
         self.dirty.add(event.site_id)
         return out + self._try_close(site)
@@ -255,33 +402,39 @@ class StreamProcessor:
 
     # ------------------------------------------------------------------ day and intervals
 
-    def _day_started(
-        self, site: SiteRuntime, event: DayStarted, reject: Callable[[str], list[OutRecord]]
-    ) -> list[OutRecord]:
-        if site.day_start == event.day_start and site.tracker.allocated_through >= 0:
-            self.stats["duplicates"] += 1
-            return []  # a redelivered day start: the day is already under way
+    def _day_started(self, site: SiteRuntime, event: DayStarted) -> list[OutRecord | _Rejected]:
+        day_length = timedelta(minutes=site.interval_minutes * site.config.n_intervals)
+        problem = check_day_started(event, site.day_start, site.day_event_id, day_length)
+        if problem is not None:
+            return [_Rejected(problem)]
         try:
             shares = site.day_shares(event.day_type_group)
         except IndexError:
-            return reject(f"unknown day_type_group {event.day_type_group} for {event.site_id!r}")
+            return [_Rejected(f"implausible_field: unknown day_type_group {event.day_type_group}")]
         site.day_start = event.day_start
         site.day_type_group = event.day_type_group
+        site.day_event_id = event.event_id
         site.tracker.start_day(shares)
-        site.engine.start_day(DayPlan(expected_share=shares))
+        site.engine.start_day(site.plan())
         site.received.clear()
         site.pending = None
+        site.seen.clear()
+        site.day_totals.clear()
         self.dirty.add(event.site_id)
-        return self._decide(site, site.tracker.state(), "day_started")
+        return list(self._decide(site, site.tracker.state(), "day_started"))
 
-    def _interval_closed(self, site: SiteRuntime, event: IntervalClosed) -> list[OutRecord]:
-        if event.interval_index < site.tracker.interval_index:
-            self.stats["duplicates"] += 1
-            return []  # redelivered or already closed by event time / timer
+    def _interval_closed(
+        self, site: SiteRuntime, event: IntervalClosed
+    ) -> list[OutRecord | _Rejected]:
+        problem = check_interval_closed(event, site.calendar(), self.limits, _FLOOR_NAMES)
+        if problem is not None:
+            return [_Rejected(problem)]
+        if site.pending is not None and site.pending.interval_index >= event.interval_index:
+            return [_Rejected(f"duplicate: interval {event.interval_index}'s close is pending")]
         site.pending = event
         site.pending_since = self.clock()
         self.dirty.add(site.config.site_id)
-        return self._try_close(site)
+        return list(self._try_close(site))
 
     def _try_close(self, site: SiteRuntime) -> list[OutRecord]:
         out: list[OutRecord] = []
@@ -305,6 +458,7 @@ class StreamProcessor:
             site.pending = None
         counted = dict(site.received)
         site.received.clear()
+        site.seen.roll()
         state = site.tracker.close_interval(index)
         self.dirty.add(site.config.site_id)
         self.stats[f"closed_{how}"] += 1
@@ -326,6 +480,8 @@ class StreamProcessor:
         decision = site.engine.decide(state, interval_start=start, now=start)
         site.tracker.apply_owner(decision.owner, state.interval_index)
         self.stats["decisions"] += 1
+        if self.on_decision is not None:
+            self.on_decision(_observed(site.config.site_id, decision))
         key = message_key(site.config.site_id)
         audit = {
             "decision_id": decision.event.decision_id,
@@ -353,6 +509,26 @@ class StreamProcessor:
             OutRecord(ALLOCATIONS.name, key, encode(decision.event)),
             OutRecord(DECISIONS_AUDIT.name, key, json.dumps(audit, sort_keys=True).encode()),
         ]
+
+
+@dataclass(frozen=True)
+class _Rejected:
+    """A reason to dead-letter the record being handled (turned into one by ``handle``)."""
+
+    reason: str
+
+
+def _observed(site_id: str, decision: Decision) -> DecisionObserved:
+    event = decision.event
+    return DecisionObserved(
+        site_id=site_id,
+        interval_index=event.interval_index,
+        total_ms=decision.timings_ms.get("total", 0.0),
+        solver_status=event.solver_status,
+        policy_error=decision.policy_error,
+        policy_name=event.policy_name,
+        policy_version=event.policy_version,
+    )
 
 
 def events_of(records: Iterable[OutRecord], topic: str) -> list[Envelope]:

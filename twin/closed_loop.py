@@ -36,11 +36,14 @@ class DayRun:
         return np.stack([decision.counts for decision in self.decisions])
 
 
-def day_plan(demand: DayDemand) -> DayPlan:
+def day_plan(demand: DayDemand, day: str | None = None) -> DayPlan:
+    """The plan the twin's day gives a policy; ``day`` names the operating day in decision ids
+    (default: the date; a replay through Kafka uses the day start record's key instead)."""
     return DayPlan(
         expected_share=demand.expected_share,
         true_arrivals=demand.interval_arrivals(),
         true_tick_arrivals=demand.arrivals,
+        day=day if day is not None else demand.day_start.date().isoformat(),
     )
 
 
@@ -50,11 +53,12 @@ def run_day(
     seed: int,
     emit: Callable[[Envelope], None] | None = None,
     on_interval: Callable[[int], None] | None = None,
+    day: str | None = None,
 ) -> DayRun:
     """Simulate ``demand`` with allocations from ``engine``; deterministic in ``seed``."""
     scenario = demand.scenario
     twin = SortationTwin(scenario, demand, seed=seed, emit=emit)
-    engine.start_day(day_plan(demand))
+    engine.start_day(day_plan(demand, day))
     decisions = []
     interval = timedelta(minutes=scenario.interval_minutes)
     while not twin.done:

@@ -69,6 +69,8 @@ class EventEmitter:
         self._emit_fn = emit
         self._site = s.site_id
         self._seq = 0
+        # unique per site and day (contracts: event ids never repeat across days)
+        self._id_prefix = f"{self._site}-{demand.day_start.date().isoformat()}"
         self._station = 0
         packages = demand.package_list()
         self._packages = packages
@@ -94,7 +96,10 @@ class EventEmitter:
 
     def _send(self, event_cls: type[Envelope], time: datetime, **fields: Any) -> None:
         event = event_cls(
-            event_id=f"{self._site}-{self._seq}", event_time=time, site_id=self._site, **fields
+            event_id=f"{self._id_prefix}-{self._seq}",
+            event_time=time,
+            site_id=self._site,
+            **fields,
         )
         self._seq += 1
         self._emit_fn(event)

@@ -118,11 +118,15 @@ def test_allocation_event_carries_versions_and_a_stable_decision_id() -> None:
     scenario = load_scenario("large")
     state = _state_after("large", 2)
     engine = _engine("large", "proportional")
-    engine.start_day(DayPlan(expected_share=np.full((scenario.n_intervals, 120), 1 / 120)))
+    share = np.full((scenario.n_intervals, 120), 1 / 120)
+    engine.start_day(DayPlan(expected_share=share, day="2025-06-10.1a2b3c4d"))
     start = scenario.day_start + timedelta(minutes=10)
     first = engine.decide(state, start, start)
     again = engine.decide(state, start, start)
-    assert first.event.decision_id == again.event.decision_id == "site-large/2/proportional@1"
+    expected = "site-large/2025-06-10.1a2b3c4d/2/proportional@1"
+    assert first.event.decision_id == again.event.decision_id == expected
+    engine.start_day(DayPlan(expected_share=share, day="2025-06-10.99999999"))
+    assert engine.decide(state, start, start).event.decision_id != expected  # another run
     assert first.event.guardrail_version == engine.guardrails.version
     assert first.event.policy_name == "proportional"
     assert first.event.interval_index == 2

@@ -9,8 +9,9 @@ from floor.daytypes import default_groups
 from floor.scenario import load_scenario
 from replay.loop import day_type_group, owner_of
 from replay.publisher import MemoryPublisher
-from stream.worker import make_site
+from stream.deadletter import original_value
 from stream.processor import StreamProcessor
+from stream.worker import make_site
 from twin.groups import sample_day
 from twin.sim import SortationTwin
 
@@ -53,8 +54,12 @@ def test_interval_closed_waits_for_the_records_it_announces() -> None:
     # the close overtakes the last 5 records (another topic's partition was read later)
     assert processor.handle_many([(t, k, v, 0, i) for i, (t, k, v) in enumerate(floor[:-5])]) == []
     assert processor.handle(*close) == []
-    out = processor.handle_many([(t, k, v, 0, i) for i, (t, k, v) in enumerate(floor[-5:])])
+    tail = enumerate(floor[-5:], start=len(floor) - 5)  # offsets go on where they stopped
+    out = processor.handle_many([(t, k, v, 0, i) for i, (t, k, v) in tail])
     allocations = [decode(r.value) for r in out if r.topic == ALLOCATIONS.name]
     assert [a.interval_index for a in allocations if isinstance(a, AllocationDecided)] == [1]
-    assert processor.handle(*close) == []  # a redelivered close is a duplicate
-    assert processor.stats["dead_lettered"] == 0
+    # the same close again (a producer's resend, not a redelivery below the applied offset):
+    # a dead letter saying why, never a second decision
+    again = processor.handle(*close)
+    assert [original_value(r.value)[0].split(":")[0] for r in again] == ["duplicate"]
+    assert processor.stats["dead_lettered"] == 1 and processor.stats["decisions"] == 2

@@ -23,7 +23,7 @@ from floor.daytypes import default_groups
 from floor.guardrails import load_guardrails
 from floor.scenario import load_scenario
 from floor.site import load_site
-from replay.loop import day_type_group, replay_day
+from replay.loop import day_type_group, replay_day, replay_day_key
 from replay.publisher import KafkaPublisher
 from replay.workers import start_worker, stop_worker
 from stream.deadletter import original_value
@@ -52,10 +52,12 @@ def test_replay_through_kafka_equals_run_day(worker: str) -> None:
     groups = default_groups(scenario)
     demand = sample_day(groups, 4, scenario, seed=11)
     engine = build_engine(load_site(scenario, load_guardrails("small")), "proportional")
-    reference = run_day(engine, demand, seed=11)
+    reference = run_day(
+        engine, demand, seed=11, day=replay_day_key(scenario.site_id, demand, "equivalence")
+    )
 
     independent = TopicReader(worker, ALLOCATIONS)
-    result = replay_day(demand, 11, worker, day_type_group(groups, demand))
+    result = replay_day(demand, 11, worker, day_type_group(groups, demand), run_id="equivalence")
     records = independent.read_until(lambda r: len(r) >= scenario.n_intervals, timeout_s=10)
     time.sleep(0.5)  # a duplicate would arrive right behind
     records = independent.read_until(lambda r: False, timeout_s=0.5)
@@ -167,6 +169,6 @@ def test_bad_records_are_dead_lettered_and_the_worker_goes_on(worker: str) -> No
     assert len(letters) == 4
     assert "invalid event" in reasons[garbage]
     assert "not allowed on chuteflow.inductions.v1" in reasons[wrong_type]
-    assert "unknown site 'site-nowhere'" in reasons[unknown_site]
+    assert reasons[unknown_site].startswith("unknown_site: 'site-nowhere'")
     assert "unknown destination 'D99'" in reasons[unknown_destination]
     assert all(json.loads(v)["topic"] == INDUCTIONS.name for _, v in letters)

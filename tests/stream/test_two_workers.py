@@ -50,7 +50,7 @@ from floor.daytypes import default_groups
 from floor.guardrails import load_guardrails
 from floor.scenario import SCENARIO_DIR, Scenario, load_scenario
 from floor.site import load_site
-from replay.loop import ReplayResult, day_type_group, replay_day
+from replay.loop import ReplayResult, day_type_group, replay_day, replay_day_key
 from replay.publisher import KafkaPublisher
 from replay.workers import start_worker, stop_worker
 from stream.processor import INPUT_TOPICS
@@ -236,7 +236,7 @@ def _days(scenario_files: dict[str, Path]) -> dict[str, SiteDay]:
         seed = 40 + i
         demand = sample_day(groups, i % groups.probs.shape[0], scenario, seed=seed)
         engine = build_engine(load_site(scenario, load_guardrails("small")), "proportional")
-        reference = run_day(engine, demand, seed=seed)
+        reference = run_day(engine, demand, seed=seed, day=replay_day_key(site_id, demand, "two"))
         days[site_id] = SiteDay(scenario, demand, seed, day_type_group(groups, demand), reference)
     return days
 
@@ -259,7 +259,13 @@ def test_two_workers_share_the_sites_each_decided_by_one(
     with ThreadPoolExecutor(len(days)) as pool:
         futures = {
             site_id: pool.submit(
-                replay_day, day.demand, day.seed, group.bootstrap, day.group, speed=None
+                replay_day,
+                day.demand,
+                day.seed,
+                group.bootstrap,
+                day.group,
+                speed=None,
+                run_id="two",
             )
             for site_id, day in days.items()
         }

@@ -1,0 +1,211 @@
+"""Admission: whether a decoded event may touch a site's state (``contracts/limits.py``).
+
+A schema-valid record can still be implausible for the site-day it claims to belong to: a time
+years away, an interval the day does not have, the same package inducted twice. Each check here
+returns the one-line reason the worker dead-letters with, or ``None``; nothing here changes
+state, so a rejected record leaves the site exactly as it was.
+
+Duplicates are found with a :class:`SeenWindow`: 64-bit hashes of each floor record's identity
+over the open and the previous interval. Older records cannot be duplicates that matter: their
+event times are outside the skew window and are rejected for that already. The window is part
+of the persisted site state, so a restarted worker rejects exactly what the old one would have.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from contracts.events import (
+    ChuteStateChanged,
+    DayStarted,
+    Envelope,
+    IntervalClosed,
+    PackageInducted,
+    PackageRecirculated,
+    PackageSorted,
+)
+from contracts.limits import InputLimits
+
+
+def record_identity(event: Envelope) -> bytes | None:
+    """What makes a floor record unique: (package, attempt) for inductions and
+    recirculations, the package for sorting, the event id for chute events."""
+    if isinstance(event, PackageInducted):
+        return f"i|{event.package_id}|{event.attempt}".encode()
+    if isinstance(event, PackageRecirculated):
+        return f"r|{event.package_id}|{event.attempt}".encode()
+    if isinstance(event, PackageSorted):
+        return f"s|{event.package_id}".encode()
+    if isinstance(event, ChuteStateChanged):
+        return f"c|{event.event_id}".encode()
+    return None
+
+
+def _hash64(identity: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(identity, digest_size=8).digest(), "little")
+
+
+def _pack(values: set[int]) -> str:
+    return base64.b64encode(np.array(sorted(values), dtype=np.uint64).tobytes()).decode("ascii")
+
+
+def _unpack(text: str) -> set[int]:
+    return set(np.frombuffer(base64.b64decode(text), dtype=np.uint64).tolist())
+
+
+@dataclass
+class SeenWindow:
+    """Record identities of the open interval and the one before it."""
+
+    current: set[int] = field(default_factory=set)
+    previous: set[int] = field(default_factory=set)
+
+    def check_and_add(self, event: Envelope) -> bool:
+        """True if ``event`` is new (and remember it); False for a duplicate."""
+        identity = record_identity(event)
+        if identity is None:
+            return True
+        key = _hash64(identity)
+        if key in self.current or key in self.previous:
+            return False
+        self.current.add(key)
+        return True
+
+    def roll(self) -> None:
+        """The open interval closed: it becomes the previous one."""
+        self.previous, self.current = self.current, set()
+
+    def clear(self) -> None:
+        self.current, self.previous = set(), set()
+
+    def to_dict(self) -> dict[str, str]:
+        """Compact JSON (8 bytes per record, base64): ~100 kB for a busy large-site interval."""
+        return {"current": _pack(self.current), "previous": _pack(self.previous)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> SeenWindow:
+        if not data:
+            return cls()
+        return cls(_unpack(str(data["current"])), _unpack(str(data["previous"])))
+
+
+@dataclass(frozen=True)
+class SiteCalendar:
+    """The open interval and day of one site, as far as admission needs them."""
+
+    day_start: datetime
+    interval: timedelta
+    n_intervals: int
+    open_index: int
+
+    def interval_start(self, index: int) -> datetime:
+        return self.day_start + self.interval * index
+
+
+def check_time(event: Envelope, calendar: SiteCalendar, limits: InputLimits) -> str | None:
+    """Within the day and within the skew of the open interval, or why not."""
+    skew = timedelta(seconds=limits.event_time_skew_s)
+    t = event.event_time
+    day_end = calendar.interval_start(calendar.n_intervals)
+    if not calendar.day_start - skew <= t <= day_end + skew:
+        return (
+            f"implausible_time: event_time {t.isoformat()} outside the site's day "
+            f"{calendar.day_start.isoformat()}..{day_end.isoformat()}"
+        )
+    open_index = min(calendar.open_index, calendar.n_intervals - 1)
+    start = calendar.interval_start(open_index)
+    end = calendar.interval_start(open_index + 1)
+    if not start - skew <= t <= end + skew:
+        return (
+            f"implausible_time: event_time {t.isoformat()} more than "
+            f"{limits.event_time_skew_s:g} s outside the open interval {open_index} "
+            f"({start.isoformat()}..{end.isoformat()})"
+        )
+    return None
+
+
+def check_floor_event(
+    event: Envelope,
+    calendar: SiteCalendar,
+    limits: InputLimits,
+    *,
+    max_attempts: int,
+    induction_stations: int,
+) -> str | None:
+    """Field bounds of the site and the time window for an induction, sorting,
+    recirculation or chute event."""
+    attempt = getattr(event, "attempt", None)
+    if attempt is not None and attempt > max_attempts:
+        return f"implausible_field: attempt {attempt} > the site's {max_attempts}"
+    if isinstance(event, PackageInducted) and event.station >= induction_stations:
+        return (
+            f"implausible_field: station {event.station} but the site has "
+            f"{induction_stations} induction stations"
+        )
+    return check_time(event, calendar, limits)
+
+
+def check_interval_closed(
+    event: IntervalClosed,
+    calendar: SiteCalendar,
+    limits: InputLimits,
+    floor_topics: frozenset[str],
+) -> str | None:
+    """An interval of the day, with the site's own interval times, not already closed."""
+    k = event.interval_index
+    if k >= calendar.n_intervals:
+        return (
+            f"implausible_field: interval_index {k} outside the day (0..{calendar.n_intervals - 1})"
+        )
+    if k < calendar.open_index:
+        return f"duplicate: interval {k} is already closed (open: {calendar.open_index})"
+    if k > calendar.open_index + 1:
+        return (
+            f"implausible_field: interval_index {k} is more than one interval ahead of the open "
+            f"interval {calendar.open_index}"
+        )
+    if event.interval_start != calendar.interval_start(
+        k
+    ) or event.interval_end != calendar.interval_start(k + 1):
+        return f"implausible_field: interval {k}'s start/end do not match the site's schedule"
+    if event.events_in_interval is not None:
+        unknown = sorted(set(event.events_in_interval) - floor_topics)
+        if unknown:
+            return f"implausible_field: events_in_interval names {unknown[0]!r}, not a floor topic"
+    return check_time(event, calendar, limits)
+
+
+def check_day_started(
+    event: DayStarted,
+    open_day_start: datetime | None,
+    open_day_event_id: str | None,
+    day_length: timedelta,
+) -> str | None:
+    """A new day (or a new run of the open day's date), not a stale or repeated record."""
+    if open_day_event_id is not None and event.event_id == open_day_event_id:
+        return f"duplicate: day_started {event.event_id!r} is the open day's"
+    if open_day_start is not None and event.day_start < open_day_start:
+        return (
+            f"stale_day: day_started for {event.day_start.isoformat()} after the day of "
+            f"{open_day_start.isoformat()} began"
+        )
+    if event.event_time > event.day_start + day_length:
+        return "implausible_time: day_started sent after its day ended"
+    return None
+
+
+__all__ = [
+    "SeenWindow",
+    "SiteCalendar",
+    "check_day_started",
+    "check_floor_event",
+    "check_interval_closed",
+    "check_time",
+    "record_identity",
+]
