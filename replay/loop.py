@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -34,6 +35,7 @@ from floor.daytypes import DayTypeGroups
 from floor.errors import ChuteflowError
 from floor.scenario import Scenario
 from replay.publisher import KafkaPublisher, event_type_of
+from stream.clients import KafkaClientConfig, as_client
 from twin.day import DayDemand
 from twin.kpis import DayKPIs
 from twin.sim import SortationTwin
@@ -79,15 +81,16 @@ class AllocationReader:
     no allocation of this run can be missed and none of an earlier run is read.
     """
 
-    def __init__(self, bootstrap: str, site_id: str) -> None:
+    def __init__(self, bootstrap: str | KafkaClientConfig, site_id: str) -> None:
         self.site_id = site_id
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"chuteflow-replay-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 5,
-            }
+            as_client(bootstrap).confluent_config(
+                {
+                    "group.id": f"chuteflow-replay-{uuid.uuid4().hex[:8]}",
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 5,
+                }
+            )
         )
         partitions = []
         for p in range(ALLOCATIONS.partitions):
@@ -158,13 +161,14 @@ class ReplayResult:
 def replay_day(
     demand: DayDemand,
     seed: int,
-    bootstrap: str,
+    bootstrap: str | KafkaClientConfig,
     group: int,
     *,
     speed: float | None = None,
     allocation_timeout_s: float = 60.0,
     max_intervals: int | None = None,
     run_id: str | None = None,
+    on_allocation: Callable[[AllocationDecided], None] | None = None,
 ) -> ReplayResult:
     """Publish ``demand`` as the twin plays it, closing the loop with the worker's allocations.
 
@@ -228,6 +232,8 @@ def replay_day(
             waits.append(time.monotonic() - t0)
             waited += waits[-1]
             allocations.append(allocation)
+            if on_allocation is not None:
+                on_allocation(allocation)
             twin.run_interval(owner_of(scenario, allocation))
             publisher.flush()
     finally:
