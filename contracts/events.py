@@ -44,7 +44,7 @@ kept. ``fallback_repaired``: the previous allocation had to be repaired to the g
 class Envelope(BaseModel):
     """Fields every event carries; the subclasses fix ``event_type`` and ``schema_version``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     event_id: Id
     event_time: AwareDatetime

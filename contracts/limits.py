@@ -14,8 +14,8 @@ that respects them never sees a dead letter.
 - Floor records are unique: the same induction or recirculation (package, attempt), sorting
   (package), or chute event (event id) seen again in the open or the previous interval is a
   duplicate.
-- A ``day_started`` for a day earlier than the open one is stale; the same record again
-  (same ``event_id``) is a duplicate; another record for the same date is a new run of it.
+- A ``day_started`` record seen before (same ``event_id``, among the site's last 64 days) is a
+  duplicate; any other starts a new day, also for a date seen before (a new run of it).
 """
 
 from __future__ import annotations

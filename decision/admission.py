@@ -181,20 +181,20 @@ def check_interval_closed(
     return check_time(event, calendar, limits)
 
 
-def check_day_started(
-    event: DayStarted,
-    open_day_start: datetime | None,
-    open_day_event_id: str | None,
-    day_length: timedelta,
-) -> str | None:
-    """A new day (or a new run of the open day's date), not a stale or repeated record."""
-    if open_day_event_id is not None and event.event_id == open_day_event_id:
-        return f"duplicate: day_started {event.event_id!r} is the open day's"
-    if open_day_start is not None and event.day_start < open_day_start:
-        return (
-            f"stale_day: day_started for {event.day_start.isoformat()} after the day of "
-            f"{open_day_start.isoformat()} began"
-        )
+DAYS_REMEMBERED = 64
+"""``day_started`` ids a site remembers: a copy of any of them is a replayed old record."""
+
+
+def check_day_started(event: DayStarted, days_seen: list[str], day_length: timedelta) -> str | None:
+    """A new day, not a repeated ``day_started`` record.
+
+    Days may come in any order (historical days are replayed out of order on purpose), so a
+    day's date says nothing; its record's id does: an id seen before (the open day's or one of
+    the last :data:`DAYS_REMEMBERED`) is a duplicate, and restarting that day from it would
+    wipe the state of the day under way.
+    """
+    if event.event_id in days_seen:
+        return f"duplicate: day_started {event.event_id[:128]!r} was already applied"
     if event.event_time > event.day_start + day_length:
         return "implausible_time: day_started sent after its day ended"
     return None

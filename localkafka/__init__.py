@@ -12,7 +12,8 @@ I/O and works against any broker. The modules:
 
 - :mod:`localkafka.jars`: the pinned version and Maven resolution of the jars;
 - :mod:`localkafka.config`: ``server.properties`` and log4j2 configuration (pure text);
-- :mod:`localkafka.launcher`: start, wait for, stop and inspect the JVM by PID.
+- :mod:`localkafka.launcher`: start, wait for, stop and inspect the JVM by PID;
+- :mod:`localkafka.security`: the optional SASL_SSL listener's CA, keystore and SCRAM user.
 
 Layout (``home`` defaults to ``~/.cache/chuteflow/kafka-<version>``; env
 ``CHUTEFLOW_KAFKA_HOME`` overrides it)::
@@ -25,6 +26,8 @@ Layout (``home`` defaults to ``~/.cache/chuteflow/kafka-<version>``; env
         logs/server.log      broker log; logs/kafka.out is the JVM's stdout/stderr
         kafka.pid            PID of the running JVM
         broker.json          bootstrap address and ports of the running broker
+        tls/                 with --sasl-ssl: throw-away CA, broker keystore, passwords
+        client-sasl-ssl.properties   with --sasl-ssl: client config for --kafka-config
 
 Data in ``data/`` survives ``broker_down``/``broker_up``: topics created once stay. Delete the
 state directory for a clean broker.
@@ -40,6 +43,7 @@ from localkafka.launcher import (
     broker_down,
     broker_status,
     broker_up,
+    client_config_path,
     free_port,
     temporary_broker,
 )
@@ -51,6 +55,7 @@ __all__ = [
     "broker_down",
     "broker_status",
     "broker_up",
+    "client_config_path",
     "ensure_jars",
     "free_port",
     "kafka_home",

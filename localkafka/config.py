@@ -8,6 +8,12 @@ from __future__ import annotations
 import base64
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from localkafka.security import MECHANISM
+
+if TYPE_CHECKING:
+    from localkafka.security import SaslSsl
 
 
 def random_cluster_id() -> str:
@@ -20,7 +26,12 @@ def random_cluster_id() -> str:
 
 
 def server_properties(
-    port: int, controller_port: int, data_dir: Path, *, auto_create_topics: bool = False
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    *,
+    auto_create_topics: bool = False,
+    sasl_ssl: SaslSsl | None = None,
 ) -> str:
     """The single-node KRaft configuration.
 
@@ -31,14 +42,23 @@ def server_properties(
     is created by :func:`stream.admin.ensure_topics`, and faust creates its changelog and
     leader topics itself through the admin API. Internal topics get 6 partitions instead of
     50 so the first consumer group on a fresh broker is ready in well under a second.
+
+    With ``sasl_ssl`` a second client listener, ``SASL_SSL`` (TLS with the broker's PKCS#12
+    keystore, SCRAM-SHA-512), runs beside PLAINTEXT; the controller and inter-broker
+    listeners stay PLAINTEXT (see :mod:`localkafka.security`).
     """
+    client_listeners = [f"PLAINTEXT://127.0.0.1:{port}"]
+    protocols = ["PLAINTEXT:PLAINTEXT"]
+    if sasl_ssl is not None:
+        client_listeners.append(f"SASL_SSL://127.0.0.1:{sasl_ssl.port}")
+        protocols.append("SASL_SSL:SASL_SSL")
     lines = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listeners": ",".join([*client_listeners, f"CONTROLLER://127.0.0.1:{controller_port}"]),
+        "advertised.listeners": ",".join(client_listeners),
+        "listener.security.protocol.map": ",".join([*protocols, "CONTROLLER:PLAINTEXT"]),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(data_dir),
@@ -59,6 +79,18 @@ def server_properties(
         "num.io.threads": "4",
         "num.recovery.threads.per.data.dir": "1",
     }
+    if sasl_ssl is not None:
+        prefix = "listener.name.sasl_ssl."
+        lines |= {
+            f"{prefix}sasl.enabled.mechanisms": MECHANISM,
+            f"{prefix}{MECHANISM.lower()}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            f"{prefix}ssl.keystore.type": "PKCS12",
+            f"{prefix}ssl.keystore.location": str(sasl_ssl.keystore),
+            f"{prefix}ssl.keystore.password": sasl_ssl.keystore_password,
+            f"{prefix}ssl.key.password": sasl_ssl.keystore_password,
+        }
     body = "\n".join(f"{key}={value}" for key, value in lines.items())
     return "# Written by localkafka on every start; edits are overwritten.\n" + body + "\n"
 

@@ -14,15 +14,24 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from floor.errors import ChuteflowError
 from localkafka.config import LOG4J2, random_cluster_id, server_properties
 from localkafka.errors import BrokerError
 from localkafka.jars import ensure_jars, kafka_home, kafka_version, locked
+from localkafka.security import (
+    CLIENT_PROPERTIES,
+    SaslSsl,
+    ensure_tls,
+    scram_format_argument,
+    write_client_properties,
+)
 
 DEFAULT_PORT = 9092
 HEAP = "512m"
@@ -49,7 +58,18 @@ def free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """True when a listener could bind ``127.0.0.1:port`` now.
+
+    With ``SO_REUSEADDR``, as the JVM's own listener binds: connections of a broker that just
+    stopped linger in TIME-WAIT/FIN-WAIT-2 on its port for up to a minute and do not keep
+    Kafka from binding it again, so they must not fail this probe either. A socket that
+    *listens* on the port (on 127.0.0.1, 0.0.0.0 or ::) still makes the bind fail on Linux.
+    Elsewhere (BSD semantics: SO_REUSEADDR lets a specific address share a wildcard listener's
+    port) the probe binds without it.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if sys.platform.startswith("linux"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -88,14 +108,16 @@ def _jvm_args(libs: Path, state: Path, heap: str | None = None) -> list[str]:
     ]
 
 
-def _format_storage(libs: Path, state: Path) -> None:
+def _format_storage(libs: Path, state: Path, sasl_ssl: SaslSsl | None = None) -> bool:
     """Format ``data/`` for KRaft once; a formatted directory keeps its topics across restarts.
+    True when it formatted now.
 
     A static voter set (``controller.quorum.voters``) means no ``--standalone`` flag is needed
-    and the controller port may change between starts.
+    and the controller port may change between starts. With ``sasl_ssl`` the SCRAM user is
+    part of the initial metadata (``--add-scram``).
     """
     if (state / "data" / "meta.properties").exists():
-        return
+        return False
     command = [
         *_jvm_args(libs, state, heap="256m"),
         "kafka.tools.StorageTool",
@@ -105,11 +127,15 @@ def _format_storage(libs: Path, state: Path) -> None:
         "--config",
         str(state / "server.properties"),
     ]
+    if sasl_ssl is not None:
+        command += ["--add-scram", scram_format_argument(sasl_ssl)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise BrokerError(
-            "kafka.tools.StorageTool format failed:\n" + (result.stdout + result.stderr).strip()
-        )
+        output = (result.stdout + result.stderr).strip()
+        if sasl_ssl is not None:
+            output = output.replace(sasl_ssl.password, "***")
+        raise BrokerError("kafka.tools.StorageTool format failed:\n" + output)
+    return True
 
 
 def _read_pid(state: Path) -> int | None:
@@ -186,7 +212,9 @@ def _metadata_ok(bootstrap: str) -> bool:
     """A full Kafka metadata round trip, not just an open port: the broker has joined KRaft."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    from stream.clients import KafkaClientConfig
+
+    admin = AdminClient(KafkaClientConfig(bootstrap).confluent_config({"socket.timeout.ms": 2000}))
     try:
         metadata = admin.list_topics(timeout=2)
     except Exception:
@@ -202,6 +230,8 @@ def broker_up(
     controller_port: int | None = None,
     timeout: float = 60.0,
     auto_create_topics: bool = False,
+    sasl_ssl: bool = False,
+    sasl_ssl_port: int | None = None,
 ) -> str:
     """Start the broker (resolving jars on first use) and return its bootstrap address.
 
@@ -210,36 +240,66 @@ def broker_up(
     ``port=0`` picks a free port. Blocks until a metadata request succeeds; on failure or
     after ``timeout`` seconds the JVM is killed by PID and :class:`BrokerError` carries the
     last log lines.
+
+    ``sasl_ssl`` adds a SASL_SSL listener (SCRAM-SHA-512 over TLS, see
+    :mod:`localkafka.security`) on ``sasl_ssl_port`` (default: ``port + 1``, or a free port
+    with ``port=0``; 0: a free port) and writes the client properties file
+    :func:`client_config_path` names; the returned address stays the PLAINTEXT one.
     """
     home = home or kafka_home()
     state = _state_dir(state_dir, home)
     with locked(state / ".lock"):
         if _running_pid(state) is not None:
-            running = broker_status(state_dir=state, home=home)["bootstrap"]
+            status = broker_status(state_dir=state, home=home)
+            running = status["bootstrap"]
             if not isinstance(running, str):
                 raise BrokerError(
                     f"a broker runs from {state} but its broker.json is gone; "
                     "run `chuteflow kafka down` first"
                 )
+            if sasl_ssl and status["sasl_ssl_bootstrap"] is None:
+                raise BrokerError(
+                    f"the broker of {state} runs without a SASL_SSL listener; "
+                    "run `chuteflow kafka down` first, then `up --sasl-ssl`"
+                )
             return running
         libs = ensure_jars(home)
-        if port == 0:
+        any_port = port == 0
+        if any_port:
             port = free_port()
         if not _port_free(port):
             raise BrokerError(
-                f"port {port} on 127.0.0.1 is taken by another process; pass another --port"
+                f"port {port} on 127.0.0.1 is in use: another process listens on it; "
+                "stop it or pass another --port"
             )
-        while controller_port is None or controller_port == port:
+        listener: SaslSsl | None = None
+        if sasl_ssl:
+            if sasl_ssl_port is None:
+                sasl_ssl_port = 0 if any_port else port + 1
+            while sasl_ssl_port in (0, port):
+                sasl_ssl_port = free_port()
+            if not _port_free(sasl_ssl_port):
+                raise BrokerError(
+                    f"port {sasl_ssl_port} on 127.0.0.1 (SASL_SSL) is in use: another process "
+                    "listens on it; stop it or pass another --sasl-ssl-port"
+                )
+            listener = ensure_tls(state, sasl_ssl_port)
+        while controller_port is None or controller_port in (port, sasl_ssl_port):
             controller_port = free_port()
         for sub in ("data", "logs"):
             (state / sub).mkdir(parents=True, exist_ok=True)
         (state / "server.properties").write_text(
             server_properties(
-                port, controller_port, state / "data", auto_create_topics=auto_create_topics
+                port,
+                controller_port,
+                state / "data",
+                auto_create_topics=auto_create_topics,
+                sasl_ssl=listener,
             )
         )
         (state / "log4j2.properties").write_text(LOG4J2)
-        _format_storage(libs, state)
+        formatted = _format_storage(libs, state, listener)
+        client_config = None if listener is None else write_client_properties(state, listener)
         command = [*_jvm_args(libs, state), "kafka.Kafka", str(state / "server.properties")]
         bootstrap = f"127.0.0.1:{port}"
         logged = _log_sizes(state)
@@ -265,6 +325,8 @@ def broker_up(
                     "controller_port": controller_port,
                     "pid": child.pid,
                     "version": kafka_version(),
+                    "sasl_ssl_bootstrap": None if listener is None else listener.bootstrap,
+                    "client_config": None if client_config is None else str(client_config),
                 },
                 sort_keys=True,
             )
@@ -272,6 +334,10 @@ def broker_up(
         )
         try:
             _wait_ready(child, state, bootstrap, port, started, timeout, logged)
+            if listener is not None and client_config is not None:
+                if not formatted:
+                    _upsert_scram_user(bootstrap, listener)
+                _wait_sasl_ssl(client_config, started + timeout - time.monotonic())
         except BaseException:
             # Ctrl-C or a failed start must not leave a half-started JVM behind.
             if child.poll() is None:
@@ -307,6 +373,45 @@ def _wait_ready(
                 f"{timeout:g} s; it was killed:\n" + _log_tail(state, logged)
             )
         time.sleep(0.25)
+
+
+def _upsert_scram_user(bootstrap: str, listener: SaslSsl) -> None:
+    """Create (or reset) the SCRAM user through the PLAINTEXT listener: for a data directory
+    formatted before ``--sasl-ssl`` was first used, whose metadata has no such user."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    # Defined here; confluent_kafka.admin re-exports them in a way mypy --strict does not take.
+    from confluent_kafka.admin._scram import (
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    from stream.clients import KafkaClientConfig
+
+    # log_level 4: not librdkafka's info line about purged background events at exit
+    admin = AdminClient(KafkaClientConfig(bootstrap).confluent_config({"log_level": 4}))
+    upsert = UserScramCredentialUpsertion(
+        listener.username,
+        ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192),
+        listener.password.encode(),
+    )
+    try:
+        admin.alter_user_scram_credentials([upsert])[listener.username].result(timeout=30)
+    except KafkaException as error:
+        raise BrokerError(f"creating SCRAM user {listener.username}: {error}") from None
+
+
+def _wait_sasl_ssl(client_config: Path, timeout: float) -> None:
+    """A metadata request over SASL_SSL with the written client file: TLS and SCRAM work."""
+    from stream.clients import KafkaClientConfig, connect_admin
+
+    config = KafkaClientConfig.load(config_file=client_config, environ={})
+    try:
+        connect_admin(config, timeout_s=max(timeout, 5.0))
+    except ChuteflowError as error:
+        raise BrokerError(f"the SASL_SSL listener does not work: {error}") from None
 
 
 def _stop_pid(pid: int, timeout: float) -> None:
@@ -367,6 +472,8 @@ def broker_status(
         "bootstrap": recorded.get("bootstrap"),
         "port": recorded.get("port"),
         "controller_port": recorded.get("controller_port"),
+        "sasl_ssl_bootstrap": recorded.get("sasl_ssl_bootstrap"),
+        "client_config": recorded.get("client_config"),
         "version": kafka_version(),
         "home": str(home),
         "libs_ready": (home / "libs" / ".complete").exists(),
@@ -374,6 +481,12 @@ def broker_status(
         "data_dir": str(state / "data"),
         "log_file": str(state / "logs" / "server.log"),
     }
+
+
+def client_config_path(*, state_dir: Path | str | None = None, home: Path | None = None) -> Path:
+    """The client properties file ``broker_up(..., sasl_ssl=True)`` writes: bootstrap of the
+    SASL_SSL listener, protocol, mechanism, user, password and CA (``--kafka-config FILE``)."""
+    return _state_dir(state_dir, home) / CLIENT_PROPERTIES
 
 
 @contextlib.contextmanager
@@ -395,6 +508,7 @@ __all__ = [
     "broker_down",
     "broker_status",
     "broker_up",
+    "client_config_path",
     "free_port",
     "temporary_broker",
 ]

@@ -10,13 +10,17 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stream.clients import KafkaClientConfig
 
 
 def bench_replay(
     scenario_name: str,
     group: int,
     seed: int,
-    bootstrap: str,
+    bootstrap: str | KafkaClientConfig,
     max_intervals: int | None = None,
     policy: str = "proportional",
 ) -> dict[str, object]:

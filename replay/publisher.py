@@ -3,8 +3,9 @@
 ``KafkaPublisher`` is an idempotent confluent-kafka producer (``enable.idempotence``: a retried
 send is not duplicated and per-partition order holds through retries); every record is keyed
 by site so a site's events stay in order on one partition of each topic. Each event goes to
-the topic ``contracts.topics.TOPIC_FOR_EVENT`` routes it to. ``MemoryPublisher`` is the
-in-memory port for tests.
+the topic ``contracts.topics.TOPIC_FOR_EVENT`` routes it to. It connects PLAINTEXT to a
+bootstrap string, or with TLS/SASL as a :class:`stream.clients.KafkaClientConfig` says.
+``MemoryPublisher`` is the in-memory port for tests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from confluent_kafka import KafkaException, Producer
 from contracts.codec import encode
 from contracts.events import EVENT_TYPES, Envelope
 from contracts.topics import TOPIC_FOR_EVENT, message_key
+from stream.clients import KafkaClientConfig, as_client
 
 _EVENT_TYPE: dict[type[Envelope], str] = {cls: name for name, cls in EVENT_TYPES.items()}
 
@@ -58,19 +60,21 @@ class MemoryPublisher:
 class KafkaPublisher:
     """Idempotent producer; :meth:`flush` raises if any record could not be delivered."""
 
-    def __init__(self, bootstrap: str, *, linger_ms: int = 2) -> None:
+    def __init__(self, bootstrap: str | KafkaClientConfig, *, linger_ms: int = 2) -> None:
         self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                # Kafka's default (Java, faust/aiokafka) partitioner instead of librdkafka's
-                # CRC-32: a site's records then share a partition number with the worker's
-                # own output and with any Java WCS producer (contracts.topics.kafka_partition).
-                "partitioner": "murmur2_random",
-                "linger.ms": linger_ms,
-                "batch.num.messages": 10_000,
-                "queue.buffering.max.messages": 1_000_000,
-            }
+            as_client(bootstrap).confluent_config(
+                {
+                    "enable.idempotence": True,
+                    # Kafka's default (Java, faust/aiokafka) partitioner instead of librdkafka's
+                    # CRC-32: a site's records then share a partition number with the worker's
+                    # own output and with any Java WCS producer
+                    # (contracts.topics.kafka_partition).
+                    "partitioner": "murmur2_random",
+                    "linger.ms": linger_ms,
+                    "batch.num.messages": 10_000,
+                    "queue.buffering.max.messages": 1_000_000,
+                }
+            )
         )
         self._errors: list[str] = []
         self._on_delivery: Callable[[object, object], None] = self._delivered

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from floor.errors import ChuteflowError
+from stream.clients import KafkaClientConfig, as_client, env_without_kafka_security
 
 
 class WorkerError(ChuteflowError):
@@ -48,7 +49,7 @@ def chuteflow_command() -> str:
 
 
 def start_worker(
-    bootstrap: str,
+    bootstrap: str | KafkaClientConfig,
     scenarios: Sequence[str],
     workdir: Path,
     *,
@@ -58,18 +59,26 @@ def start_worker(
     timeout_s: float = 60.0,
     extra: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """A worker process, returned once it owns its partitions (its ready file exists)."""
+    """A worker process, returned once it owns its partitions (its ready file exists).
+
+    ``bootstrap`` is a PLAINTEXT address or a :class:`~stream.clients.KafkaClientConfig`; the
+    worker gets the connection settings as ``KAFKA_*`` environment variables (never on its
+    command line, where ``ps`` shows them), and only those: the caller's own ``KAFKA_*``
+    security variables are not passed on.
+    """
+    client = as_client(bootstrap)
     workdir.mkdir(parents=True, exist_ok=True)
     executable = chuteflow_command()
     ready = workdir / f"{app_id}.ready"
     ready.unlink(missing_ok=True)
     log = (workdir / f"{app_id}.log").open("wb")
-    command = [executable, "worker", "--bootstrap", bootstrap]
+    command = [executable, "worker", "--bootstrap", client.bootstrap]
     for scenario in scenarios:
         command += ["--scenario", scenario]
     command += ["--policy", policy, "--app-id", app_id, "--offset-reset", offset_reset]
     command += ["--ready-file", str(ready), *extra]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    env = env_without_kafka_security(os.environ) | client.to_env()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     log.close()
     deadline = time.monotonic() + timeout_s
     while not ready.exists():
@@ -78,7 +87,7 @@ def start_worker(
             tail = (workdir / f"{app_id}.log").read_text(errors="replace")[-3000:]
             raise WorkerError(f"worker {app_id} did not become ready:\n{tail}")
         time.sleep(0.1)
-    if not wait_consuming(bootstrap, max(1.0, deadline - time.monotonic())):
+    if not wait_consuming(client, max(1.0, deadline - time.monotonic())):
         stop_worker(process)
         tail = (workdir / f"{app_id}.log").read_text(errors="replace")[-3000:]
         raise WorkerError(f"worker {app_id} is not consuming every input partition:\n{tail}")
@@ -88,7 +97,7 @@ def start_worker(
 PROBE = b"\xff chuteflow readiness probe"
 
 
-def wait_consuming(bootstrap: str, timeout_s: float) -> bool:
+def wait_consuming(bootstrap: str | KafkaClientConfig, timeout_s: float) -> bool:
     """True once a probe sent to every input partition came back dead-lettered.
 
     The ready file is written when partitions are assigned, but a group without committed
@@ -102,8 +111,9 @@ def wait_consuming(bootstrap: str, timeout_s: float) -> bool:
     from stream.processor import INPUT_TOPICS
 
     missing = {(spec.name, p) for spec in INPUT_TOPICS for p in range(spec.partitions)}
-    producer = Producer({"bootstrap.servers": bootstrap})
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{os.getpid()}"})
+    client = as_client(bootstrap)
+    producer = Producer(client.confluent_config())
+    consumer = Consumer(client.confluent_config({"group.id": f"probe-{os.getpid()}"}))
     start = []
     for p in range(DEAD_LETTER.partitions):
         _, high = consumer.get_watermark_offsets(TopicPartition(DEAD_LETTER.name, p), timeout=10)
@@ -143,7 +153,12 @@ def stop_worker(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> No
 
 @contextlib.contextmanager
 def running_worker(
-    bootstrap: str, scenarios: Sequence[str], workdir: Path, *, app_id: str, **kwargs: object
+    bootstrap: str | KafkaClientConfig,
+    scenarios: Sequence[str],
+    workdir: Path,
+    *,
+    app_id: str,
+    **kwargs: object,
 ) -> Iterator[subprocess.Popen[bytes]]:
     process = start_worker(bootstrap, scenarios, workdir, app_id=app_id, **kwargs)  # type: ignore[arg-type]
     try:

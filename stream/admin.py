@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -26,6 +27,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from contracts.topics import ALL_TOPICS, TopicSpec
 from floor.errors import ChuteflowError
+from stream.clients import KafkaClientConfig, as_client, connect_admin
 
 
 class TopicMismatchError(ChuteflowError):
@@ -36,13 +38,12 @@ class TopicAdminError(ChuteflowError):
     """The broker refused to create a topic, or the topics did not become ready in time."""
 
 
-def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
-
-
-def _partition_counts(admin: AdminClient, timeout: float) -> dict[str, tuple[int, bool]]:
+def _partition_counts(
+    admin: AdminClient, timeout: float, metadata: Any = None
+) -> dict[str, tuple[int, bool]]:
     """Topic name -> (partition count, every partition has a leader and no error)."""
-    metadata = admin.list_topics(timeout=timeout)
+    if metadata is None:
+        metadata = admin.list_topics(timeout=timeout)
     counts: dict[str, tuple[int, bool]] = {}
     for name, topic in metadata.topics.items():
         if topic.error is not None:
@@ -62,7 +63,7 @@ def _mismatches(specs: Iterable[TopicSpec], counts: dict[str, tuple[int, bool]])
 
 
 def ensure_topics(
-    bootstrap: str,
+    bootstrap: str | KafkaClientConfig,
     specs: Iterable[TopicSpec] = ALL_TOPICS,
     replication: int = 1,
     *,
@@ -70,17 +71,21 @@ def ensure_topics(
 ) -> dict[str, str]:
     """Create every topic in ``specs`` that is missing; return name -> ``created``/``exists``.
 
-    Returns only once every topic is visible in the broker's metadata with a leader for each
-    partition, so a producer or consumer started right after finds them. Raises
-    :class:`TopicMismatchError` when an existing topic has another partition count (all
-    mismatches in one message) and :class:`TopicAdminError` for any other failure.
+    ``bootstrap`` is a PLAINTEXT address or a :class:`~stream.clients.KafkaClientConfig`
+    (TLS, SASL). Returns only once every topic is visible in the broker's metadata with a
+    leader for each partition, so a producer or consumer started right after finds them.
+    Raises :class:`TopicMismatchError` when an existing topic has another partition count (all
+    mismatches in one message), :class:`~stream.clients.KafkaAuthError` within seconds when
+    the broker refuses the credentials or TLS fails (the worker's check at start,
+    ``docs/design-facts.md#kafka-auth``), :class:`~stream.clients.KafkaUnreachableError`
+    when no broker answers within ``timeout`` and :class:`TopicAdminError` for any other
+    failure.
     """
     specs = tuple(specs)
-    admin = _admin(bootstrap)
-    try:
-        counts = _partition_counts(admin, timeout)
-    except KafkaException as error:
-        raise TopicAdminError(f"cannot read topic metadata from {bootstrap}: {error}") from None
+    client = as_client(bootstrap)
+    bootstrap = client.bootstrap
+    admin, metadata = connect_admin(client, timeout)
+    counts = _partition_counts(admin, timeout, metadata)
     wrong = _mismatches(specs, counts)
     if wrong:
         raise TopicMismatchError("; ".join(wrong))

@@ -30,6 +30,7 @@ import faust
 
 from contracts.topics import PARTITIONS
 from stream.batching import install as install_batch_consumer
+from stream.clients import KafkaClientConfig
 
 DEFAULT_APP_ID = "chuteflow-worker"
 """The consumer group: workers with the same id share the site partitions."""
@@ -59,6 +60,19 @@ class AppSettings:
     session_timeout_s: float = 10.0
     """How long the group waits for a silent member before handing its sites to another
     worker (a replacement without the dead worker's instance id). Kafka's minimum is 6 s."""
+    client: KafkaClientConfig | None = None
+    """TLS/SASL settings (:mod:`stream.clients`); its ``bootstrap`` must be ``bootstrap``.
+    None: PLAINTEXT to ``bootstrap``."""
+
+    def __post_init__(self) -> None:
+        if self.client is not None and self.client.bootstrap != self.bootstrap:
+            raise ValueError(
+                f"AppSettings: bootstrap {self.bootstrap!r} but client {self.client.bootstrap!r}"
+            )
+
+    def kafka_client(self) -> KafkaClientConfig:
+        """How every Kafka client of the worker connects (faust app, topic admin)."""
+        return self.client if self.client is not None else KafkaClientConfig(self.bootstrap)
 
 
 DEFAULT_DATADIR = Path(tempfile.gettempdir()) / "chuteflow-faust"
@@ -66,11 +80,11 @@ DEFAULT_DATADIR = Path(tempfile.gettempdir()) / "chuteflow-faust"
 
 def make_app(settings: AppSettings) -> faust.App:
     """A faust App; agents and the table are attached by :func:`stream.agents.register`."""
-    brokers = ";".join(f"kafka://{host}" for host in settings.bootstrap.split(","))
     DEFAULT_DATADIR.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app: faust.App = faust.App(
         settings.app_id,
-        broker=brokers,
+        # broker URL and, with TLS/SASL, broker_credentials (SASLCredentials/SSLCredentials)
+        **settings.kafka_client().faust_app_kwargs(),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",

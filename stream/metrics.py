@@ -43,6 +43,11 @@ class _ProcessorCollector(Collector):
         records = CounterMetricFamily("chuteflow_records_in", "Input records handled")
         records.add_metric([], stats.get("records", 0))
         yield records
+        accepted = CounterMetricFamily(
+            "chuteflow_records_accepted", "Input records applied to a site (not dead-lettered)"
+        )
+        accepted.add_metric([], stats.get("accepted", 0))
+        yield accepted
         out = CounterMetricFamily("chuteflow_allocations_out", "Allocations published")
         out.add_metric([], stats.get("decisions", 0))
         yield out

@@ -67,6 +67,7 @@ from contracts.topics import (
     message_key,
 )
 from decision.admission import (
+    DAYS_REMEMBERED,
     SeenWindow,
     SiteCalendar,
     check_day_started,
@@ -121,10 +122,12 @@ class SiteRuntime:
     partition: int | None = None
     """Partition the site's records arrive on (the table changelog partition)."""
     offsets: dict[str, int] = field(default_factory=dict)
-    """Last input offset applied per topic (the site's partition): records at or below it were
-    already applied before a restart and are skipped, so none is counted twice."""
+    """Last input offset applied per ``topic/partition``: records at or below it were already
+    applied before a restart and are skipped, so none is counted twice."""
     day_event_id: str | None = None
     """``event_id`` of the open day's ``day_started`` (a redelivery has the same one)."""
+    days_seen: list[str] = field(default_factory=list)
+    """``event_id`` of the last days' ``day_started`` records (a copy is a duplicate)."""
     seen: SeenWindow = field(default_factory=SeenWindow)
     day_totals: Counter[str] = field(default_factory=Counter)
     """Records of the day by kind (first inductions, recirculations): the observed rate."""
@@ -156,6 +159,7 @@ class SiteRuntime:
         self.pending = None
         self.partition = None
         self.offsets.clear()
+        self.days_seen = []
         self.seen.clear()
         self.day_totals.clear()
 
@@ -177,6 +181,7 @@ class SiteRuntime:
             "pending": None if self.pending is None else encode(self.pending).decode("utf-8"),
             "offsets": dict(self.offsets),
             "day_event_id": self.day_event_id,
+            "days_seen": list(self.days_seen),
             "hint": None if self.engine.hint is None else self.engine.hint.tolist(),
             "seen": self.seen.to_dict(),
             "day_totals": dict(self.day_totals),
@@ -187,6 +192,7 @@ class SiteRuntime:
         the input offsets it includes, the duplicate window and the solver hint, so every later
         decision is the one an uninterrupted worker would have made."""
         self.offsets = {str(k): int(v) for k, v in dict(data.get("offsets") or {}).items()}
+        self.days_seen = [str(d) for d in data.get("days_seen") or []]
         if data.get("day_start") is None or data.get("day_type_group") is None:
             return
         group = int(data["day_type_group"])
@@ -278,10 +284,13 @@ class StreamProcessor:
         """
         keyed = self.site_of_key(key)
         if keyed is not None and offset >= 0:
-            if offset <= keyed.offsets.get(topic, -1):
+            # per topic *and* partition: a producer with another partitioner can put records
+            # with a site's key on other partitions, whose offsets say nothing about this one
+            where = f"{topic}/{partition}"
+            if offset <= keyed.offsets.get(where, -1):
                 self.stats["redelivered_skipped"] += 1
                 return []
-            keyed.offsets[topic] = offset
+            keyed.offsets[where] = offset
             keyed.partition = partition if partition >= 0 else keyed.partition
             self.dirty.add(keyed.config.site_id)
         self.stats["records"] += 1
@@ -404,7 +413,7 @@ class StreamProcessor:
 
     def _day_started(self, site: SiteRuntime, event: DayStarted) -> list[OutRecord | _Rejected]:
         day_length = timedelta(minutes=site.interval_minutes * site.config.n_intervals)
-        problem = check_day_started(event, site.day_start, site.day_event_id, day_length)
+        problem = check_day_started(event, site.days_seen, day_length)
         if problem is not None:
             return [_Rejected(problem)]
         try:
@@ -414,6 +423,7 @@ class StreamProcessor:
         site.day_start = event.day_start
         site.day_type_group = event.day_type_group
         site.day_event_id = event.event_id
+        site.days_seen = [*site.days_seen, event.event_id][-DAYS_REMEMBERED:]
         site.tracker.start_day(shares)
         site.engine.start_day(site.plan())
         site.received.clear()

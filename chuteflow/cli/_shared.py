@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from floor.daytypes import DayTypeGroups
     from floor.scenario import Scenario
+    from stream.clients import KafkaClientConfig
     from twin.day import DayDemand
 
 
@@ -31,16 +31,32 @@ class Verb(Protocol):
         """Add the verb's parser to ``sub`` and set ``func(args) -> int`` on it."""
 
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+BOOTSTRAP_HELP = (
+    "Kafka bootstrap servers host:port[,...] (default: bootstrap.servers of --kafka-config, "
+    "else $KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092)"
+)
+KAFKA_CONFIG_HELP = (
+    "librdkafka-style client properties (key=value lines as in client.properties: "
+    "bootstrap.servers, security.protocol, sasl.mechanism, sasl.username, sasl.password, "
+    "ssl.ca.location, ...); KAFKA_* environment variables (e.g. KAFKA_SASL_PASSWORD) fill "
+    "the keys it leaves out"
+)
 
 
-def env_bootstrap() -> str:
-    """Kafka bootstrap servers: ``$KAFKA_BOOTSTRAP_SERVERS`` or the local broker's port.
+def add_kafka_options(
+    parser: argparse.ArgumentParser, bootstrap_help: str = BOOTSTRAP_HELP
+) -> None:
+    """``--bootstrap`` and ``--kafka-config FILE``: how the verb's Kafka clients connect."""
+    parser.add_argument("--bootstrap", default=None, help=bootstrap_help)
+    parser.add_argument("--kafka-config", metavar="FILE", default=None, help=KAFKA_CONFIG_HELP)
 
-    The same default as ``stream.app.bootstrap_from_env``, read here without importing faust
-    so that building the parser stays fast.
-    """
-    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
+
+def kafka_client(args: argparse.Namespace) -> KafkaClientConfig:
+    """The verb's Kafka connection: ``--bootstrap``, then ``--kafka-config``, then ``KAFKA_*``
+    environment variables, per key (:meth:`stream.clients.KafkaClientConfig.load`)."""
+    from stream.clients import KafkaClientConfig
+
+    return KafkaClientConfig.load(bootstrap=args.bootstrap, config_file=args.kafka_config)
 
 
 def print_json(payload: object) -> None:

@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 
-from chuteflow.cli._shared import Subparsers, print_result
+from chuteflow.cli._shared import Subparsers, add_kafka_options, kafka_client, print_result
 
 NAME = "bench"
 
@@ -36,8 +36,10 @@ def register(sub: Subparsers) -> None:
     replay.add_argument("--seed", type=int, default=0)
     replay.add_argument("--policy", default="proportional")
     replay.add_argument("--intervals", type=int, default=None, help="only the first N intervals")
-    replay.add_argument(
-        "--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS or a temp broker"
+    add_kafka_options(
+        replay,
+        bootstrap_help="Kafka bootstrap servers (default: bootstrap.servers of --kafka-config, "
+        "else $KAFKA_BOOTSTRAP_SERVERS, else a temporary local broker)",
     )
     replay.add_argument("--json", action="store_true")
     replay.set_defaults(func=run_replay)
@@ -64,17 +66,22 @@ def run_decision(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    """Against ``--bootstrap``, else ``$KAFKA_BOOTSTRAP_SERVERS``, else a local Apache Kafka
-    started in a temporary directory for this run and stopped afterwards."""
+    """Against ``--bootstrap``, else ``--kafka-config``'s ``bootstrap.servers``, else
+    ``$KAFKA_BOOTSTRAP_SERVERS`` (with the security settings of the file and ``KAFKA_*``),
+    else a local Apache Kafka started in a temporary directory for this run and stopped
+    afterwards."""
     from localkafka import temporary_broker
     from replay.bench import bench_replay
+    from stream.clients import KafkaClientConfig
 
-    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    given = args.bootstrap or args.kafka_config or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     with contextlib.ExitStack() as stack:
-        if bootstrap is None:
-            bootstrap = stack.enter_context(temporary_broker(timeout=90.0))
+        if given:
+            client = kafka_client(args)
+        else:
+            client = KafkaClientConfig(stack.enter_context(temporary_broker(timeout=90.0)))
         result = bench_replay(
-            args.scenario, args.group, args.seed, bootstrap, args.intervals, args.policy
+            args.scenario, args.group, args.seed, client, args.intervals, args.policy
         )
     print_result(result, args.json, width=26)
     return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from chuteflow.cli._shared import Subparsers, env_bootstrap, print_json
+from chuteflow.cli._shared import Subparsers, add_kafka_options, kafka_client, print_json
 from localkafka import DEFAULT_PORT
 
 NAME = "kafka"
@@ -27,6 +27,18 @@ def register(sub: Subparsers) -> None:
     up = kafka_sub.add_parser("up", help="start the broker (fetches jars with mvn once)")
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help="PLAINTEXT port (0: any)")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for ready")
+    up.add_argument(
+        "--sasl-ssl",
+        action="store_true",
+        help="also a SASL_SSL listener (SCRAM-SHA-512 over TLS, throw-away CA); prints the "
+        "client properties file for --kafka-config as a second line",
+    )
+    up.add_argument(
+        "--sasl-ssl-port",
+        type=int,
+        default=None,
+        help="SASL_SSL port (default: --port + 1, any free one with --port 0; 0: any)",
+    )
     _state_option(up)
     up.set_defaults(func=run_up)
 
@@ -39,21 +51,31 @@ def register(sub: Subparsers) -> None:
     status.set_defaults(func=run_status)
 
     topics = kafka_sub.add_parser("topics", help="create every chuteflow topic (idempotent)")
-    topics.add_argument(
-        "--bootstrap",
-        default=env_bootstrap(),
-        help="bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
-    )
+    add_kafka_options(topics)
     topics.add_argument("--replication", type=int, default=1)
     topics.set_defaults(func=run_topics)
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from localkafka import broker_up
+    from localkafka import broker_status, broker_up
 
     started = time.monotonic()
-    bootstrap = broker_up(args.port, state_dir=args.state_dir, timeout=args.timeout)
+    bootstrap = broker_up(
+        args.port,
+        state_dir=args.state_dir,
+        timeout=args.timeout,
+        sasl_ssl=args.sasl_ssl,
+        sasl_ssl_port=args.sasl_ssl_port,
+    )
     print(bootstrap)
+    if args.sasl_ssl:
+        status = broker_status(state_dir=args.state_dir)
+        print(status["client_config"])
+        print(
+            f"SASL_SSL on {status['sasl_ssl_bootstrap']} (SCRAM-SHA-512): pass "
+            f"--kafka-config {status['client_config']} to chuteflow",
+            file=sys.stderr,
+        )
     print(f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
     return 0
 
@@ -77,6 +99,7 @@ def run_status(args: argparse.Namespace) -> int:
 def run_topics(args: argparse.Namespace) -> int:
     from stream.admin import ensure_topics
 
-    for name, outcome in ensure_topics(args.bootstrap, replication=args.replication).items():
+    client = kafka_client(args)
+    for name, outcome in ensure_topics(client, replication=args.replication).items():
         print(f"{name}\t{outcome}")
     return 0

@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from chuteflow.cli._shared import Subparsers, add_day_source, env_bootstrap, load_day
+from chuteflow.cli._shared import (
+    Subparsers,
+    add_day_source,
+    add_kafka_options,
+    kafka_client,
+    load_day,
+)
 
 NAME = "replay"
 
@@ -31,11 +37,7 @@ def register(sub: Subparsers) -> None:
     parser.add_argument(
         "--speed", type=speed, default=None, help="event-time factor, or 'max' (lockstep)"
     )
-    parser.add_argument(
-        "--bootstrap",
-        default=env_bootstrap(),
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
-    )
+    add_kafka_options(parser)
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait per allocation"
     )
@@ -45,12 +47,15 @@ def register(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from replay.loop import day_type_group, replay_day
+    from stream.clients import connect_admin
 
+    client = kafka_client(args)
+    connect_admin(client, timeout_s=30.0)  # wrong credentials: one line now, not a timeout
     scenario, groups, demand = load_day(args)
     result = replay_day(
         demand,
         args.seed,
-        args.bootstrap,
+        client,
         day_type_group(groups, demand),
         speed=args.speed,
         allocation_timeout_s=args.timeout,

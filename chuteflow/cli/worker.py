@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from chuteflow.cli._shared import Subparsers, env_bootstrap
+from chuteflow.cli._shared import Subparsers, add_kafka_options, kafka_client
 
 NAME = "worker"
 
@@ -20,17 +20,38 @@ def register(sub: Subparsers) -> None:
     )
     parser.add_argument("--policy", default="proportional", help="static, proportional or .onnx")
     parser.add_argument("--guardrails", help="guardrail set name or YAML (default: scenario's)")
-    parser.add_argument(
-        "--bootstrap",
-        default=env_bootstrap(),
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
-    )
+    add_kafka_options(parser)
     parser.add_argument("--app-id", default="chuteflow-worker", help="faust app / consumer group")
     parser.add_argument(
         "--offset-reset",
         choices=("earliest", "latest"),
         default="earliest",
         help="start of a group without committed offsets",
+    )
+    parser.add_argument(
+        "--instance-id",
+        default=None,
+        help="static group member id: a restarted worker with the same id takes over at once "
+        "(one per worker slot; default: none, dynamic membership)",
+    )
+    parser.add_argument(
+        "--session-timeout-seconds",
+        type=float,
+        default=10.0,
+        help="how long the group waits for a silent worker before another takes its sites",
+    )
+    parser.add_argument(
+        "--event-time-skew-seconds",
+        type=float,
+        default=300.0,
+        help="how far a floor event's time may lie outside the open interval before it is "
+        "dead-lettered as implausible (contracts/limits.py)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port (default: off)",
     )
     parser.add_argument(
         "--stall-seconds",
@@ -53,16 +74,18 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contracts.limits import InputLimits
     from floor.scenario import load_scenario
     from stream.app import AppSettings
-    from stream.worker import make_site, run_worker
     from stream.processor import SiteRuntime
+    from stream.worker import make_site, run_worker
 
     if args.policy == "lookahead":
         print(
             "lookahead reads the day's true arrivals: evaluation only, not served", file=sys.stderr
         )
         return 2
+    client = kafka_client(args)  # a bad setting is one line before any site loads
     sites: dict[str, SiteRuntime] = {}
     for name in args.scenario or ["small"]:
         scenario = load_scenario(name)
@@ -72,10 +95,19 @@ def run(args: argparse.Namespace) -> int:
         sites[scenario.site_id] = make_site(scenario, args.policy, args.guardrails)
     run_worker(
         sites,
-        AppSettings(args.bootstrap, app_id=args.app_id, offset_reset=args.offset_reset),
+        AppSettings(
+            client.bootstrap,
+            client=client,
+            app_id=args.app_id,
+            offset_reset=args.offset_reset,
+            instance_id=args.instance_id,
+            session_timeout_s=args.session_timeout_seconds,
+        ),
         stall_seconds=args.stall_seconds,
         live_grace_seconds=args.live_grace_seconds,
         ready_file=Path(args.ready_file) if args.ready_file else None,
+        limits=InputLimits(event_time_skew_s=args.event_time_skew_seconds),
+        metrics_port=args.metrics_port,
         loglevel=args.loglevel,
     )
     return 0

@@ -29,11 +29,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from contracts.codec import decode
 from contracts.events import AllocationDecided
-from contracts.topics import ALLOCATIONS
+from contracts.topics import ALL_TOPICS, ALLOCATIONS
 from decision.build import build_engine
 from floor.daytypes import default_groups
 from floor.scenario import load_scenario
@@ -62,6 +62,7 @@ class Broker:
         self.bootstrap = broker_up(port=self.port, state_dir=self.state, timeout=90.0)
         self.port = int(self.bootstrap.rsplit(":", 1)[1])
         ensure_topics(self.bootstrap)
+        wait_leaders(self.bootstrap)
 
     def down(self) -> None:
         broker_down(state_dir=self.state)
@@ -100,6 +101,25 @@ class FaultResult:
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "survived": self.survived}, sort_keys=True)
+
+
+def wait_leaders(bootstrap: str, timeout_s: float = 30.0) -> None:
+    """Until every partition of every topic has a leader (fresh topics take a moment)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "rel-leaders"})
+    deadline = time.monotonic() + timeout_s
+    try:
+        for spec in ALL_TOPICS:
+            for p in range(spec.partitions):
+                while True:
+                    try:
+                        consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=5)
+                        break
+                    except KafkaException:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.2)
+    finally:
+        consumer.close()
 
 
 def wait_committed(bootstrap: str, group_id: str, timeout_s: float = 30.0) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, TopicPartition
 
 from contracts.topics import TopicSpec
+from stream.clients import KafkaClientConfig, as_client
 
 Records = list[tuple[bytes, bytes]]
 
@@ -19,13 +20,11 @@ class TopicReader:
     Records accumulate in ``records`` across calls; ``read_until`` returns them all.
     """
 
-    def __init__(self, bootstrap: str, spec: TopicSpec) -> None:
+    def __init__(self, bootstrap: str | KafkaClientConfig, spec: TopicSpec) -> None:
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"t-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-            }
+            as_client(bootstrap).confluent_config(
+                {"group.id": f"t-{uuid.uuid4().hex}", "enable.auto.commit": False}
+            )
         )
         assignment = []
         for p in range(spec.partitions):

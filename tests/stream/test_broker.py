@@ -22,20 +22,23 @@ from contracts.codec import decode, encode
 from contracts.events import AllocationDecided
 from contracts.topics import ALL_TOPICS, ALLOCATIONS, TopicSpec, message_key
 from localkafka import (
+    BrokerError,
     broker_down,
     broker_status,
     broker_up,
+    free_port,
     kafka_version,
     random_cluster_id,
     server_properties,
 )
 from stream.admin import TopicMismatchError, ensure_topics
+from stream.clients import KafkaClientConfig
 
 
 def _admin(bootstrap: str) -> Any:
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient(KafkaClientConfig(bootstrap).confluent_config())
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -55,6 +58,27 @@ def test_server_properties_bind_loopback_only_and_disable_auto_create(tmp_path: 
     assert props["process.roles"] == "broker,controller"
     assert props["auto.create.topics.enable"] == "false"
     assert props["log.dirs"] == str(tmp_path / "data")
+
+
+def test_server_properties_with_a_sasl_ssl_listener(tmp_path: Path) -> None:
+    from localkafka.security import SaslSsl
+
+    listener = SaslSsl(19094, tmp_path / "broker.p12", "kspw", tmp_path / "ca.pem", "u", "pw")
+    text = server_properties(19092, 19093, tmp_path / "data", sasl_ssl=listener)
+    props = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    assert props["listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094,CONTROLLER://127.0.0.1:19093"
+    )
+    assert props["advertised.listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094"
+    )
+    assert props["listener.security.protocol.map"] == (
+        "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
+    )
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert props["listener.name.sasl_ssl.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["listener.name.sasl_ssl.ssl.keystore.location"] == str(listener.keystore)
+    assert "pw" not in props.values(), "the SCRAM password is in the metadata, not the config"
 
 
 def test_cluster_id_is_kafka_uuid_shaped() -> None:
@@ -139,7 +163,8 @@ def test_allocation_decided_round_trips_through_kafka(kafka_bootstrap: str) -> N
     site_id = f"SITE-{uuid.uuid4().hex[:6]}"
     event = _decision(site_id)
 
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
+    client = KafkaClientConfig(kafka_bootstrap)
+    producer = Producer(client.confluent_config({"acks": "all"}))
     delivered: list[Any] = []
     producer.produce(
         ALLOCATIONS.name,
@@ -152,12 +177,13 @@ def test_allocation_decided_round_trips_through_kafka(kafka_bootstrap: str) -> N
     assert error is None
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": kafka_bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        client.confluent_config(
+            {
+                "group.id": f"test-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
     )
     try:
         # Read exactly where the broker said it stored the record: earlier tests of the session
@@ -222,3 +248,43 @@ def test_local_broker_down_kills_the_jvm_and_up_again_keeps_topics(
     finally:
         broker_down(state_dir=state)
     assert not broker_status(state_dir=state)["running"]
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_local_broker_up_right_after_down_on_the_same_port(tmp_path: Path) -> None:
+    """``down`` then ``up`` on the same port at once: the connections the old broker closed
+    linger in TIME-WAIT/FIN-WAIT-2 on that port and must not block the new start, while a
+    port that another process really listens on is refused with one clear line."""
+    import socket
+
+    if os.environ.get("CHUTEFLOW_SKIP_KAFKA") == "1":
+        pytest.skip("CHUTEFLOW_SKIP_KAFKA=1")
+    state = tmp_path / "state"
+    port = free_port()
+    try:
+        bootstrap = broker_up(port, state_dir=state)
+        # Clients connected while the broker stops: the broker closes first, so its side of
+        # each connection is what lingers on the port (the case that used to refuse `up`).
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        try:
+            assert broker_down(state_dir=state)
+            assert broker_up(port, state_dir=state) == bootstrap
+        finally:
+            for client in clients:
+                client.close()
+        assert len(_admin(bootstrap).list_topics(timeout=10).brokers) == 1
+    finally:
+        broker_down(state_dir=state)
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        taken = listener.getsockname()[1]
+        with pytest.raises(BrokerError) as caught:
+            broker_up(taken, state_dir=tmp_path / "other")
+    message = str(caught.value)
+    assert message == (
+        f"port {taken} on 127.0.0.1 is in use: another process listens on it; "
+        "stop it or pass another --port"
+    )

@@ -172,3 +172,21 @@ def test_bad_records_are_dead_lettered_and_the_worker_goes_on(worker: str) -> No
     assert reasons[unknown_site].startswith("unknown_site: 'site-nowhere'")
     assert "unknown destination 'D99'" in reasons[unknown_destination]
     assert all(json.loads(v)["topic"] == INDUCTIONS.name for _, v in letters)
+
+
+def test_the_same_day_replayed_twice_is_two_days_with_distinct_ids(worker: str) -> None:
+    """A repeated day is a new day (its own ``day_started`` id), not a redelivery: both runs
+    complete, decide the same allocations, and share no decision id (a WCS dropping repeated
+    ids drops none of the second run's)."""
+    scenario = load_scenario("small")
+    groups = default_groups(scenario)
+    demand = sample_day(groups, 2, scenario, seed=5)
+    group = day_type_group(groups, demand)
+    first = replay_day(demand, 5, worker, group, allocation_timeout_s=30)
+    second = replay_day(demand, 5, worker, group, allocation_timeout_s=30)
+    assert len(first.allocations) == len(second.allocations) == scenario.n_intervals
+    assert first.day != second.day
+    assert first.kpis == second.kpis
+    assert [a.chute_map for a in first.allocations] == [a.chute_map for a in second.allocations]
+    ids = [a.decision_id for a in first.allocations + second.allocations]
+    assert len(set(ids)) == 2 * scenario.n_intervals
