@@ -195,6 +195,10 @@ def test_hostile_records_mixed_into_a_live_day_change_nothing(
         "metrics_dead_letters": _total(end, "chuteflow_dead_letters_total"),
     }
     print(json.dumps(summary, sort_keys=True))
+    if os.environ.get("RELIABILITY_OUT"):
+        record = {"mode": "fuzz", "kpis_equal": result.kpis == clean.kpis, **summary}
+        with Path(os.environ["RELIABILITY_OUT"]).open("a") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
     not_lettered = [sent_values[h] for h in set(sent_values) - lettered]
     print("hostile records without a dead letter:", not_lettered[:5])
     assert hostile >= HOSTILE

@@ -112,6 +112,13 @@ def test_docker_compose_matches_the_pom_and_contracts() -> None:
     words = {word.rstrip(";") for word in " ".join(services["topics"]["command"]).split()}
     for spec in ALL_TOPICS:
         assert f"{spec.name}:{spec.partitions}" in words, spec.name
+    # Prometheus scrapes the port the worker serves its metrics on
+    command = services["worker"]["command"]
+    port = command[command.index("--metrics-port") + 1]
+    scrape = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "deploy/prometheus.yml").read_text()
+    )
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == [f"worker:{port}"]
 
 
 # --- against the session broker ----------------------------------------------------------
