@@ -6,9 +6,10 @@ outside them is dead-lettered with its reason and never reaches the site's state
 that respects them never sees a dead letter.
 
 - A record is at most :data:`MAX_RECORD_BYTES`; larger ones are not even parsed.
-- An event's ``event_time`` lies within the site's day and within ``event_time_skew_s`` of
-  the open interval (a late record of the previous interval, or one just past the end that
-  closes the interval by event time); far-past and far-future times are implausible.
+- An event's ``event_time`` lies within the site's day, no more than ``event_time_skew_s``
+  before the open interval (a late record) and no later than the skew after the next
+  interval (the floor moving on while a restarted worker catches up); far-past and
+  far-future times are implausible.
 - An ``interval_closed`` names an interval of the day, with the site's own interval times,
   not one already closed; ``events_in_interval`` names floor topics with bounded counts.
 - Floor records are unique: the same induction or recirculation (package, attempt), sorting

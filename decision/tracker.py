@@ -135,6 +135,15 @@ class SiteTracker:
         self.move_until = np.zeros(n_c, dtype=np.int64)
         self.allocated_through = -1
         """Highest interval index whose allocation was applied (-1: none yet)."""
+        self._clear_next()
+
+    def _clear_next(self) -> None:
+        n_d = len(self.config.destinations)
+        self.next_arrivals = np.zeros(n_d, dtype=np.int64)
+        self.next_recirculated = np.zeros(n_d, dtype=np.int64)
+        self.next_backlog = np.zeros(n_d, dtype=np.int64)
+        self.next_chutes: list[tuple[int, str]] = []
+        """Events of the interval after the open one (see :meth:`apply`), applied at its close."""
 
     # ---------------------------------------------------------------- events
 
@@ -166,8 +175,15 @@ class SiteTracker:
         if chute_id is not None:
             self.chute(chute_id)
 
-    def apply(self, event: Envelope) -> None:
-        """Count one floor event into the open interval.
+    def apply(self, event: Envelope, next_interval: bool = False) -> None:
+        """Count one floor event into the open interval, or with ``next_interval`` into the one
+        after it.
+
+        The next interval's events are kept apart until the open one closes: its allocation
+        must be decided on the state at its end, without them. A worker that restarts mid-day
+        can read them before the open interval's close (the floor moved on under the
+        allocation the old worker had already published), and must then decide exactly as the
+        old worker did.
 
         Raises :class:`UnknownEntityError` before changing anything when the event names a
         destination or chute the site does not have (the caller dead-letters it). Interval and
@@ -177,6 +193,9 @@ class SiteTracker:
             raise UnknownEntityError(
                 f"event of site {event.site_id!r} given to the tracker of {self.config.site_id!r}"
             )
+        if next_interval:
+            self._apply_next(event)
+            return
         if isinstance(event, PackageInducted):
             d = self.destination(event.destination)
             if event.attempt == 1:
@@ -195,19 +214,44 @@ class SiteTracker:
             c = self.chute(event.chute_id)
             if event.destination is not None:
                 self.destination(event.destination)
-            state = event.state
-            if state == "out_of_service":
-                self.out_of_service[c] = True
-            elif state == "back_in_service":
-                self.out_of_service[c] = False
-            elif state == "swap_started":
-                self.swapping[c] = True
-            elif state == "swap_finished":
-                self.swapping[c] = False
             # "full" precedes "swap_started"; "open" ends a move, which the allocation
             # diff already times: neither changes the state the decision sees.
+            self._chute_state(c, event.state)
         else:
             raise ValueError(f"{type(event).__name__} is not a floor event")
+
+    def _apply_next(self, event: Envelope) -> None:
+        if isinstance(event, PackageInducted):
+            d = self.destination(event.destination)
+            if event.attempt == 1:
+                self.next_arrivals[d] += 1
+            else:
+                self.next_backlog[d] -= 1
+        elif isinstance(event, PackageRecirculated):
+            d = self.destination(event.destination)
+            self.next_recirculated[d] += 1
+            if not event.to_exception:
+                self.next_backlog[d] += 1
+        elif isinstance(event, PackageSorted):
+            self.destination(event.destination)
+            self.chute(event.chute_id)
+        elif isinstance(event, ChuteStateChanged):
+            c = self.chute(event.chute_id)
+            if event.destination is not None:
+                self.destination(event.destination)
+            self.next_chutes.append((c, event.state))
+        else:
+            raise ValueError(f"{type(event).__name__} is not a floor event")
+
+    def _chute_state(self, c: int, state: str) -> None:
+        if state == "out_of_service":
+            self.out_of_service[c] = True
+        elif state == "back_in_service":
+            self.out_of_service[c] = False
+        elif state == "swap_started":
+            self.swapping[c] = True
+        elif state == "swap_finished":
+            self.swapping[c] = False
 
     def apply_many(self, events: list[Envelope]) -> None:
         for event in events:
@@ -265,7 +309,15 @@ class SiteTracker:
         self.arrivals.fill(0)
         self.recirculated.fill(0)
         self.interval_index += 1
-        return self.state()
+        state = self.state()
+        # the next interval's events, kept apart until now, open the new interval
+        self.arrivals += self.next_arrivals
+        self.recirculated += self.next_recirculated
+        self.backlog += self.next_backlog
+        for c, chute_state in self.next_chutes:
+            self._chute_state(c, chute_state)
+        self._clear_next()
+        return state
 
     # ---------------------------------------------------------------- persistence
 
@@ -290,6 +342,10 @@ class SiteTracker:
             "swapping": self.swapping.tolist(),
             "move_until": self.move_until.tolist(),
             "allocated_through": self.allocated_through,
+            "next_arrivals": self.next_arrivals.tolist(),
+            "next_recirculated": self.next_recirculated.tolist(),
+            "next_backlog": self.next_backlog.tolist(),
+            "next_chutes": [[c, s] for c, s in self.next_chutes],
         }
 
     @classmethod
@@ -310,4 +366,8 @@ class SiteTracker:
         tracker.swapping = np.asarray(data["swapping"], dtype=np.bool_)
         tracker.move_until = np.asarray(data["move_until"], dtype=np.int64)
         tracker.allocated_through = int(data["allocated_through"])
+        n_d = len(config.destinations)
+        for name in ("next_arrivals", "next_recirculated", "next_backlog"):
+            setattr(tracker, name, np.asarray(data.get(name, [0] * n_d), dtype=np.int64))
+        tracker.next_chutes = [(int(c), str(s)) for c, s in data.get("next_chutes", [])]
         return tracker

@@ -26,6 +26,22 @@ from stream.processor import DecisionObserved, StreamProcessor
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 """Seconds; a large-site decision is ~2 ms at p50 (``chuteflow bench decision``)."""
 
+_COUNTERS = (
+    ("chuteflow_records_in", "Input records handled", "records"),
+    (
+        "chuteflow_records_accepted",
+        "Input records applied to a site (not dead-lettered)",
+        "accepted",
+    ),
+    ("chuteflow_allocations_out", "Allocations published", "decisions"),
+    (
+        "chuteflow_redelivered_skipped",
+        "Records at or below a site's applied offset (applied before a restart)",
+        "redelivered_skipped",
+    ),
+)
+"""Plain counters read from ``StreamProcessor.stats``: (metric, help, stats key)."""
+
 LagSource = Callable[[], Mapping[tuple[str, int], int]]
 """(topic, partition) -> records behind the end of the partition."""
 
@@ -40,22 +56,10 @@ class _ProcessorCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         p = self.processor
         stats = dict(p.stats)
-        records = CounterMetricFamily("chuteflow_records_in", "Input records handled")
-        records.add_metric([], stats.get("records", 0))
-        yield records
-        accepted = CounterMetricFamily(
-            "chuteflow_records_accepted", "Input records applied to a site (not dead-lettered)"
-        )
-        accepted.add_metric([], stats.get("accepted", 0))
-        yield accepted
-        out = CounterMetricFamily("chuteflow_allocations_out", "Allocations published")
-        out.add_metric([], stats.get("decisions", 0))
-        yield out
-        skipped = CounterMetricFamily(
-            "chuteflow_redelivered_skipped", "Records at or below a site's applied offset"
-        )
-        skipped.add_metric([], stats.get("redelivered_skipped", 0))
-        yield skipped
+        for name, help_text, stat in _COUNTERS:
+            counter = CounterMetricFamily(name, help_text)
+            counter.add_metric([], stats.get(stat, 0))
+            yield counter
         dead = CounterMetricFamily(
             "chuteflow_dead_letters", "Dead-lettered records by reason kind", labels=["kind"]
         )

@@ -116,9 +116,18 @@ class SiteRuntime:
     day_start: datetime | None = None
     day_type_group: int | None = None
     received: Counter[str] = field(default_factory=Counter)
+    received_next: Counter[str] = field(default_factory=Counter)
+    """Valid floor records of the interval after the open one (kept apart, see the tracker)."""
+    at_boundary: list[tuple[str, Envelope]] = field(default_factory=list)
+    """Records at exactly the open interval's end, waiting for its close's counts."""
+    counted_closes: bool = False
+    """The site's closes announce their records (``events_in_interval``): records past the
+    open interval wait for its close instead of closing it by event time."""
     """Valid floor records applied per topic since the last close."""
     pending: IntervalClosed | None = None
     pending_since: float = 0.0
+    pending_next: IntervalClosed | None = None
+    """The next interval's close, read while the open one's still waits for its records."""
     partition: int | None = None
     """Partition the site's records arrive on (the table changelog partition)."""
     offsets: dict[str, int] = field(default_factory=dict)
@@ -156,7 +165,11 @@ class SiteRuntime:
         self.day_type_group = None
         self.day_event_id = None
         self.received.clear()
+        self.received_next.clear()
+        self.at_boundary = []
+        self.counted_closes = False
         self.pending = None
+        self.pending_next = None
         self.partition = None
         self.offsets.clear()
         self.days_seen = []
@@ -178,7 +191,13 @@ class SiteRuntime:
             "day_start": None if self.day_start is None else self.day_start.isoformat(),
             "day_type_group": self.day_type_group,
             "received": dict(self.received),
+            "received_next": dict(self.received_next),
+            "counted_closes": self.counted_closes,
+            "at_boundary": [[topic, encode(e).decode("utf-8")] for topic, e in self.at_boundary],
             "pending": None if self.pending is None else encode(self.pending).decode("utf-8"),
+            "pending_next": (
+                None if self.pending_next is None else encode(self.pending_next).decode("utf-8")
+            ),
             "offsets": dict(self.offsets),
             "day_event_id": self.day_event_id,
             "days_seen": list(self.days_seen),
@@ -209,6 +228,18 @@ class SiteRuntime:
             {str(k): int(v) for k, v in (data.get("day_totals") or {}).items()}
         )
         self.received = Counter({str(k): int(v) for k, v in dict(data["received"]).items()})
+        upcoming = dict(data.get("received_next") or {})
+        self.received_next = Counter({str(k): int(v) for k, v in upcoming.items()})
+        self.counted_closes = bool(data.get("counted_closes", False))
+        self.at_boundary = [
+            (str(topic), decode(str(value).encode("utf-8"), _BY_NAME[str(topic)]))
+            for topic, value in data.get("at_boundary") or []
+        ]
+        following = data.get("pending_next")
+        self.pending_next = None
+        if following is not None:
+            event = decode(str(following).encode("utf-8"), INTERVALS)
+            self.pending_next = event if isinstance(event, IntervalClosed) else None
         pending = data.get("pending")
         self.pending = None
         if pending is not None:
@@ -372,16 +403,48 @@ class StreamProcessor:
         out: list[OutRecord | _Rejected] = []
         end = site.interval_start(site.tracker.interval_index + 1)
         in_day = site.tracker.interval_index < config.n_intervals
-        if site.pending is None and in_day and event.event_time > end:
-            out += self._close(site, site.tracker.interval_index, "event_time")
-        site.tracker.apply(event)
+        if site.counted_closes and in_day and event.event_time >= end:
+            # A floor that announces its closes with counts closes the open interval itself;
+            # a record from past its end belongs to the next one (a restarted worker reads
+            # those before the close the old worker had already acted on) and is kept apart
+            # until the close. One at exactly the end is ambiguous (an interval's last
+            # sortings end there, the next one's first inductions start there): the close's
+            # counts decide, so it waits for them.
+            if event.event_time > end:
+                self._apply(site, topic, event, upcoming=True)
+            elif site.pending is not None and site.pending.events_in_interval is not None:
+                self._apply(site, topic, event, upcoming=self._counted_full(site, topic))
+            else:
+                site.at_boundary.append((topic, event))
+        else:
+            if in_day and event.event_time > end and site.pending is None:
+                out += self._close(site, site.tracker.interval_index, "event_time")
+            self._apply(site, topic, event, upcoming=False)
         if isinstance(event, PackageInducted) and event.attempt == 1:
             site.day_totals["first_inductions"] += 1
         elif isinstance(event, PackageRecirculated):
             site.day_totals["recirculated"] += 1
-        site.received[topic] += 1
         self.dirty.add(event.site_id)
         return out + self._try_close(site)
+
+    @staticmethod
+    def _apply(site: SiteRuntime, topic: str, event: Envelope, *, upcoming: bool) -> None:
+        site.tracker.apply(event, next_interval=upcoming)
+        (site.received_next if upcoming else site.received)[topic] += 1
+
+    @staticmethod
+    def _counted_full(site: SiteRuntime, topic: str) -> bool:
+        """The pending close's count for ``topic`` is reached: more belongs to the next."""
+        assert site.pending is not None and site.pending.events_in_interval is not None
+        return site.received[topic] >= site.pending.events_in_interval.get(topic, 0)
+
+    def _settle_boundary(self, site: SiteRuntime) -> None:
+        """Records at exactly the open interval's end, once its close (or a timeout) says how
+        many of them it still had: those complete its counts, the rest open the next."""
+        held, site.at_boundary = site.at_boundary, []
+        counted = site.pending is not None and site.pending.events_in_interval is not None
+        for topic, event in held:
+            self._apply(site, topic, event, upcoming=counted and self._counted_full(site, topic))
 
     def handle_many(
         self, records: Iterable[tuple[str, bytes | None, bytes, int, int]]
@@ -427,7 +490,10 @@ class StreamProcessor:
         site.tracker.start_day(shares)
         site.engine.start_day(site.plan())
         site.received.clear()
+        site.received_next.clear()
+        site.at_boundary = []
         site.pending = None
+        site.pending_next = None
         site.seen.clear()
         site.day_totals.clear()
         self.dirty.add(event.site_id)
@@ -441,8 +507,21 @@ class StreamProcessor:
             return [_Rejected(problem)]
         if site.pending is not None and site.pending.interval_index >= event.interval_index:
             return [_Rejected(f"duplicate: interval {event.interval_index}'s close is pending")]
+        if site.pending is not None and site.pending.events_in_interval is not None:
+            # The open interval's close still waits for records and the next close is here
+            # already: a restarted worker catching up (closes share one partition, so the
+            # open one's was not lost). It waits its turn instead of cutting the open short.
+            if site.pending_next is not None:
+                return [_Rejected(f"duplicate: interval {event.interval_index}'s close waits")]
+            site.pending_next = event
+            self.dirty.add(site.config.site_id)
+            return []
         site.pending = event
         site.pending_since = self.clock()
+        if event.events_in_interval is not None:
+            site.counted_closes = True
+        if event.interval_index == site.tracker.interval_index:
+            self._settle_boundary(site)
         self.dirty.add(site.config.site_id)
         return list(self._try_close(site))
 
@@ -462,12 +541,18 @@ class StreamProcessor:
         return out
 
     def _close(self, site: SiteRuntime, index: int, how: str) -> list[OutRecord]:
+        if site.at_boundary:  # a close without counts (or by timer): they end this interval
+            held, site.at_boundary = site.at_boundary, []
+            for topic, event in held:
+                self._apply(site, topic, event, upcoming=False)
         declared = None
         if site.pending is not None and site.pending.interval_index == index:
             declared = site.pending.events_in_interval
-            site.pending = None
+            site.pending, site.pending_next = site.pending_next, None
+            site.pending_since = self.clock()
         counted = dict(site.received)
-        site.received.clear()
+        site.received = site.received_next
+        site.received_next = Counter()
         site.seen.roll()
         state = site.tracker.close_interval(index)
         self.dirty.add(site.config.site_id)

@@ -267,6 +267,25 @@ def run_fault(
     assert isinstance(result, ReplayResult)
     ours, theirs = result.kpis.to_dict(), reference.kpis.to_dict()
     lost, conflicting, republished = audit(records, scenario.site_id, day, scenario.n_intervals)
+    for k in conflicting:
+        versions = {
+            event.model_dump_json(): event
+            for key, value in records
+            if key == scenario.site_id.encode()
+            and isinstance(event := decode(value), AllocationDecided)
+            and event.interval_index == k
+            and f"/{day}/" in event.decision_id
+        }
+        first, *others = versions.values()
+        for other in others:
+            moved = {
+                d: (first.chutes_per_destination.get(d), n)
+                for d, n in other.chutes_per_destination.items()
+                if first.chutes_per_destination.get(d) != n
+            }
+            notes.append(
+                f"interval {k}: {first.solver_status} vs {other.solver_status}, counts {moved}"
+            )
     return FaultResult(
         mode=mode,
         scenario=scenario_name,
