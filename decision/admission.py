@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,38 +62,60 @@ def _unpack(text: str) -> set[int]:
 
 @dataclass
 class SeenWindow:
-    """Record identities of the open interval and the one before it."""
+    """Record identities of the open interval, the next one (records kept apart until the open
+    one closes) and the ``depth`` intervals before: as far back as the time window admits a
+    record (``depth = 1 + ceil(skew / interval)``), so no admissible copy goes unnoticed."""
 
+    depth: int = 2
     current: set[int] = field(default_factory=set)
-    previous: set[int] = field(default_factory=set)
+    upcoming: set[int] = field(default_factory=set)
+    history: list[set[int]] = field(default_factory=list)
+    """Closed intervals, most recent first, at most ``depth``."""
 
-    def check_and_add(self, event: Envelope) -> bool:
-        """True if ``event`` is new (and remember it); False for a duplicate."""
+    @staticmethod
+    def depth_for(skew_s: float, interval_s: float) -> int:
+        return 1 + max(1, math.ceil(skew_s / interval_s))
+
+    def check_and_add(self, event: Envelope, upcoming: bool = False) -> bool:
+        """True if ``event`` is new (and remember it, with the next interval's records if
+        ``upcoming``); False for a duplicate."""
         identity = record_identity(event)
         if identity is None:
             return True
         key = _hash64(identity)
-        if key in self.current or key in self.previous:
+        if key in self.current or key in self.upcoming or any(key in h for h in self.history):
             return False
-        self.current.add(key)
+        (self.upcoming if upcoming else self.current).add(key)
         return True
 
     def roll(self) -> None:
-        """The open interval closed: it becomes the previous one."""
-        self.previous, self.current = self.current, set()
+        """The open interval closed: it joins the history, the next one opens."""
+        self.history = [self.current, *self.history][: self.depth]
+        self.current, self.upcoming = self.upcoming, set()
 
     def clear(self) -> None:
-        self.current, self.previous = set(), set()
+        self.current, self.upcoming, self.history = set(), set(), []
 
-    def to_dict(self) -> dict[str, str]:
-        """Compact JSON (8 bytes per record, base64): ~100 kB for a busy large-site interval."""
-        return {"current": _pack(self.current), "previous": _pack(self.previous)}
+    def to_dict(self) -> dict[str, Any]:
+        """Compact JSON (8 bytes per record, base64): ~100 kB per busy large-site interval."""
+        return {
+            "depth": self.depth,
+            "current": _pack(self.current),
+            "upcoming": _pack(self.upcoming),
+            "history": [_pack(h) for h in self.history],
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> SeenWindow:
+    def from_dict(cls, data: dict[str, Any] | None, depth: int = 2) -> SeenWindow:
+        """The window of a snapshot, at the ``depth`` this worker's skew needs."""
         if not data:
-            return cls()
-        return cls(_unpack(str(data["current"])), _unpack(str(data["previous"])))
+            return cls(depth)
+        return cls(
+            depth,
+            _unpack(str(data["current"])),
+            _unpack(str(data.get("upcoming", ""))),
+            [_unpack(str(h)) for h in data.get("history", [])],
+        )
 
 
 @dataclass(frozen=True)

@@ -339,7 +339,8 @@ def _integer_objective(values: FloatArray, allowed: BoolArray) -> FloatArray:
     row_best = masked.max(axis=1)
     row_worst = np.where(allowed, values, np.inf).min(axis=1)
     spread = float((row_best - row_worst).max())
-    scale = RESOLUTION_STEPS / spread if spread > 0 else 1.0
+    # a spread of denormals would make the scale infinite (hypothesis found -5e-324 vs 0)
+    scale = RESOLUTION_STEPS / spread if spread > 1e-12 else 1.0
     coef: FloatArray = np.where(allowed, np.rint((values - row_best[:, None]) * scale), 0.0)
     return coef
 

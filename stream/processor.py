@@ -223,7 +223,7 @@ class SiteRuntime:
         self.day_event_id = None if event_id is None else str(event_id)
         hint = data.get("hint")
         self.engine.resume(self.plan(), None if hint is None else np.asarray(hint))
-        self.seen = SeenWindow.from_dict(data.get("seen"))
+        self.seen = SeenWindow.from_dict(data.get("seen"), self.seen.depth)
         self.day_totals = Counter(
             {str(k): int(v) for k, v in (data.get("day_totals") or {}).items()}
         )
@@ -282,6 +282,10 @@ class StreamProcessor:
         self.clock = clock
         self.worker_id = worker_id
         self.limits = limits or InputLimits()
+        for site in self.sites.values():
+            site.seen.depth = SeenWindow.depth_for(
+                self.limits.event_time_skew_s, site.interval_minutes * 60.0
+            )
         self.on_decision = on_decision
         self.dirty: set[str] = set()
         """Sites whose snapshot changed since the agent last wrote the table."""
@@ -398,11 +402,12 @@ class StreamProcessor:
             site.tracker.check(event)
         except UnknownEntityError as error:
             return [_Rejected(f"unknown_entity: {error}")]
-        if not site.seen.check_and_add(event):
-            return [_Rejected(f"duplicate: {type(event).__name__} already applied")]
         out: list[OutRecord | _Rejected] = []
         end = site.interval_start(site.tracker.interval_index + 1)
         in_day = site.tracker.interval_index < config.n_intervals
+        upcoming = site.counted_closes and in_day and event.event_time > end
+        if not site.seen.check_and_add(event, upcoming=upcoming):
+            return [_Rejected(f"duplicate: {type(event).__name__} already applied")]
         if site.counted_closes and in_day and event.event_time >= end:
             # A floor that announces its closes with counts closes the open interval itself;
             # a record from past its end belongs to the next one (a restarted worker reads
