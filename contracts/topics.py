@@ -1,9 +1,13 @@
 """Topic names, keys and partition counts: the one place the Kafka layout is declared.
 
-Every topic is keyed by ``site_id`` so one site's events stay in order on one partition and a
-site is decided by exactly one worker of a consumer group. More sites means more partitions
-and more workers, not a rewrite. Names carry the major schema version so a breaking change
-gets a new topic beside the old one.
+Every floor topic is keyed by ``site_id`` so one site's events stay in order on one partition
+and a site is decided by exactly one worker of a consumer group. More sites means more
+partitions and more workers, not a rewrite. Names carry the major schema version so a breaking
+change gets a new topic beside the old one.
+
+The one exception is the policy store (:data:`POLICIES`): a compacted topic keyed by the
+policy artifact's content hash (``sha256:<hex>``), read from the beginning by whoever needs a
+policy (``stream/policy_store.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ class TopicSpec:
     event_types: tuple[str, ...]
     """Event types allowed on the topic; anything else goes to the dead-letter topic."""
     key: str = "site_id"
+    configs: tuple[tuple[str, str], ...] = ()
+    """Topic configs set when the topic is created (``cleanup.policy=compact``, ...); an
+    existing topic must have them (``stream.admin.ensure_topics``)."""
 
 
 PARTITIONS = 6
@@ -37,7 +44,18 @@ DECISIONS_AUDIT = TopicSpec("chuteflow.decisions-audit.v1", PARTITIONS, ())
 DEAD_LETTER = TopicSpec("chuteflow.dead-letter.v1", PARTITIONS, ())
 """Records that failed to decode or validate, with the reason and the original bytes."""
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (
+POLICIES = TopicSpec(
+    "chuteflow.policies.v1",
+    1,
+    (),
+    key="policy_version",
+    configs=(("cleanup.policy", "compact"),),
+)
+"""The policy store: one record per registered ONNX policy, keyed ``sha256:<hex>`` of its bytes
+(metadata and the artifact, JSON). Compacted, so it keeps one record per version for good
+instead of deleting them after the retention time; not a contract event."""
+
+SITE_TOPICS: tuple[TopicSpec, ...] = (
     INDUCTIONS,
     SORTATION,
     CHUTE_STATE,
@@ -46,6 +64,11 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     DECISIONS_AUDIT,
     DEAD_LETTER,
 )
+"""The topics keyed by site, with :data:`PARTITIONS` partitions: what the worker reads and
+writes."""
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (*SITE_TOPICS, POLICIES)
+"""Every topic chuteflow owns (``chuteflow kafka topics`` creates them)."""
 
 TOPIC_FOR_EVENT: dict[str, TopicSpec] = {
     event_type: spec for spec in ALL_TOPICS for event_type in spec.event_types

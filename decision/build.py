@@ -7,9 +7,10 @@ against the site it decides for, and a policy name means the same thing everywhe
 
 from __future__ import annotations
 
+from decision.artifacts import PolicyArtifact
 from decision.engine import DecisionEngine
 from decision.features import FeatureScale
-from decision.policies import Policy, make_policy
+from decision.policies import OnnxPolicy, Policy, make_policy
 from floor.errors import ChuteflowError
 from floor.site import Site
 
@@ -23,16 +24,38 @@ class PolicyError(ChuteflowError):
 
 
 def build_engine(
-    site: Site, policy: str | Policy, time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    site: Site,
+    policy: str | Policy | PolicyArtifact,
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S,
 ) -> DecisionEngine:
-    """An engine for ``site`` under ``policy`` (a built-in name, a ``.onnx`` path or a policy).
+    """An engine for ``site`` under ``policy``: a built-in name, a ``.onnx`` path, a policy, or
+    a :class:`~decision.artifacts.PolicyArtifact` from the policy store (served under its
+    registered name, its version the artifact's short sha256).
 
     Raises:
         GuardrailError: the site's guardrails do not fit its scenario.
-        PolicyError: an unknown policy name or unreadable policy file.
+        PolicyError: an unknown policy name or unreadable policy file, or a store artifact not
+            registered for the site's scenario.
     """
     site.check()
-    if isinstance(policy, str):
+    if isinstance(policy, PolicyArtifact):
+        artifact = policy
+        scenario = site.scenario.name
+        if artifact.scenarios and scenario not in artifact.scenarios:
+            raise PolicyError(
+                f"policy {artifact.name}@{artifact.version} is registered for scenario(s) "
+                f"{', '.join(artifact.scenarios)}, not {scenario}"
+            )
+        try:
+            policy = OnnxPolicy(
+                artifact.data,
+                site.physics.max_chutes_per_destination + 1,
+                name=artifact.name,
+                version=artifact.version,
+            )
+        except ValueError as error:
+            raise PolicyError(str(error)) from None
+    elif isinstance(policy, str):
         try:
             policy = make_policy(policy, site.physics)
         except ValueError as error:

@@ -246,28 +246,43 @@ class OnnxPolicy:
     name: str
     version: str
 
-    def __init__(self, path: Path, levels: int) -> None:
+    def __init__(
+        self,
+        model: Path | bytes,
+        levels: int,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """``model``: an ONNX file, or its bytes (a store artifact whose hash was checked: the
+        session is made from exactly those bytes, never from a file that could change after
+        the check). ``name``/``version`` override the ONNX metadata's ``policy_name`` and
+        ``policy_version``."""
         import onnxruntime as ort  # imported here: only ONNX policies need the runtime loaded
 
+        label = str(model) if isinstance(model, Path) else "policy artifact"
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            str(model) if isinstance(model, Path) else model,
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
         )
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
-            raise ValueError(f"{path}: expected one input, found {len(inputs)}")
+            raise ValueError(f"{label}: expected one input, found {len(inputs)}")
         self._input = inputs[0].name
         width = inputs[0].shape[-1]
         if isinstance(width, int) and width != N_FEATURES:
-            raise ValueError(f"{path}: input width {width} != {N_FEATURES} features")
+            raise ValueError(f"{label}: input width {width} != {N_FEATURES} features")
         meta = self._session.get_modelmeta().custom_metadata_map
-        self.name = meta.get("policy_name", path.stem)
-        self.version = meta.get("policy_version", "0")
+        stem = model.stem if isinstance(model, Path) else "onnx"
+        self.name = name or meta.get("policy_name", stem)
+        self.version = version or meta.get("policy_version", "0")
         out_width = self._session.get_outputs()[0].shape[-1]
         if isinstance(out_width, int) and out_width != levels:
-            raise ValueError(f"{path}: output width {out_width} != {levels} chute counts")
+            raise ValueError(f"{label}: output width {out_width} != {levels} chute counts")
 
     def start_day(self, plan: DayPlan) -> None:
         return None

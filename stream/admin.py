@@ -10,6 +10,10 @@ the workers (``chuteflow kafka topics``).
 Idempotent: an existing topic with the declared partition count is fine. An existing topic
 with a different count is an error, never "fixed": adding partitions moves sites to other
 partitions (key hashing), which breaks per-site ordering and the tables keyed on them.
+
+Topic configs a :class:`TopicSpec` declares (the policy store's ``cleanup.policy=compact``) are
+set when the topic is created, and an existing topic with another value is an error too: a
+policy store that deletes by retention would lose registered policies after a week.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-# NewTopic is defined in the C extension; confluent_kafka.admin re-exports it, but in a way
-# mypy --strict does not accept as an explicit export, so take it from where it lives.
+# NewTopic is defined in the C extension, ConfigResource and ResourceType in private modules;
+# confluent_kafka.admin re-exports them, but in a way mypy --strict does not accept as an
+# explicit export, so take them from where they live.
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from contracts.topics import ALL_TOPICS, TopicSpec
@@ -62,6 +69,42 @@ def _mismatches(specs: Iterable[TopicSpec], counts: dict[str, tuple[int, bool]])
     ]
 
 
+_NOT_AUTHORIZED = (
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+)
+
+
+def _config_mismatches(admin: AdminClient, specs: Iterable[TopicSpec], timeout: float) -> list[str]:
+    """Declared configs an existing topic does not have (one describe request, only for
+    topics that declare configs)."""
+    with_configs = [spec for spec in specs if spec.configs]
+    if not with_configs:
+        return []
+    futures = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, spec.name) for spec in with_configs],
+        request_timeout=timeout,
+    )
+    wrong = []
+    by_name = {str(resource.name): future for resource, future in futures.items()}
+    for spec in with_configs:
+        try:
+            entries = by_name[spec.name].result()
+        except KafkaException as error:
+            kafka_error = error.args[0]
+            if kafka_error.code() in _NOT_AUTHORIZED:
+                continue  # a client without DescribeConfigs cannot check; it need not
+            raise TopicAdminError(
+                f"reading the configs of {spec.name}: {kafka_error.str()}"
+            ) from None
+        for key, value in spec.configs:
+            entry = entries.get(key)
+            actual = None if entry is None else entry.value
+            if actual != value:
+                wrong.append(f"{spec.name} has {key}={actual}, contracts declare {value}")
+    return wrong
+
+
 def ensure_topics(
     bootstrap: str | KafkaClientConfig,
     specs: Iterable[TopicSpec] = ALL_TOPICS,
@@ -74,12 +117,12 @@ def ensure_topics(
     ``bootstrap`` is a PLAINTEXT address or a :class:`~stream.clients.KafkaClientConfig`
     (TLS, SASL). Returns only once every topic is visible in the broker's metadata with a
     leader for each partition, so a producer or consumer started right after finds them.
-    Raises :class:`TopicMismatchError` when an existing topic has another partition count (all
-    mismatches in one message), :class:`~stream.clients.KafkaAuthError` within seconds when
-    the broker refuses the credentials or TLS fails (the worker's check at start,
-    ``docs/design-facts.md#kafka-auth``), :class:`~stream.clients.KafkaUnreachableError`
-    when no broker answers within ``timeout`` and :class:`TopicAdminError` for any other
-    failure.
+    Raises :class:`TopicMismatchError` when an existing topic has another partition count or
+    lacks a config its spec declares (all mismatches in one message),
+    :class:`~stream.clients.KafkaAuthError` within seconds when the broker refuses the
+    credentials or TLS fails (the worker's check at start, ``docs/design-facts.md#kafka-auth``),
+    :class:`~stream.clients.KafkaUnreachableError` when no broker answers within ``timeout``
+    and :class:`TopicAdminError` for any other failure.
     """
     specs = tuple(specs)
     client = as_client(bootstrap)
@@ -90,12 +133,21 @@ def ensure_topics(
     if wrong:
         raise TopicMismatchError("; ".join(wrong))
 
+    wrong = _config_mismatches(admin, [s for s in specs if s.name in counts], timeout)
+    if wrong:
+        raise TopicMismatchError("; ".join(wrong))
+
     outcome = {spec.name: "exists" for spec in specs if spec.name in counts}
     missing = [spec for spec in specs if spec.name not in counts]
     if missing:
         futures = admin.create_topics(
             [
-                NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication)
+                NewTopic(
+                    s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=replication,
+                    config=dict(s.configs),
+                )
                 for s in missing
             ],
             operation_timeout=timeout,

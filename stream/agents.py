@@ -35,7 +35,7 @@ from typing import Any
 
 import faust
 
-from contracts.topics import ALL_TOPICS, PARTITIONS, kafka_partition, message_key
+from contracts.topics import PARTITIONS, SITE_TOPICS, kafka_partition, message_key
 from stream.batching import set_batch_handler
 from stream.processor import INPUT_TOPICS, StreamProcessor
 
@@ -68,7 +68,7 @@ def register(
         spec.name: app.topic(
             spec.name, key_serializer="raw", value_serializer="raw", partitions=spec.partitions
         )
-        for spec in ALL_TOPICS
+        for spec in SITE_TOPICS
     }
     restored: set[str] = set()
 

@@ -18,14 +18,20 @@ if TYPE_CHECKING:
     import faust
 
     from contracts.limits import InputLimits
+    from decision.artifacts import PolicyArtifact
     from floor.daytypes import FloatArray
     from floor.scenario import Scenario
     from stream.app import AppSettings
     from stream.processor import SiteRuntime
 
 
-def make_site(scenario: Scenario, policy: str, guardrails: str | None) -> SiteRuntime:
+def make_site(
+    scenario: Scenario, policy: str | PolicyArtifact, guardrails: str | None
+) -> SiteRuntime:
     """A site the worker serves: tracker layout, engine and the day-type groups' shares.
+
+    ``policy`` is a built-in name, an ``.onnx`` path or an artifact from the policy store
+    (``stream.policy_store.fetch_policy``).
 
     Raises:
         GuardrailError, PolicyError: guardrails that do not fit the scenario, or a policy

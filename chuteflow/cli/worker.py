@@ -18,7 +18,14 @@ def register(sub: Subparsers) -> None:
         action="append",
         help="site to serve: small, large or a scenario YAML; repeat for several sites",
     )
-    parser.add_argument("--policy", default="proportional", help="static, proportional or .onnx")
+    parser.add_argument(
+        "--policy",
+        default="proportional",
+        help="static, proportional, PATH.onnx, or a policy-store version: NAME@VERSION (a "
+        "unique sha256 prefix of at least 8 hex digits will do) or sha256:HEX, fetched into "
+        "$CHUTEFLOW_POLICY_CACHE (default ~/.cache/chuteflow/policies) and checked against "
+        "its hash",
+    )
     parser.add_argument("--guardrails", help="guardrail set name or YAML (default: scenario's)")
     add_kafka_options(parser)
     parser.add_argument("--app-id", default="chuteflow-worker", help="faust app / consumer group")
@@ -75,8 +82,10 @@ def register(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from contracts.limits import InputLimits
+    from decision.artifacts import PolicyArtifact
     from floor.scenario import load_scenario
     from stream.app import AppSettings
+    from stream.policy_store import fetch_policy, is_store_ref
     from stream.processor import SiteRuntime
     from stream.worker import make_site, run_worker
 
@@ -86,13 +95,17 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     client = kafka_client(args)  # a bad setting is one line before any site loads
+    policy: str | PolicyArtifact = args.policy
+    if is_store_ref(args.policy):
+        # Fetched once, hash checked; every site's engine is made from these very bytes.
+        policy = fetch_policy(client, args.policy)
     sites: dict[str, SiteRuntime] = {}
     for name in args.scenario or ["small"]:
         scenario = load_scenario(name)
         if scenario.site_id in sites:
             print(f"site {scenario.site_id} given twice", file=sys.stderr)
             return 2
-        sites[scenario.site_id] = make_site(scenario, args.policy, args.guardrails)
+        sites[scenario.site_id] = make_site(scenario, policy, args.guardrails)
     run_worker(
         sites,
         AppSettings(

@@ -111,7 +111,8 @@ def test_docker_compose_matches_the_pom_and_contracts() -> None:
     assert services["replay"]["profiles"] == ["replay"]
     words = {word.rstrip(";") for word in " ".join(services["topics"]["command"]).split()}
     for spec in ALL_TOPICS:
-        assert f"{spec.name}:{spec.partitions}" in words, spec.name
+        configs = "".join(f":{key}={value}" for key, value in spec.configs)
+        assert f"{spec.name}:{spec.partitions}{configs}" in words, spec.name
     # Prometheus scrapes the port the worker serves its metrics on
     command = services["worker"]["command"]
     port = command[command.index("--metrics-port") + 1]
@@ -143,6 +144,21 @@ def test_existing_topic_with_other_partition_count_is_an_error(kafka_bootstrap: 
     ensure_topics(kafka_bootstrap, [TopicSpec(name, 1, ())])
     with pytest.raises(TopicMismatchError, match=f"{name} has 1 partitions"):
         ensure_topics(kafka_bootstrap, [TopicSpec(name, 3, ())])
+
+
+@pytest.mark.kafka
+def test_topic_configs_are_set_on_create_and_checked_on_existing_topics(
+    kafka_bootstrap: str,
+) -> None:
+    compact = (("cleanup.policy", "compact"),)
+    plain = f"chuteflow.test-config.{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_bootstrap, [TopicSpec(plain, 1, ())])
+    with pytest.raises(TopicMismatchError, match=f"{plain} has cleanup.policy=delete"):
+        ensure_topics(kafka_bootstrap, [TopicSpec(plain, 1, (), configs=compact)])
+    compacted = f"chuteflow.test-config.{uuid.uuid4().hex[:8]}"
+    spec = TopicSpec(compacted, 1, (), configs=compact)
+    assert ensure_topics(kafka_bootstrap, [spec]) == {compacted: "created"}
+    assert ensure_topics(kafka_bootstrap, [spec]) == {compacted: "exists"}
 
 
 def _decision(site_id: str) -> AllocationDecided:
