@@ -26,6 +26,7 @@ copy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -85,9 +86,16 @@ def register(
 
     input_names = {spec.name for spec in INPUT_TOPICS}
 
+    idle = asyncio.Event()
+    idle.set()
+
     async def forget_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
         # Eager rebalancing revokes every partition, also the ones that come straight back:
         # the site is then restored from the table (our own last snapshot), the same state.
+        # A batch in flight finishes first and its outputs and snapshots are flushed, so the
+        # next owner recovers a table that includes every record this worker applied.
+        await idle.wait()
+        await app.producer.flush()
         lost = {tp.partition for tp in (revoked or ()) if tp.topic in input_names}
         for site_id, site in processor.sites.items():
             if kafka_partition(message_key(site_id), PARTITIONS) in lost:
@@ -114,9 +122,23 @@ def register(
         processor.dirty.clear()
 
     async def process(messages: list[Any]) -> None:
-        """Apply records in consumption order, publish the outputs, then write the table."""
+        """Apply records in consumption order, publish the outputs, then write the table.
+
+        Records of partitions this worker no longer owns (a batch fetched before a rebalance
+        and handed over after it) are left alone: their new owner reads them.
+        """
+        idle.clear()
+        try:
+            await _process(messages)
+        finally:
+            idle.set()
+
+    async def _process(messages: list[Any]) -> None:
+        owned = app.consumer.assignment()
         out = []
         for message in messages:
+            if message.tp not in owned:
+                continue
             if message.key is not None:
                 with contextlib.suppress(UnicodeDecodeError):
                     restore(message.key.decode("utf-8"))

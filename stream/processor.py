@@ -389,6 +389,10 @@ class StreamProcessor:
         self, site: SiteRuntime, topic: str, event: Envelope
     ) -> list[OutRecord | _Rejected]:
         config = site.config
+        try:  # what the record names first: that does not depend on when it is read
+            site.tracker.check(event)
+        except UnknownEntityError as error:
+            return [_Rejected(f"unknown_entity: {error}")]
         problem = check_floor_event(
             event,
             site.calendar(),
@@ -398,10 +402,6 @@ class StreamProcessor:
         )
         if problem is not None:
             return [_Rejected(problem)]
-        try:
-            site.tracker.check(event)
-        except UnknownEntityError as error:
-            return [_Rejected(f"unknown_entity: {error}")]
         out: list[OutRecord | _Rejected] = []
         end = site.interval_start(site.tracker.interval_index + 1)
         in_day = site.tracker.interval_index < config.n_intervals
