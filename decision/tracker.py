@@ -193,20 +193,22 @@ class SiteTracker:
             raise UnknownEntityError(
                 f"event of site {event.site_id!r} given to the tracker of {self.config.site_id!r}"
             )
-        if next_interval:
-            self._apply_next(event)
-            return
+        arrivals, recirculated, backlog = (
+            (self.next_arrivals, self.next_recirculated, self.next_backlog)
+            if next_interval
+            else (self.arrivals, self.recirculated, self.backlog)
+        )
         if isinstance(event, PackageInducted):
             d = self.destination(event.destination)
             if event.attempt == 1:
-                self.arrivals[d] += 1
+                arrivals[d] += 1
             else:
-                self.backlog[d] -= 1
+                backlog[d] -= 1
         elif isinstance(event, PackageRecirculated):
             d = self.destination(event.destination)
-            self.recirculated[d] += 1
+            recirculated[d] += 1
             if not event.to_exception:
-                self.backlog[d] += 1
+                backlog[d] += 1
         elif isinstance(event, PackageSorted):
             self.destination(event.destination)
             self.chute(event.chute_id)
@@ -216,30 +218,10 @@ class SiteTracker:
                 self.destination(event.destination)
             # "full" precedes "swap_started"; "open" ends a move, which the allocation
             # diff already times: neither changes the state the decision sees.
-            self._chute_state(c, event.state)
-        else:
-            raise ValueError(f"{type(event).__name__} is not a floor event")
-
-    def _apply_next(self, event: Envelope) -> None:
-        if isinstance(event, PackageInducted):
-            d = self.destination(event.destination)
-            if event.attempt == 1:
-                self.next_arrivals[d] += 1
+            if next_interval:
+                self.next_chutes.append((c, event.state))
             else:
-                self.next_backlog[d] -= 1
-        elif isinstance(event, PackageRecirculated):
-            d = self.destination(event.destination)
-            self.next_recirculated[d] += 1
-            if not event.to_exception:
-                self.next_backlog[d] += 1
-        elif isinstance(event, PackageSorted):
-            self.destination(event.destination)
-            self.chute(event.chute_id)
-        elif isinstance(event, ChuteStateChanged):
-            c = self.chute(event.chute_id)
-            if event.destination is not None:
-                self.destination(event.destination)
-            self.next_chutes.append((c, event.state))
+                self._chute_state(c, event.state)
         else:
             raise ValueError(f"{type(event).__name__} is not a floor event")
 
