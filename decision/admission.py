@@ -18,6 +18,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,8 @@ class SeenWindow:
     upcoming: set[int] = field(default_factory=set)
     history: list[set[int]] = field(default_factory=list)
     """Closed intervals, most recent first, at most ``depth``."""
+    _packed: list[str] = field(default_factory=list, repr=False)
+    """``history`` as :meth:`to_dict` writes it: packed once at the close, not per snapshot."""
 
     @staticmethod
     def depth_for(skew_s: float, interval_s: float) -> int:
@@ -91,10 +94,11 @@ class SeenWindow:
     def roll(self) -> None:
         """The open interval closed: it joins the history, the next one opens."""
         self.history = [self.current, *self.history][: self.depth]
+        self._packed = [_pack(self.current), *self._packed][: self.depth]
         self.current, self.upcoming = self.upcoming, set()
 
     def clear(self) -> None:
-        self.current, self.upcoming, self.history = set(), set(), []
+        self.current, self.upcoming, self.history, self._packed = set(), set(), [], []
 
     def to_dict(self) -> dict[str, Any]:
         """Compact JSON (8 bytes per record, base64): ~100 kB per busy large-site interval."""
@@ -102,7 +106,7 @@ class SeenWindow:
             "depth": self.depth,
             "current": _pack(self.current),
             "upcoming": _pack(self.upcoming),
-            "history": [_pack(h) for h in self.history],
+            "history": list(self._packed),
         }
 
     @classmethod
@@ -110,17 +114,21 @@ class SeenWindow:
         """The window of a snapshot, at the ``depth`` this worker's skew needs."""
         if not data:
             return cls(depth)
+        packed = [str(h) for h in data.get("history", [])][:depth]
         return cls(
             depth,
             _unpack(str(data["current"])),
             _unpack(str(data.get("upcoming", ""))),
-            [_unpack(str(h)) for h in data.get("history", [])],
+            [_unpack(h) for h in packed],
+            packed,
         )
 
 
 @dataclass(frozen=True)
 class SiteCalendar:
-    """The open interval and day of one site, as far as admission needs them."""
+    """The open interval and day of one site, as far as admission needs them. The bounds are
+    computed once per calendar: the worker keeps one per open interval and checks every
+    floor record against it."""
 
     day_start: datetime
     interval: timedelta
@@ -130,23 +138,31 @@ class SiteCalendar:
     def interval_start(self, index: int) -> datetime:
         return self.day_start + self.interval * index
 
+    @cached_property
+    def day_end(self) -> datetime:
+        return self.interval_start(self.n_intervals)
+
+    @cached_property
+    def window(self) -> tuple[int, datetime, datetime]:
+        """(open interval, its start, the end of the next): where a record may lie (± skew);
+        the next interval counts too, because a restarted worker reads the records of the
+        interval its predecessor already allocated before the close it acts on again."""
+        open_index = min(self.open_index, self.n_intervals - 1)
+        return open_index, self.interval_start(open_index), self.interval_start(open_index + 2)
+
 
 def check_time(event: Envelope, calendar: SiteCalendar, limits: InputLimits) -> str | None:
     """Within the day, and from the skew before the open interval to the skew after the next
     one, or why not."""
     skew = timedelta(seconds=limits.event_time_skew_s)
     t = event.event_time
-    day_end = calendar.interval_start(calendar.n_intervals)
+    day_end = calendar.day_end
     if not calendar.day_start - skew <= t <= day_end + skew:
         return (
             f"implausible_time: event_time {t.isoformat()} outside the site's day "
             f"{calendar.day_start.isoformat()}..{day_end.isoformat()}"
         )
-    open_index = min(calendar.open_index, calendar.n_intervals - 1)
-    start = calendar.interval_start(open_index)
-    # the next interval is plausible too: a restarted worker reads the records of the interval
-    # its predecessor already allocated before the close it has to act on again
-    end = calendar.interval_start(open_index + 2)
+    open_index, start, end = calendar.window
     if not start - skew <= t <= end + skew:
         return (
             f"implausible_time: event_time {t.isoformat()} more than "

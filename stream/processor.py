@@ -140,6 +140,7 @@ class SiteRuntime:
     seen: SeenWindow = field(default_factory=SeenWindow)
     day_totals: Counter[str] = field(default_factory=Counter)
     """Records of the day by kind (first inductions, recirculations): the observed rate."""
+    _calendar: SiteCalendar | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.tracker = SiteTracker(self.config)
@@ -150,13 +151,21 @@ class SiteRuntime:
         return DayPlan(expected_share=self.day_shares(self.day_type_group), day=day)
 
     def calendar(self) -> SiteCalendar:
+        """The open interval's calendar, made once per interval (every record reads it)."""
         assert self.day_start is not None
-        return SiteCalendar(
-            day_start=self.day_start,
-            interval=timedelta(minutes=self.interval_minutes),
-            n_intervals=self.config.n_intervals,
-            open_index=self.tracker.interval_index,
-        )
+        cached = self._calendar
+        if (
+            cached is None
+            or cached.day_start != self.day_start
+            or cached.open_index != self.tracker.interval_index
+        ):
+            cached = self._calendar = SiteCalendar(
+                day_start=self.day_start,
+                interval=timedelta(minutes=self.interval_minutes),
+                n_intervals=self.config.n_intervals,
+                open_index=self.tracker.interval_index,
+            )
+        return cached
 
     def reset(self) -> None:
         """Forget everything (the site's partition went to another worker)."""
