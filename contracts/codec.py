@@ -5,13 +5,19 @@ to become an event, so the stream layer has one thing to catch and dead-letter.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from pydantic import TypeAdapter, ValidationError
 
+from contracts.control import PolicyRoute
 from contracts.events import Envelope, Event
 from contracts.limits import MAX_RECORD_BYTES
 from contracts.topics import TopicSpec
 
+T = TypeVar("T")
+
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+_ROUTE: TypeAdapter[PolicyRoute] = TypeAdapter(PolicyRoute)
 
 
 class DecodeError(ValueError):
@@ -28,22 +34,32 @@ def encode(event: Envelope) -> bytes:
     return event.model_dump_json().encode("utf-8")
 
 
+def _validate(adapter: TypeAdapter[T], raw: bytes) -> T:
+    if len(raw) > MAX_RECORD_BYTES:
+        raise DecodeError(
+            f"record of {len(raw):,} bytes exceeds the contract's {MAX_RECORD_BYTES:,}", raw
+        )
+    try:
+        return adapter.validate_json(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "<root>"
+        raise DecodeError(f"invalid event at {where}: {first['msg']}", raw) from None
+
+
+def decode_route(raw: bytes) -> PolicyRoute:
+    """A control-topic record (``contracts/control.py``), with the same errors as
+    :func:`decode`."""
+    return _validate(_ROUTE, raw)
+
+
 def decode(raw: bytes, topic: TopicSpec | None = None) -> Event:
     """Parse bytes into the event model its ``event_type`` names.
 
     With ``topic``, an event of a type that does not belong on that topic is an error too.
     A record over :data:`~contracts.limits.MAX_RECORD_BYTES` is an error before it is parsed.
     """
-    if len(raw) > MAX_RECORD_BYTES:
-        raise DecodeError(
-            f"record of {len(raw):,} bytes exceeds the contract's {MAX_RECORD_BYTES:,}", raw
-        )
-    try:
-        event = _ADAPTER.validate_json(raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "<root>"
-        raise DecodeError(f"invalid event at {where}: {first['msg']}", raw) from None
+    event = _validate(_ADAPTER, raw)
     if topic is not None and topic.event_types and event.event_type not in topic.event_types:
         raise DecodeError(f"event_type {event.event_type!r} not allowed on {topic.name}", raw)
     return event

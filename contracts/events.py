@@ -186,6 +186,31 @@ class AllocationDecided(Envelope):
     policy_version: Id
     guardrail_version: Id
     solver_status: SolverStatus
+    policy_sha256: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Optional, added in v1 with a default (old messages still parse): the "
+        "sha256 of the ONNX artifact that decided (None for a built-in policy).",
+    )
+    route_revision: int | None = Field(
+        default=None,
+        ge=0,
+        description="Optional, added in v1: the site's control-topic route revision this "
+        "decision was made under (0: the worker's --policy, no route yet).",
+    )
+    fallback_reason: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Optional, added in v1: set when the routed policy raised, returned "
+        "NaN/inf or a wrong shape, or missed its inference deadline, and the site's fallback "
+        "policy (``policy_name``) decided this interval instead.",
+    )
+    fallback_from: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Optional, added in v1: the routed policy (``name@version``) that the "
+        "fallback replaced; ``decision_id`` keeps naming it, so a redelivery keeps its id.",
+    )
 
     @model_validator(mode="after")
     def _counts_match_map(self) -> AllocationDecided:

@@ -55,6 +55,20 @@ POLICIES = TopicSpec(
 (metadata and the artifact, JSON). Compacted, so it keeps one record per version for good
 instead of deleting them after the retention time; not a contract event."""
 
+CONTROL = TopicSpec(
+    "chuteflow.control.v1",
+    PARTITIONS,
+    ("policy_route",),
+    configs=(("cleanup.policy", "compact"),),
+)
+"""Policy routing per site (``contracts/control.py``): keyed by site and partitioned like the
+floor topics, so a site's routes reach the worker that owns the site, in order with its
+records; compacted, so the latest route of every site is kept for good."""
+SHADOW = TopicSpec("chuteflow.shadow.v1", PARTITIONS, ())
+"""Shadow policies' decisions on the live state: ``allocation_decided`` records (the
+allocation topic's contract) that no floor applies. Not in :data:`TOPIC_FOR_EVENT`: a producer
+never routes an event here by its type."""
+
 SITE_TOPICS: tuple[TopicSpec, ...] = (
     INDUCTIONS,
     SORTATION,
@@ -63,6 +77,8 @@ SITE_TOPICS: tuple[TopicSpec, ...] = (
     ALLOCATIONS,
     DECISIONS_AUDIT,
     DEAD_LETTER,
+    CONTROL,
+    SHADOW,
 )
 """The topics keyed by site, with :data:`PARTITIONS` partitions: what the worker reads and
 writes."""

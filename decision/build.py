@@ -27,6 +27,9 @@ def build_engine(
     site: Site,
     policy: str | Policy | PolicyArtifact,
     time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    *,
+    fallback: str | None = None,
+    deadline_s: float | None = None,
 ) -> DecisionEngine:
     """An engine for ``site`` under ``policy``: a built-in name, a ``.onnx`` path, a policy, or
     a :class:`~decision.artifacts.PolicyArtifact` from the policy store (served under its
@@ -36,10 +39,16 @@ def build_engine(
         GuardrailError: the site's guardrails do not fit its scenario.
         PolicyError: an unknown policy name or unreadable policy file, or a store artifact not
             registered for the site's scenario.
+
+    ``fallback`` (a built-in name) and ``deadline_s`` are the live worker's: the fallback
+    decides an interval whose policy fails or misses the deadline
+    (:meth:`~decision.engine.DecisionEngine.decide`).
     """
     site.check()
+    sha256: str | None = None
     if isinstance(policy, PolicyArtifact):
         artifact = policy
+        sha256 = artifact.sha256
         scenario = site.scenario.name
         if artifact.scenarios and scenario not in artifact.scenarios:
             raise PolicyError(
@@ -60,12 +69,21 @@ def build_engine(
             policy = make_policy(policy, site.physics)
         except ValueError as error:
             raise PolicyError(str(error)) from None
+    backup: Policy | None = None
+    if fallback is not None:
+        try:
+            backup = make_policy(fallback, site.physics)
+        except ValueError as error:
+            raise PolicyError(f"fallback: {error}") from None
     return DecisionEngine(
         site.layout,
         policy,
         site.guardrails,
         FeatureScale.of(site.scenario),
         time_limit_s=time_limit_s,
+        fallback=backup,
+        deadline_s=deadline_s,
+        policy_sha256=sha256,
     )
 
 

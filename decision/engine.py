@@ -9,6 +9,7 @@ and flagged in ``solver_status``.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,40 @@ class GuardrailViolation(RuntimeError):
     """An allocation failed validation even after the fallback: it is never published."""
 
 
+class DeadlineMissed(TimeoutError):
+    """The policy gave no values within its inference deadline."""
+
+
+def call_with_deadline(
+    policy: Policy, state: SiteState, observations: ObservationBatch, deadline_s: float
+) -> FloatArray:
+    """``policy.values`` on a daemon thread, given up after ``deadline_s``.
+
+    A thread because a policy that hangs cannot be interrupted in Python; the floor still gets
+    its allocation (from the fallback) on time. The hung call keeps its thread (daemon: it never
+    blocks the worker's exit); onnxruntime releases the GIL while it runs, so a slow session
+    does not stall the worker either.
+    """
+    box: list[FloatArray | BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box.append(policy.values(state, observations))
+        except BaseException as error:  # handed to the caller's thread below
+            box.append(error)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"policy-{policy.name}", daemon=True).start()
+    if not done.wait(deadline_s):
+        raise DeadlineMissed(f"no values within the {deadline_s * 1e3:.0f} ms inference deadline")
+    result = box[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 @dataclass(frozen=True)
 class Decision:
     """One interval's allocation and how it was reached."""
@@ -50,6 +85,8 @@ class Decision:
     timings_ms: dict[str, float]
     policy_error: str | None = None
     """Why the policy's values were discarded, if they were."""
+    fallback_reason: str | None = None
+    """Set when the engine's fallback policy decided instead (the policy error, or a deadline)."""
     observations: ObservationBatch | None = field(default=None, repr=False)
     """The features the policy saw (training stores them; serving ignores them)."""
     audit: dict[str, object] = field(default_factory=dict)
@@ -65,12 +102,23 @@ class DecisionEngine:
         guardrails: GuardrailSet,
         scale: FeatureScale,
         time_limit_s: float = 0.05,
+        *,
+        fallback: Policy | None = None,
+        deadline_s: float | None = None,
+        policy_sha256: str | None = None,
     ) -> None:
+        """``fallback``: the policy that decides an interval whose policy raised, gave NaN/inf
+        or a wrong shape, or missed ``deadline_s`` (the live worker sets both; the twin and
+        evaluation leave them off so a broken policy shows as the repair path it is).
+        ``policy_sha256``: the artifact hash written on every allocation."""
         self.layout = layout
         self.policy = policy
         self.guardrails = guardrails
         self.scale = scale
         self.time_limit_s = time_limit_s
+        self.fallback = fallback
+        self.deadline_s = deadline_s
+        self.policy_sha256 = policy_sha256
         self._levels = scale.max_chutes_per_destination + 1
         self._hint: IntArray | None = None
         self._day = ""
@@ -79,6 +127,8 @@ class DecisionEngine:
         self._hint = None
         self._day = plan.day
         self.policy.start_day(plan)
+        if self.fallback is not None:
+            self.fallback.start_day(plan)
 
     @property
     def hint(self) -> IntArray | None:
@@ -98,7 +148,37 @@ class DecisionEngine:
         site, day = self.layout.site_id, self._day
         return f"{site}/{day}/{interval_index}/{policy.name}@{policy.version}"
 
-    def decide(self, state: SiteState, interval_start: datetime, now: datetime) -> Decision:
+    def _values(
+        self, state: SiteState, observations: ObservationBatch
+    ) -> tuple[FloatArray | None, str | None, str | None]:
+        """(values, policy error, fallback reason): the policy's values, else the fallback's."""
+        shape = (state.n_destinations, self._levels)
+        try:
+            if self.deadline_s is None:
+                values = self.policy.values(state, observations)
+            else:
+                values = call_with_deadline(self.policy, state, observations, self.deadline_s)
+            check_values(values, shape)
+            return values, None, None
+        except Exception as error:  # a broken policy must not stop the floor
+            policy_error = f"{type(error).__name__}: {error}"[:400]
+        if self.fallback is None:
+            return None, policy_error, None
+        try:
+            values = self.fallback.values(state, observations)
+            check_values(values, shape)
+        except Exception as error:
+            return None, f"{policy_error}; fallback {type(error).__name__}: {error}"[:400], None
+        return values, policy_error, policy_error
+
+    def decide(
+        self,
+        state: SiteState,
+        interval_start: datetime,
+        now: datetime,
+        *,
+        route_revision: int | None = None,
+    ) -> Decision:
         """Allocation for ``state.interval_index``, validated, as a contract event."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -106,14 +186,7 @@ class DecisionEngine:
         t1 = time.perf_counter()
         timings["features"] = (t1 - t0) * 1e3
 
-        policy_error: str | None = None
-        values: FloatArray | None
-        try:
-            values = self.policy.values(state, observations)
-            check_values(values, (state.n_destinations, self._levels))
-        except Exception as error:  # a broken policy must not stop the floor
-            policy_error = f"{type(error).__name__}: {error}"
-            values = None
+        values, policy_error, fallback_reason = self._values(state, observations)
         t2 = time.perf_counter()
         timings["policy"] = (t2 - t1) * 1e3
 
@@ -156,6 +229,19 @@ class DecisionEngine:
         self._hint = counts
 
         event = self._event(state, counts, owner, status, interval_start, now)
+        update: dict[str, object] = {}
+        if route_revision is not None:
+            update["route_revision"] = route_revision
+        if fallback_reason is not None and self.fallback is not None:
+            update.update(
+                policy_name=self.fallback.name,
+                policy_version=self.fallback.version,
+                policy_sha256=None,
+                fallback_reason=fallback_reason,
+                fallback_from=f"{self.policy.name}@{self.policy.version}",
+            )
+        if update:
+            event = event.model_copy(update=update)
         return Decision(
             owner=owner,
             counts=counts,
@@ -164,6 +250,7 @@ class DecisionEngine:
             proven_optimal=proven,
             timings_ms=timings,
             policy_error=policy_error,
+            fallback_reason=fallback_reason,
             observations=observations,
         )
 
@@ -213,4 +300,5 @@ class DecisionEngine:
             policy_version=self.policy.version,
             guardrail_version=self.guardrails.version,
             solver_status=status,
+            policy_sha256=self.policy_sha256,
         )

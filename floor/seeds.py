@@ -42,6 +42,8 @@ class Stream(Enum):
     """The worst-group predictor's behaviour rollouts: keys (run seed[, episode[, group]])."""
     PREDICTOR_FIT = "predictor-fit"
     """The predictor's train/test split and minibatches: keys (run seed,)."""
+    SHADOW_TWIN = "shadow-twin"
+    """The counterfactual twin of a live site-day (container fills): keys (date ordinal,)."""
 
 
 def derive(stream: Stream, *keys: int) -> int:

@@ -36,7 +36,7 @@ from typing import Any
 
 import faust
 
-from contracts.topics import PARTITIONS, SITE_TOPICS, kafka_partition, message_key
+from contracts.topics import CONTROL, PARTITIONS, SITE_TOPICS, kafka_partition, message_key
 from stream.batching import set_batch_handler
 from stream.processor import INPUT_TOPICS, StreamProcessor
 
@@ -135,6 +135,13 @@ def register(
 
     async def _process(messages: list[Any]) -> None:
         owned = app.consumer.assignment()
+        # Routes first: a route written before an interval's close applies at that close's
+        # decision even when one fetch hands both over, the route last. Its store policies
+        # are fetched off the event loop (a cold cache reads the policy topic).
+        routes = [m for m in messages if m.topic == CONTROL.name]
+        if routes:
+            messages = routes + [m for m in messages if m.topic != CONTROL.name]
+            await asyncio.to_thread(processor.prefetch, [m.value for m in routes])
         out = []
         for message in messages:
             if message.tp not in owned:

@@ -80,7 +80,7 @@ class _ProcessorCollector(Collector):
             inducted = site.day_totals.get("first_inductions", 0)
             recirculated = site.day_totals.get("recirculated", 0)
             rate.add_metric([site_id], recirculated / inducted if inducted else 0.0)
-            policy = site.engine.policy
+            policy = site.serving().policy
             serving.add_metric([site_id, policy.name, policy.version], 1.0)
         yield rate
         yield serving

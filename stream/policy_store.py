@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contracts.codec import decode_route
+from contracts.control import PolicyRef
 from contracts.topics import POLICIES
 from decision.artifacts import (
     HASH_PREFIX,
@@ -472,10 +474,38 @@ def fetch_policy(
     return artifact
 
 
+class ArtifactFetcher:
+    """Store artifacts of routed policies, fetched once per hash (cache directory or the policy
+    topic, hash-checked by :func:`fetch_policy`)."""
+
+    def __init__(self, client: KafkaClientConfig) -> None:
+        self.client = client
+        self._got: dict[str, PolicyArtifact] = {}
+
+    def __call__(self, ref: PolicyRef) -> PolicyArtifact:
+        assert ref.sha256 is not None
+        got = self._got.get(ref.sha256)
+        if got is None:
+            got = self._got[ref.sha256] = fetch_policy(self.client, f"{ref.name}@{ref.sha256}")
+        return got
+
+    def prefetch(self, values: list[bytes]) -> None:
+        """Fetch what control records name, ahead of the processor (errors are reported when
+        the processor applies the route, as its dead letter)."""
+        for value in values:
+            try:
+                for ref in decode_route(value).policies():
+                    if ref.sha256 is not None:
+                        self(ref)
+            except Exception:  # reported by the processor when it applies the route
+                continue
+
+
 __all__ = [
     "CACHE_ENV",
     "DEFAULT_CACHE",
     "MAX_ATTACHMENT_BYTES",
+    "ArtifactFetcher",
     "PolicyStoreError",
     "StoredPolicy",
     "cache_dir",

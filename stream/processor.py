@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from contracts.codec import DecodeError, decode, encode
+from contracts.codec import DecodeError, decode, decode_route, encode
+from contracts.control import PolicyRef, PolicyRoute
 from contracts.events import (
     AllocationDecided,
     DayStarted,
@@ -59,9 +60,11 @@ from contracts.limits import InputLimits
 from contracts.topics import (
     ALLOCATIONS,
     CHUTE_STATE,
+    CONTROL,
     DECISIONS_AUDIT,
     INDUCTIONS,
     INTERVALS,
+    SHADOW,
     SORTATION,
     TopicSpec,
     message_key,
@@ -77,6 +80,7 @@ from decision.admission import (
 from decision.engine import Decision, DecisionEngine
 from decision.state import SiteState
 from decision.tracker import SiteTracker, TrackerConfig, UnknownEntityError
+from floor.errors import ChuteflowError
 from floor.plan import DayPlan
 from stream.deadletter import OutRecord, dead_letter, reason_kind
 
@@ -84,9 +88,12 @@ FloatArray = npt.NDArray[np.float64]
 
 FLOOR_TOPICS: tuple[TopicSpec, ...] = (INDUCTIONS, SORTATION, CHUTE_STATE)
 """Topics whose records the tracker counts (and ``events_in_interval`` names)."""
-INPUT_TOPICS: tuple[TopicSpec, ...] = (*FLOOR_TOPICS, INTERVALS)
-"""Everything the worker's one agent consumes, in one stream so a site stays on one worker."""
-_BY_NAME = {spec.name: spec for spec in INPUT_TOPICS}
+EVENT_TOPICS: tuple[TopicSpec, ...] = (*FLOOR_TOPICS, INTERVALS)
+"""Input topics of contract events (``contracts.events``)."""
+INPUT_TOPICS: tuple[TopicSpec, ...] = (*EVENT_TOPICS, CONTROL)
+"""Everything the worker's one agent consumes, in one stream so a site stays on one worker;
+the control topic too, so a site's routes reach the worker that owns it."""
+_BY_NAME = {spec.name: spec for spec in EVENT_TOPICS}
 _FLOOR_NAMES = frozenset(spec.name for spec in FLOOR_TOPICS)
 
 
@@ -140,6 +147,14 @@ class SiteRuntime:
     seen: SeenWindow = field(default_factory=SeenWindow)
     day_totals: Counter[str] = field(default_factory=Counter)
     """Records of the day by kind (first inductions, recirculations): the observed rate."""
+    engine_for: Callable[[PolicyRef], DecisionEngine] | None = None
+    """Builds the engine of a routed policy (``stream.worker.make_site``); None: routes are
+    refused (the site serves its one engine)."""
+    route: PolicyRoute | None = None
+    """The site's control-topic route (``contracts/control.py``); None: ``engine`` serves."""
+    engines: dict[str, DecisionEngine] = field(default_factory=dict)
+    """Engines of the route's policies by ``PolicyRef.key``, made when the route arrived
+    (sessions loaded ahead of the boundary where they start to decide)."""
     _calendar: SiteCalendar | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -167,6 +182,45 @@ class SiteRuntime:
             )
         return cached
 
+    @property
+    def route_revision(self) -> int:
+        return 0 if self.route is None else self.route.revision
+
+    def serving(self) -> DecisionEngine:
+        """The engine that decides the site's next allocation."""
+        if self.route is None:
+            return self.engine
+        return self.engines[self.route.serving.key]
+
+    def shadows(self) -> list[tuple[PolicyRef, DecisionEngine]]:
+        """The route's shadow policies and their engines."""
+        if self.route is None:
+            return []
+        return [(ref, self.engines[ref.key]) for ref in self.route.shadows]
+
+    def set_route(self, route: PolicyRoute | None) -> None:
+        """Serve ``route`` from the next decision on: its engines are made now (a policy that
+        cannot be loaded raises, and the current route stays), then swapped in. An engine that
+        joins mid-day resumes the day's plan with no solver hint."""
+        if route is None:
+            self.route, self.engines = None, {}
+            return
+        if self.engine_for is None:
+            raise ValueError("this worker serves one policy per site (no routing)")
+        engines = {}
+        for ref in route.policies():
+            engine = self.engines.get(ref.key)
+            if engine is None:
+                engine = self.engine_for(ref)
+                if self.day_open:
+                    engine.resume(self.plan(), None)
+            engines[ref.key] = engine
+        self.route, self.engines = route, engines
+
+    def all_engines(self) -> dict[str, DecisionEngine]:
+        """The default engine and the route's, by key (``default`` for the ``--policy`` one)."""
+        return {"default": self.engine, **self.engines}
+
     def reset(self) -> None:
         """Forget everything (the site's partition went to another worker)."""
         self.tracker = SiteTracker(self.config)
@@ -184,6 +238,7 @@ class SiteRuntime:
         self.days_seen = []
         self.seen.clear()
         self.day_totals.clear()
+        self.route, self.engines = None, {}
 
     @property
     def day_open(self) -> bool:
@@ -211,6 +266,11 @@ class SiteRuntime:
             "day_event_id": self.day_event_id,
             "days_seen": list(self.days_seen),
             "hint": None if self.engine.hint is None else self.engine.hint.tolist(),
+            "route": None if self.route is None else encode(self.route).decode("utf-8"),
+            "route_hints": {
+                key: None if engine.hint is None else engine.hint.tolist()
+                for key, engine in self.engines.items()
+            },
             "seen": self.seen.to_dict(),
             "day_totals": dict(self.day_totals),
         }
@@ -221,6 +281,10 @@ class SiteRuntime:
         decision is the one an uninterrupted worker would have made."""
         self.offsets = {str(k): int(v) for k, v in dict(data.get("offsets") or {}).items()}
         self.days_seen = [str(d) for d in data.get("days_seen") or []]
+        # The snapshot's route, not one read at start-up: a redelivered close must be decided
+        # by the policy that decided it before; later control records follow in offset order.
+        route = data.get("route")
+        self.set_route(None if route is None else decode_route(str(route).encode("utf-8")))
         if data.get("day_start") is None or data.get("day_type_group") is None:
             return
         group = int(data["day_type_group"])
@@ -232,6 +296,10 @@ class SiteRuntime:
         self.day_event_id = None if event_id is None else str(event_id)
         hint = data.get("hint")
         self.engine.resume(self.plan(), None if hint is None else np.asarray(hint))
+        hints = dict(data.get("route_hints") or {})
+        for key, engine in self.engines.items():
+            routed = hints.get(key)
+            engine.resume(self.plan(), None if routed is None else np.asarray(routed))
         self.seen = SeenWindow.from_dict(data.get("seen"), self.seen.depth)
         self.day_totals = Counter(
             {str(k): int(v) for k, v in (data.get("day_totals") or {}).items()}
@@ -296,6 +364,9 @@ class StreamProcessor:
                 self.limits.event_time_skew_s, site.interval_minutes * 60.0
             )
         self.on_decision = on_decision
+        self.prefetch: Callable[[list[bytes]], None] = lambda values: None
+        """Loads the policies that control records name ahead of :meth:`handle` (the worker
+        fetches store artifacts into its cache; a thread may run it)."""
         self.dirty: set[str] = set()
         """Sites whose snapshot changed since the agent last wrote the table."""
         self.stats: Counter[str] = Counter()
@@ -364,6 +435,8 @@ class StreamProcessor:
     def _route(
         self, topic: str, key: bytes | None, value: bytes, partition: int
     ) -> list[OutRecord | _Rejected]:
+        if topic == CONTROL.name:
+            return self._control(key, value)
         spec = _BY_NAME.get(topic)
         if spec is None:
             return [_Rejected(f"not_input_topic: {topic[:200]} is not an input topic")]
@@ -460,6 +533,48 @@ class StreamProcessor:
         for topic, event in held:
             self._apply(site, topic, event, upcoming=counted and self._counted_full(site, topic))
 
+    def _control(self, key: bytes | None, value: bytes) -> list[OutRecord | _Rejected]:
+        """A route for a site: applied from the site's next decision on; an old revision (a
+        redelivery, or a route read at start-up) is ignored."""
+        try:
+            route = decode_route(value)
+        except DecodeError as error:
+            return [_Rejected(f"decode: {error.reason}")]
+        if key is not None and key != message_key(route.site_id):
+            return [
+                _Rejected(f"key_mismatch: record key {key[:64]!r} is not site {route.site_id!r}")
+            ]
+        site = self.sites.get(route.site_id)
+        if site is None:
+            return [
+                _Rejected(
+                    f"unknown_site: {route.site_id!r}: this worker serves {sorted(self.sites)}"
+                )
+            ]
+        if route.revision <= site.route_revision:
+            self.stats["routes_stale"] += 1
+            return []
+        try:
+            site.set_route(route)
+        except (ChuteflowError, ValueError) as error:
+            self.stats["routes_refused"] += 1
+            return [_Rejected(f"policy_refused: route revision {route.revision}: {error}")]
+        self.stats["routes_applied"] += 1
+        self.dirty.add(route.site_id)
+        audit = {
+            "kind": "route_received",
+            "site_id": route.site_id,
+            "revision": route.revision,
+            "action": route.action,
+            "serving": route.serving.label,
+            "shadows": [ref.label for ref in route.shadows],
+            "reason": route.reason,
+            "worker": self.worker_id,
+            "open_interval": site.tracker.interval_index if site.day_open else None,
+        }
+        body = json.dumps(audit, sort_keys=True).encode()
+        return [OutRecord(DECISIONS_AUDIT.name, message_key(route.site_id), body)]
+
     def handle_many(
         self, records: Iterable[tuple[str, bytes | None, bytes, int, int]]
     ) -> list[OutRecord]:
@@ -502,7 +617,8 @@ class StreamProcessor:
         site.day_event_id = event.event_id
         site.days_seen = [*site.days_seen, event.event_id][-DAYS_REMEMBERED:]
         site.tracker.start_day(shares)
-        site.engine.start_day(site.plan())
+        for engine in site.all_engines().values():
+            engine.start_day(site.plan())
         site.received.clear()
         site.received_next.clear()
         site.at_boundary = []
@@ -586,7 +702,10 @@ class StreamProcessor:
         start = site.interval_start(state.interval_index)
         # The allocation's time is its interval's start, not the wall clock: a redelivered or
         # replayed decision is then byte-identical, and replay is deterministic.
-        decision = site.engine.decide(state, interval_start=start, now=start)
+        revision = site.route_revision
+        decision = site.serving().decide(
+            state, interval_start=start, now=start, route_revision=revision
+        )
         site.tracker.apply_owner(decision.owner, state.interval_index)
         self.stats["decisions"] += 1
         if self.on_decision is not None:
@@ -599,6 +718,13 @@ class StreamProcessor:
             "trigger": how,
             "worker": self.worker_id,
             "solver_status": decision.event.solver_status,
+            "policy": {
+                "name": decision.event.policy_name,
+                "version": decision.event.policy_version,
+                "sha256": decision.event.policy_sha256,
+            },
+            "route_revision": revision,
+            "fallback_reason": decision.fallback_reason,
             "proven_optimal": decision.proven_optimal,
             "moves": decision.moves,
             "policy_error": decision.policy_error,
@@ -614,10 +740,25 @@ class StreamProcessor:
                 "records_declared": declared,
             },
         }
-        return [
-            OutRecord(ALLOCATIONS.name, key, encode(decision.event)),
-            OutRecord(DECISIONS_AUDIT.name, key, json.dumps(audit, sort_keys=True).encode()),
-        ]
+        out = [OutRecord(ALLOCATIONS.name, key, encode(decision.event))]
+        shadows = []
+        for ref, engine in site.shadows():
+            # The same live state, projection and validator; never the allocation topic, and
+            # never the tracker's chute owners (the floor runs the served allocation).
+            shadow = engine.decide(state, interval_start=start, now=start, route_revision=revision)
+            out.append(OutRecord(SHADOW.name, key, encode(shadow.event)))
+            shadows.append(
+                {
+                    "policy": ref.label,
+                    "decision_id": shadow.event.decision_id,
+                    "chutes_differing": int(np.abs(shadow.counts - decision.counts).sum()) // 2,
+                    "total_ms": round(shadow.timings_ms.get("total", 0.0), 3),
+                    "fallback_reason": shadow.fallback_reason,
+                }
+            )
+        audit["shadows"] = shadows
+        out.append(OutRecord(DECISIONS_AUDIT.name, key, json.dumps(audit, sort_keys=True).encode()))
+        return out
 
 
 @dataclass(frozen=True)

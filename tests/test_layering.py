@@ -8,7 +8,7 @@ peer or a higher one:
     2 decision                  features -> policy -> projection -> allocation
     3 twin | stream             the simulated floor | the worker's Kafka I/O (peers: neither
                                 imports the other, so the worker never loads the simulator)
-    4 replay | evaluation | localkafka
+    4 replay | evaluation | localkafka | rollout
     5 training
     6 chuteflow                 the CLI
 
@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "replay": 4,
     "evaluation": 4,
     "localkafka": 4,
+    "rollout": 4,
     "training": 5,
     "chuteflow": 6,
 }

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -58,6 +58,25 @@ _EPS = 1e-9
 def _ticks(seconds: float, tick_seconds: float) -> int:
     """Seconds to whole ticks, rounding half up (Python's ``round`` rounds half to even)."""
     return math.floor(seconds / tick_seconds + 0.5)
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A chute out of service from ``start_tick`` until ``end_tick`` (exclusive).
+
+    ``end_tick=None``: not back in service yet (out for the rest of the day). Used to replay
+    the outages a real floor reported instead of drawing random failures.
+    """
+
+    chute: int
+    start_tick: int
+    end_tick: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.chute < 0 or self.start_tick < 0:
+            raise ValueError(f"outage chute and start_tick must be >= 0: {self}")
+        if self.end_tick is not None and self.end_tick <= self.start_tick:
+            raise ValueError(f"outage end_tick must be after start_tick: {self}")
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,10 @@ class SortationTwin:
         initial_owner: the chute map in place before the day. ``None`` means the first
             allocation is the pre-shift setup and costs no chute moves; with a map, the first
             allocation's changes against it are moves like any other.
+        outages: if given, the chute outages of the day are these (e.g. what a real floor
+            reported) instead of random failures: the failure clocks never ring and are not
+            drawn, so the random stream (initial fills) is the same as without, and two twins
+            with the same seed and outages differ only in what their policies do.
     """
 
     _SHARED = frozenset({"scenario", "_demand", "_arrivals", "_arrival_totals", "_timing"})
@@ -162,6 +185,7 @@ class SortationTwin:
         seed: int,
         emit: Callable[[Envelope], None] | None = None,
         initial_owner: IntArray | None = None,
+        outages: Sequence[Outage] | None = None,
     ) -> None:
         self.scenario = scenario
         self._timing = TwinTiming.of(scenario)
@@ -186,8 +210,14 @@ class SortationTwin:
         self._move_until = np.zeros(n_c, dtype=np.int64)
         self._out_until = np.zeros(n_c, dtype=np.int64)
         self._open_from = np.zeros(n_c, dtype=np.int64)
-        self._next_failure = self._failure_clock(0, n_c)
-        self._next_failure_min = int(self._next_failure.min())
+        self._scheduled = outages is not None
+        """External outages instead of random failures (``_fail`` replays the schedule)."""
+        if outages is None:
+            self._next_failure = self._failure_clock(0, n_c)
+        else:
+            self._next_failure = np.full(n_c, _NEVER, dtype=np.int64)
+            self._set_outages(outages)
+        self._next_failure_min = self._next_outage_tick()
 
         # package pipeline
         self._travel = np.zeros((timing.travel_ticks + 1, n_a, n_d), dtype=np.int64)
@@ -367,6 +397,30 @@ class SortationTwin:
             raise ValueError("owner values must be destination indices or IDLE (-1)")
         return out
 
+    def _set_outages(self, outages: Sequence[Outage]) -> None:
+        """The outage schedule as arrays sorted by start tick (stable: input order at ties)."""
+        n_c = self.scenario.eject_chutes
+        for outage in outages:
+            if outage.chute >= n_c:
+                raise ValueError(f"outage chute {outage.chute} out of range (0..{n_c - 1})")
+        order = sorted(range(len(outages)), key=lambda i: outages[i].start_tick)
+        picked = [outages[i] for i in order]
+        self._outage_start = np.array([o.start_tick for o in picked], dtype=np.int64)
+        self._outage_chute = np.array([o.chute for o in picked], dtype=np.int64)
+        self._outage_end = np.array(
+            [_NEVER if o.end_tick is None else o.end_tick for o in picked], dtype=np.int64
+        )
+        self._outage_next = 0
+        """Index of the first outage of the schedule that has not started yet."""
+
+    def _next_outage_tick(self) -> int:
+        """Tick at which the next chute goes out of service (the hot loop's only check)."""
+        if not self._scheduled:
+            return int(self._next_failure.min())
+        if self._outage_next >= self._outage_start.shape[0]:
+            return _NEVER
+        return int(self._outage_start[self._outage_next])
+
     def _failure_clock(self, start: int, n: int) -> IntArray:
         """Tick of the next failure of ``n`` chutes in service from ``start`` on.
 
@@ -457,6 +511,9 @@ class SortationTwin:
 
     def _fail(self, t: int) -> None:
         """Chutes whose failure clock rang go out of service for an exponential repair time."""
+        if self._scheduled:
+            self._fail_scheduled(t)
+            return
         failed = np.flatnonzero(self._next_failure <= t)
         timing = self._timing
         repair = np.floor(self._rng.exponential(timing.repair_ticks_mean, failed.size) + 0.5)
@@ -465,6 +522,27 @@ class SortationTwin:
         self._open_from[failed] = np.maximum(self._open_from[failed], back)
         self._next_failure[failed] = back + self._failure_clock(0, failed.size)
         self._next_failure_min = int(self._next_failure.min())
+        self._acc_failures += int(failed.size)
+        if self._emitter is not None:
+            self._emitter.chutes_failed(t, failed, self._chute_clocks())
+
+    def _fail_scheduled(self, t: int) -> None:
+        """Outages of the schedule that start by ``t`` take their chutes out of service.
+
+        Same effect as a random failure; an outage that starts while its chute is still out
+        (a failure right at the end of the last one) extends the outage, never shortens it.
+        """
+        lo = self._outage_next
+        hi = int(np.searchsorted(self._outage_start, t, side="right"))
+        self._outage_next = hi
+        self._next_failure_min = self._next_outage_tick()
+        if hi == lo:
+            return
+        chutes = self._outage_chute[lo:hi]
+        ends = self._outage_end[lo:hi]
+        np.maximum.at(self._out_until, chutes, ends)
+        np.maximum.at(self._open_from, chutes, ends)
+        failed = np.unique(chutes)
         self._acc_failures += int(failed.size)
         if self._emitter is not None:
             self._emitter.chutes_failed(t, failed, self._chute_clocks())

@@ -12,12 +12,15 @@ import json
 from pathlib import Path
 
 from chuteflow.cli._shared import Subparsers, add_kafka_options, kafka_client, print_json
+from chuteflow.cli.routes import add_commands
 
 NAME = "policy"
 
 
 def register(sub: Subparsers) -> None:
-    parser = sub.add_parser(NAME, help="the policy store: register, list and show ONNX policies")
+    parser = sub.add_parser(
+        NAME, help="the policy store, and which policy serves, shadows or canaries on each site"
+    )
     policy_sub = parser.add_subparsers(dest="policy_command", required=True)
 
     reg = policy_sub.add_parser(
@@ -47,6 +50,8 @@ def register(sub: Subparsers) -> None:
     show.add_argument("ref", metavar="NAME@VERSION|sha256:HEX")
     add_kafka_options(show)
     show.set_defaults(func=run_show)
+
+    add_commands(policy_sub)
 
 
 def run_register(args: argparse.Namespace) -> int:

@@ -27,6 +27,21 @@ def register(sub: Subparsers) -> None:
         "its hash",
     )
     parser.add_argument("--guardrails", help="guardrail set name or YAML (default: scenario's)")
+    parser.add_argument(
+        "--fallback-policy",
+        choices=("proportional", "static", "none"),
+        default="proportional",
+        help="decides an interval whose policy raises, returns NaN/inf or a wrong shape, or "
+        "misses the inference deadline; the allocation says so (none: keep the previous "
+        "allocation, repaired to the guardrails)",
+    )
+    parser.add_argument(
+        "--inference-deadline-ms",
+        type=float,
+        default=200.0,
+        help="a policy that gives no values within this long is replaced by the fallback for "
+        "that interval (0: no deadline)",
+    )
     add_kafka_options(parser)
     parser.add_argument("--app-id", default="chuteflow-worker", help="faust app / consumer group")
     parser.add_argument(
@@ -85,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from decision.artifacts import PolicyArtifact
     from floor.scenario import load_scenario
     from stream.app import AppSettings
-    from stream.policy_store import fetch_policy, is_store_ref
+    from stream.policy_store import ArtifactFetcher, fetch_policy, is_store_ref
     from stream.processor import SiteRuntime
     from stream.worker import make_site, run_worker
 
@@ -99,13 +114,23 @@ def run(args: argparse.Namespace) -> int:
     if is_store_ref(args.policy):
         # Fetched once, hash checked; every site's engine is made from these very bytes.
         policy = fetch_policy(client, args.policy)
+    fetcher = ArtifactFetcher(client)
+    fallback = None if args.fallback_policy == "none" else args.fallback_policy
+    deadline_s = args.inference_deadline_ms / 1e3 if args.inference_deadline_ms > 0 else None
     sites: dict[str, SiteRuntime] = {}
     for name in args.scenario or ["small"]:
         scenario = load_scenario(name)
         if scenario.site_id in sites:
             print(f"site {scenario.site_id} given twice", file=sys.stderr)
             return 2
-        sites[scenario.site_id] = make_site(scenario, policy, args.guardrails)
+        sites[scenario.site_id] = make_site(
+            scenario,
+            policy,
+            args.guardrails,
+            fallback=fallback,
+            deadline_s=deadline_s,
+            fetch=fetcher,
+        )
     run_worker(
         sites,
         AppSettings(
@@ -121,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         ready_file=Path(args.ready_file) if args.ready_file else None,
         limits=InputLimits(event_time_skew_s=args.event_time_skew_seconds),
         metrics_port=args.metrics_port,
+        prefetch=fetcher.prefetch,
         loglevel=args.loglevel,
     )
     return 0

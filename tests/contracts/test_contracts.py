@@ -118,3 +118,14 @@ def test_kafka_partition_matches_the_java_default_partitioner() -> None:
         for partitions in (1, 6, 7):
             expected = java_default(key, list(range(partitions)), list(range(partitions)))
             assert kafka_partition(key, partitions) == expected
+
+
+def test_allocation_without_the_routing_fields_still_parses() -> None:
+    """Allocations written before the routing fields (policy hash, route revision, fallback)
+    were added parse with their defaults."""
+    old = _golden("allocation_decided")
+    for name in ("policy_sha256", "route_revision", "fallback_reason", "fallback_from"):
+        old.pop(name)
+    event = decode(json.dumps(old).encode())
+    assert isinstance(event, AllocationDecided)
+    assert event.policy_sha256 is None and event.fallback_reason is None
