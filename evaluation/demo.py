@@ -60,7 +60,8 @@ def shipped_policies(scenario_name: str) -> list[str]:
     return sorted(str(p) for p in SHIPPED_POLICIES.glob(f"*-{scenario_name}.onnx"))
 
 
-def spike_study(scenario_name: str, policies: Sequence[str], seed: int) -> SpikeStudy:
+def spike_day(scenario_name: str, seed: int) -> tuple[Scenario, int, DayDemand, int]:
+    """(scenario, day-type group, the spike day, the spiking destination)."""
     scenario = load_scenario(scenario_name)
     groups = default_groups(scenario)
     busiest = int(np.argmax(groups.volume_mean))
@@ -68,7 +69,11 @@ def spike_study(scenario_name: str, policies: Sequence[str], seed: int) -> Spike
     share = base.expected_share.mean(axis=0)
     rank = min(SPIKE_RANK, scenario.n_destinations - 1)
     destination = int(np.argsort(-share, kind="stable")[rank])
-    demand = with_spike(base, destination, SPIKE_FACTOR, seed=seed)
+    return scenario, busiest, with_spike(base, destination, SPIKE_FACTOR, seed=seed), destination
+
+
+def spike_study(scenario_name: str, policies: Sequence[str], seed: int) -> SpikeStudy:
+    scenario, _, demand, destination = spike_day(scenario_name, seed)
     site = load_site(scenario)
     kpis: dict[str, dict[str, int | float]] = {}
     chutes: dict[str, npt.NDArray[np.int64]] = {}

@@ -142,6 +142,27 @@ def promote_routes(
     return out
 
 
+def check_once(
+    client: KafkaClientConfig, scenarios: Mapping[str, Scenario], fetch: Fetch
+) -> dict[str, GateVerdict]:
+    """Evaluate every open canary on ``scenarios``' sites once and act on the verdicts: a
+    failed gate rolls its site back, a passed one promotes the candidate."""
+    verdicts: dict[str, GateVerdict] = {}
+    routes = read_routes(client)
+    for site_id in scenarios:
+        route = routes.get(site_id)
+        if route is None or route.canary is None:
+            continue
+        day = read_site_day(client, scenarios[site_id])
+        verdict = evaluate_gate(scenarios[site_id], day, route.canary, fetch)
+        verdicts[site_id] = verdict
+        if verdict.outcome == "fail":
+            publish_routes(client, [rollback_route(route, verdict.reason)])
+        elif verdict.outcome == "pass":
+            publish_routes(client, promote_routes(routes, site_id, verdict.reason))
+    return verdicts
+
+
 def watch(
     client: KafkaClientConfig,
     scenarios: Mapping[str, Scenario],
@@ -151,29 +172,20 @@ def watch(
     timeout_s: float = 3600.0,
     report: Callable[[GateVerdict], None] = lambda verdict: None,
 ) -> dict[str, GateVerdict]:
-    """Watch every canary on ``scenarios``' sites until each passes (promote) or fails
-    (rollback), or ``timeout_s``; returns the last verdict per site."""
-    verdicts: dict[str, GateVerdict] = {}
+    """:func:`check_once` every ``poll_s`` until no canary is open on ``scenarios``' sites, or
+    ``timeout_s``; returns the last verdict per site."""
+    last: dict[str, GateVerdict] = {}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        routes = read_routes(client)
-        open_sites = [s for s in scenarios if s in routes and routes[s].canary is not None]
-        if not open_sites:
-            return verdicts
-        for site_id in open_sites:
-            route = routes[site_id]
-            assert route.canary is not None
-            day = read_site_day(client, scenarios[site_id])
-            verdict = evaluate_gate(scenarios[site_id], day, route.canary, fetch)
-            if verdict != verdicts.get(site_id):
+        verdicts = check_once(client, scenarios, fetch)
+        for site_id, verdict in verdicts.items():
+            if verdict != last.get(site_id):
                 report(verdict)
-            verdicts[site_id] = verdict
-            if verdict.outcome == "fail":
-                publish_routes(client, [rollback_route(route, verdict.reason)])
-            elif verdict.outcome == "pass":
-                publish_routes(client, promote_routes(routes, site_id, verdict.reason))
+            last[site_id] = verdict
+        if all(v.outcome != "pending" for v in verdicts.values()):
+            return last
         time.sleep(poll_s)
-    return verdicts
+    return last
 
 
 def canary_route(
@@ -202,6 +214,7 @@ __all__ = [
     "GateVerdict",
     "canary_route",
     "canary_start",
+    "check_once",
     "evaluate_gate",
     "promote_routes",
     "rollback_route",

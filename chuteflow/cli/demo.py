@@ -1,4 +1,6 @@
-"""``chuteflow demo``: the main job, a spike day under static and adaptive policies."""
+"""``chuteflow demo``: the main job, a spike day under static and adaptive policies, then the
+live path: embedded Kafka, a worker serving proportional with DRMARL in shadow, the spike day
+replayed, a WCS consumer and the shadow report (``chuteflow/live_demo.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ def register(sub: Subparsers) -> None:
     parser = sub.add_parser(NAME, help="the main job: a spike day, static vs adaptive policies")
     parser.add_argument("--out", default="out/demo", help="where tables and plots go")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="only the in-process study (no embedded Kafka, worker or shadow report)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -21,4 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from evaluation.demo import run_demo
 
     run_demo(Path(args.out), seed=args.seed)
+    if not args.offline:
+        from chuteflow.live_demo import run_live_demo
+
+        run_live_demo(Path(args.out), seed=args.seed)
     return 0

@@ -1,0 +1,242 @@
+"""Live policy operations through the real broker and a real worker process: a route swaps the
+policy at the next interval boundary while the worker runs, a shadow decides every interval on
+the shadow topic only, a rollback is one command, a bad canary is rolled back by its gate and a
+good one promoted, and ``policy history`` shows it all from Kafka.
+
+Each test serves its own site (a copy of the small scenario with a fresh site id), so routes on
+the compacted control topic never reach another test's worker.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from chuteflow.cli import main
+from contracts.codec import decode
+from contracts.control import CanaryGate, CanaryState, PolicyRef
+from contracts.events import AllocationDecided
+from contracts.topics import DEAD_LETTER, SHADOW
+from decision.artifacts import inspect_artifact
+from floor.daytypes import default_groups
+from floor.scenario import SCENARIO_DIR, Scenario, load_scenario
+from replay.loop import day_type_group, replay_day
+from replay.workers import start_worker, stop_worker
+from rollout.canary import canary_route, check_once
+from rollout.history import served_history, spans
+from rollout.observe import read_site_day
+from rollout.shadow import compare
+from stream.deadletter import original_value
+from stream.policy_store import ArtifactFetcher, read_store, register_policy
+from stream.routing import new_route, publish_routes, read_routes
+from tests.decision.test_artifacts import onnx_model
+from tests.stream.readers import TopicReader
+from twin.groups import sample_day
+
+pytestmark = pytest.mark.kafka
+SHIPPED = Path(__file__).resolve().parents[2] / "decision" / "policies" / "drmarl-small.onnx"
+
+
+def _site_scenario(tmp: Path) -> Path:
+    body = yaml.safe_load((SCENARIO_DIR / "small.yaml").read_text())
+    body["site_id"] = f"site-live-{uuid.uuid4().hex[:8]}"
+    path = tmp / f"{body['site_id']}.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def _register(bootstrap: str, name: str, data: bytes) -> PolicyRef:
+    check = inspect_artifact(data, ["small"])
+    existing = read_store(bootstrap).get(check.sha256)
+    if existing is not None:  # registered by another test under its name
+        return PolicyRef(name=existing.name, sha256=existing.sha256)
+    record, _ = register_policy(bootstrap, name, check, data)
+    return PolicyRef(name=record.name, sha256=record.sha256)
+
+
+def _starving_policy(levels: int) -> bytes:
+    """Values that prefer zero chutes for every destination: a policy that idles the floor."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(onnx_model(12, levels))
+    weight = model.graph.initializer[0]
+    weight.CopyFrom(numpy_helper.from_array(np.zeros((12, levels), dtype=np.float32), "W"))
+    bias = numpy_helper.from_array(-np.arange(levels, dtype=np.float32) * 100.0, "B")
+    model.graph.initializer.append(bias)
+    model.graph.node[0].output[0] = "raw"
+    model.graph.node.append(onnx.helper.make_node("Add", ["raw", "B"], ["values"]))
+    return bytes(model.SerializeToString())
+
+
+@pytest.fixture()
+def site(kafka_topics: str, tmp_path: Path) -> Iterator[tuple[str, Scenario]]:
+    path = _site_scenario(tmp_path)
+    process = start_worker(
+        kafka_topics,
+        [str(path)],
+        tmp_path / "worker",
+        app_id=f"live-{uuid.uuid4().hex[:8]}",
+        extra=["--inference-deadline-ms", "2000"],
+    )
+    try:
+        yield kafka_topics, load_scenario(path)
+    finally:
+        stop_worker(process)
+
+
+def _replay(bootstrap: str, scenario: Scenario, on_allocation: Any, seed: int = 7) -> Any:
+    groups = default_groups(scenario)
+    demand = sample_day(groups, 3, scenario, seed=seed)
+    return replay_day(
+        demand, seed, bootstrap, day_type_group(groups, demand), on_allocation=on_allocation
+    )
+
+
+def test_swap_and_rollback_take_effect_at_the_next_interval_with_a_shadow_deciding_throughout(
+    site: tuple[str, Scenario], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bootstrap, scenario = site
+    site_id = scenario.site_id
+    drmarl = _register(bootstrap, "drmarl-small", SHIPPED.read_bytes())
+    first = new_route(
+        None, site_id, serving=PolicyRef(name="proportional"), shadows=[drmarl], action="route"
+    )
+    publish_routes(bootstrap, [first])
+    shadow_reader = TopicReader(bootstrap, SHADOW)
+
+    def operate(allocation: AllocationDecided) -> None:
+        # issued during interval k (its allocation is out, its records not yet published)
+        if allocation.interval_index == 3:
+            assert main(["policy", "route", "--site", site_id, "--serve", "static",
+                         "--bootstrap", bootstrap]) == 0  # fmt: skip
+        if allocation.interval_index == 6:
+            assert main(["policy", "rollback", "--site", site_id, "--bootstrap", bootstrap]) == 0
+
+    result = _replay(bootstrap, scenario, operate)
+    served = [(a.interval_index, a.policy_name, a.route_revision) for a in result.allocations]
+    n = scenario.n_intervals
+    assert [k for k, _, _ in served] == list(range(n))  # none missed, none twice
+    assert served[:4] == [(k, "proportional", 1) for k in range(4)]
+    assert served[4:7] == [(k, "static", 2) for k in range(4, 7)]
+    assert served[7:] == [(k, "proportional", 3) for k in range(7, n)]
+
+    records = shadow_reader.read_until(
+        lambda r: sum(k == site_id.encode() for k, _ in r) >= n, timeout_s=10
+    )
+    shadow = [decode(v) for k, v in records if k == site_id.encode()]
+    assert sorted(e.interval_index for e in shadow if isinstance(e, AllocationDecided)) == list(
+        range(n)
+    )
+    assert all(
+        isinstance(e, AllocationDecided) and e.policy_sha256 == drmarl.sha256 for e in shadow
+    )
+
+    rows, routes = served_history(bootstrap, site_id)
+    assert [(first_k, last_k, label, rev) for _, first_k, last_k, label, rev, _ in spans(rows)] == [
+        (0, 3, "proportional", 1),
+        (4, 6, "static", 2),
+        (7, n - 1, "proportional", 3),
+    ]
+    assert [r.action for r in routes] == ["route", "route", "rollback"]
+    capsys.readouterr()
+    assert main(["policy", "history", "--site", site_id, "--bootstrap", bootstrap]) == 0
+    printed = capsys.readouterr().out
+    assert "intervals 4-6: static (revision 2)" in printed
+
+    # the shadow report: drmarl's own counterfactual day beside the floor's
+    day = read_site_day(bootstrap, scenario)
+    assert day.closed_through == n - 1
+    report = compare(scenario, day, _fetch(bootstrap))
+    labels = [row.label for row in report.rows]
+    assert labels[0] == "floor (reported)" and any(drmarl.label in label for label in labels)
+    assert report.rows[0].inducted == result.kpis.inducted
+    assert report.twin_error is None  # two policies served
+
+
+def _fetch(bootstrap: str) -> ArtifactFetcher:
+    from stream.clients import as_client
+
+    return ArtifactFetcher(as_client(bootstrap))
+
+
+def test_a_bad_canary_is_rolled_back_by_its_gate_and_a_refused_route_keeps_the_site_serving(
+    site: tuple[str, Scenario],
+) -> None:
+    bootstrap, scenario = site
+    site_id = scenario.site_id
+    levels = scenario.max_chutes_per_destination + 1
+    bad = _register(bootstrap, f"starve-{levels}", _starving_policy(levels))
+    incumbent = PolicyRef(name="proportional")
+    base = new_route(None, site_id, serving=incumbent, action="route")
+    publish_routes(bootstrap, [base])
+    ghost = new_route(
+        base, site_id, serving=PolicyRef(name="ghost", sha256="0" * 64), action="route"
+    )
+    dead = TopicReader(bootstrap, DEAD_LETTER)
+    publish_routes(bootstrap, [ghost])  # refused by the worker: it keeps serving revision 1
+    gate = CanaryGate(window_intervals=4, failure_limit=2, min_inductions=50)
+    verdicts: list[str] = []
+    client = _fetch(bootstrap)
+
+    def operate(allocation: AllocationDecided) -> None:
+        if allocation.interval_index == 1:
+            state = CanaryState(incumbent=incumbent, gate=gate, started_revision=3)
+            publish_routes(bootstrap, [canary_route(ghost, site_id, bad, incumbent, state)])
+        elif allocation.interval_index >= 2:
+            for verdict in check_once(client.client, {site_id: scenario}, client).values():
+                verdicts.append(verdict.outcome)
+
+    result = _replay(bootstrap, scenario, operate)
+    served = [(a.interval_index, a.policy_name, a.route_revision) for a in result.allocations]
+    assert served[:2] == [(0, "proportional", 1), (1, "proportional", 1)]
+    assert served[2][1] == bad.name  # the canary serves from the next interval
+    rolled = [k for k, name, _ in served if k > 2 and name == "proportional"]
+    assert rolled, f"never rolled back: {served}, verdicts {verdicts}"
+    assert rolled[0] <= 2 + gate.window_intervals + 1  # within the gate's window
+    assert all(name == "proportional" for k, name, _ in served if k >= rolled[0])
+    assert "fail" in verdicts
+    route = read_routes(bootstrap)[site_id]
+    assert route.action == "rollback" and route.serving == incumbent
+    assert route.reason.startswith("canary gate failed")
+    letters = dead.read_until(lambda r: any(k == site_id.encode() for k, _ in r), timeout_s=10)
+    reasons = [original_value(v)[0] for k, v in letters if k == site_id.encode()]
+    assert any(r.startswith("policy_refused: route revision 2") for r in reasons)
+
+
+def test_a_good_canary_is_promoted(site: tuple[str, Scenario]) -> None:
+    bootstrap, scenario = site
+    site_id = scenario.site_id
+    incumbent = PolicyRef(name="static")
+    base = new_route(None, site_id, serving=incumbent, action="route")
+    publish_routes(bootstrap, [base])
+    candidate = PolicyRef(name="proportional")
+    gate = CanaryGate(window_intervals=3, failure_limit=2, min_inductions=50)
+    verdicts: list[str] = []
+    client = _fetch(bootstrap)
+
+    def operate(allocation: AllocationDecided) -> None:
+        if allocation.interval_index == 1:
+            state = CanaryState(incumbent=incumbent, gate=gate, started_revision=2)
+            publish_routes(bootstrap, [canary_route(base, site_id, candidate, incumbent, state)])
+        elif allocation.interval_index >= 2:
+            verdicts.extend(
+                v.outcome for v in check_once(client.client, {site_id: scenario}, client).values()
+            )
+
+    result = _replay(bootstrap, scenario, operate)
+    assert "pass" in verdicts and "fail" not in verdicts
+    route = read_routes(bootstrap)[site_id]
+    assert route.action == "promote" and route.serving == candidate and route.canary is None
+    served = [a.policy_name for a in result.allocations]
+    assert served[:2] == ["static", "static"] and set(served[2:]) == {"proportional"}
+    rows, _ = served_history(bootstrap, site_id)
+    assert rows[-1].route_revision == 3  # the promotion's revision serves at the end
+    assert json.loads(route.model_dump_json())["reason"].startswith("canary gate passed")
