@@ -19,7 +19,7 @@ from contracts.control import PolicyRef
 from contracts.events import AllocationDecided
 from contracts.topics import ALLOCATIONS
 from decision.artifacts import inspect_artifact
-from evaluation.demo import SHIPPED_POLICIES, spike_day
+from evaluation.demo import SHIPPED_POLICIES
 from localkafka import temporary_broker
 from replay.loop import replay_day
 from replay.workers import start_worker, stop_worker
@@ -30,6 +30,7 @@ from stream.admin import ensure_topics
 from stream.clients import KafkaClientConfig
 from stream.policy_store import ArtifactFetcher, register_policy
 from stream.routing import new_route, publish_routes
+from twin.spike import spike_day
 
 SHOWN = 3
 """Allocations the WCS-style consumer prints."""

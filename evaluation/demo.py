@@ -19,19 +19,13 @@ import numpy.typing as npt
 from decision.build import build_engine
 from decision.policies import BUILTIN_POLICIES
 from evaluation.plots import spike_day_allocation
-from floor.daytypes import default_groups
-from floor.scenario import Scenario, load_scenario
+from floor.scenario import Scenario
 from floor.site import load_site
 from twin.closed_loop import run_day
 from twin.day import DayDemand
-from twin.groups import sample_day
-from twin.spike import with_spike
+from twin.spike import spike_day
 
 SHIPPED_POLICIES = Path(__file__).resolve().parent.parent / "decision" / "policies"
-SPIKE_RANK = 10
-"""The spike hits the 11th-largest destination: big enough to matter, small enough that the
-static plan gave it few chutes."""
-SPIKE_FACTOR = 4.0
 
 
 @dataclass(frozen=True)
@@ -58,18 +52,6 @@ class SpikeStudy:
 def shipped_policies(scenario_name: str) -> list[str]:
     """ONNX policies shipped in the repo for this scenario."""
     return sorted(str(p) for p in SHIPPED_POLICIES.glob(f"*-{scenario_name}.onnx"))
-
-
-def spike_day(scenario_name: str, seed: int) -> tuple[Scenario, int, DayDemand, int]:
-    """(scenario, day-type group, the spike day, the spiking destination)."""
-    scenario = load_scenario(scenario_name)
-    groups = default_groups(scenario)
-    busiest = int(np.argmax(groups.volume_mean))
-    base = sample_day(groups, busiest, scenario, seed=seed)
-    share = base.expected_share.mean(axis=0)
-    rank = min(SPIKE_RANK, scenario.n_destinations - 1)
-    destination = int(np.argsort(-share, kind="stable")[rank])
-    return scenario, busiest, with_spike(base, destination, SPIKE_FACTOR, seed=seed), destination
 
 
 def spike_study(scenario_name: str, policies: Sequence[str], seed: int) -> SpikeStudy:

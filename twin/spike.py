@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from floor.scenario import Scenario
 from twin.day import DayDemand
 
 
@@ -59,3 +60,25 @@ def with_shifted_mix(demand: DayDemand, fraction: float, seed: int) -> DayDemand
         label=f"{demand.label} mix shifted {fraction:.0%}",
         packages=None,
     )
+
+
+SPIKE_RANK = 10
+"""The demo's spike hits the 11th-largest destination: big enough to matter, small enough that
+the static plan gave it few chutes."""
+SPIKE_FACTOR = 4.0
+
+
+def spike_day(scenario_name: str, seed: int) -> tuple[Scenario, int, DayDemand, int]:
+    """(scenario, day-type group, the spike day, the spiking destination)."""
+    from floor.daytypes import default_groups  # here: with_spike alone needs none of them
+    from floor.scenario import load_scenario
+    from twin.groups import sample_day
+
+    scenario = load_scenario(scenario_name)
+    groups = default_groups(scenario)
+    busiest = int(np.argmax(groups.volume_mean))
+    base = sample_day(groups, busiest, scenario, seed=seed)
+    share = base.expected_share.mean(axis=0)
+    rank = min(SPIKE_RANK, scenario.n_destinations - 1)
+    destination = int(np.argsort(-share, kind="stable")[rank])
+    return scenario, busiest, with_spike(base, destination, SPIKE_FACTOR, seed=seed), destination

@@ -44,11 +44,49 @@ def register(sub: Subparsers) -> None:
     replay.add_argument("--json", action="store_true")
     replay.set_defaults(func=run_replay)
 
+    shadow = bench_sub.add_parser(
+        "shadow", help="shadow report vs simulate on 6 days, and the cost of one shadow"
+    )
+    shadow.add_argument("--scenario", default="large")
+    shadow.add_argument("--served", default="proportional")
+    shadow.add_argument("--shadow", default=None, help="ONNX policy (default: shipped drmarl)")
+    shadow.add_argument("--seed", type=int, default=3)
+    shadow.set_defaults(func=run_shadow)
+
     train = bench_sub.add_parser("train", help="env steps/s and s/episode per algorithm")
     train.add_argument("--scenario", default="large")
     train.add_argument("--episodes", type=int, default=2)
     train.add_argument("--json", action="store_true")
     train.set_defaults(func=run_train)
+
+
+def run_shadow(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rollout.bench import bench_shadow
+
+    shadow = args.shadow or str(
+        Path(__file__).resolve().parents[2]
+        / "decision"
+        / "policies"
+        / f"drmarl-{args.scenario}.onnx"
+    )
+    result = bench_shadow(args.scenario, args.served, shadow, args.seed)
+    print(f"{'day':28s} {'report P':>9s} {'report Q':>9s} {'simulate Q, 5 seeds':>28s} in rank")
+    for c in result["days"]:
+        low, high = 100 * min(c.simulate_q), 100 * max(c.simulate_q)
+        sims = f"{low:.2f}-{high:.2f} (mean {100 * sum(c.simulate_q) / 5:.2f})"
+        print(
+            f"{c.day:28s} {100 * c.report_p:8.2f}% {100 * c.report_q:8.2f}% {sims:>24s} "
+            f"{'yes' if c.within else 'NO':>3s} {'ok' if c.ranking_agrees else 'NO':>5s}"
+        )
+    cost = result["overhead"]
+    print(
+        f"worker time per interval: {cost['ms_per_interval_served_alone']:.1f} ms served alone, "
+        f"{cost['ms_per_interval_with_one_shadow']:.1f} ms with one shadow "
+        f"(ratio {cost['ratio']:.2f}); same allocations: {bool(cost['same_allocations'])}"
+    )
+    return 0
 
 
 def run_twin(args: argparse.Namespace) -> int:
