@@ -34,7 +34,13 @@ from rollout.history import served_history, spans
 from rollout.observe import read_site_day
 from rollout.shadow import compare
 from stream.deadletter import original_value
-from stream.policy_store import ArtifactFetcher, read_store, register_policy
+from stream.policy_store import (
+    ArtifactFetcher,
+    read_report,
+    read_settings,
+    read_store,
+    register_policy,
+)
 from stream.routing import new_route, publish_routes, read_routes
 from tests.decision.test_artifacts import onnx_model
 from tests.stream.readers import TopicReader
@@ -57,7 +63,13 @@ def _register(bootstrap: str, name: str, data: bytes) -> PolicyRef:
     existing = read_store(bootstrap).get(check.sha256)
     if existing is not None:  # registered by another test under its name
         return PolicyRef(name=existing.name, sha256=existing.sha256)
-    record, _ = register_policy(bootstrap, name, check, data)
+    extra: dict[str, Any] = {}
+    if data == SHIPPED.read_bytes():  # as test_policy_store registers it, whichever runs first
+        extra = {
+            "settings": read_settings(SHIPPED.parent / "runs" / "drmarl-small" / "settings.json"),
+            "report": read_report(SHIPPED.parent / "reports" / "small-evaluation.md"),
+        }
+    record, _ = register_policy(bootstrap, name, check, data, **extra)
     return PolicyRef(name=record.name, sha256=record.sha256)
 
 
