@@ -125,10 +125,10 @@ def test_help_lists_every_verb_and_each_verb_has_help() -> None:
         assert verb.stdout.startswith(f"usage: chuteflow {name}"), verb.stdout
 
 
-def test_bench_registers_all_four_benchmarks() -> None:
+def test_bench_registers_every_benchmark() -> None:
     bench = _installed("bench", "--help")
     assert bench.returncode == 0, bench.stderr
-    assert "{twin,decision,replay,train}" in bench.stdout
+    assert "{twin,decision,replay,shadow,train}" in bench.stdout
 
 
 def test_importing_the_cli_loads_no_numpy() -> None:
