@@ -31,12 +31,12 @@ from decision.build import build_engine
 from floor.daytypes import default_groups
 from floor.plan import DayPlan
 from floor.scenario import Scenario, load_scenario
-from floor.seeds import Stream, derive
 from floor.site import load_site
+from rollout.shadow import SHADOW_SEEDS, counterfactual_mean
 from stream.processor import StreamProcessor
 from stream.worker import make_site
 from twin.closed_loop import run_day
-from twin.counterfactual import ObservedDay, run_counterfactual
+from twin.counterfactual import ObservedDay
 from twin.day import DayDemand
 from twin.groups import sample_day
 from twin.spike import SPIKE_FACTOR, with_spike
@@ -84,10 +84,9 @@ def check_day(
     observed = ObservedDay.from_events(
         scenario, demand.day_start, plan, events, scenario.n_intervals - 1
     )
-    runs = run_counterfactual(
-        observed,
-        {"p": build_engine(site, served), "q": build_engine(site, shadow)},
-        derive(Stream.SHADOW_TWIN, demand.day_start.date().toordinal()),
+    engines = {"p": build_engine(site, served), "q": build_engine(site, shadow)}
+    runs = counterfactual_mean(
+        observed, engines, demand.day_start.date().toordinal(), SHADOW_SEEDS
     )
     simulated = {
         name: tuple(
@@ -96,8 +95,7 @@ def check_day(
         )
         for name in (served, shadow)
     }
-    q = runs["q"].kpis.recirculation_rate
-    p = runs["p"].kpis.recirculation_rate
+    q, p = (float(runs[x].recirculated.sum() / runs[x].first_inductions.sum()) for x in "qp")
     sim_q = simulated[shadow]
     mean_q, mean_p = float(np.mean(sim_q)), float(np.mean(simulated[served]))
     within = min(sim_q) <= q <= max(sim_q) or abs(q - mean_q) <= 0.1 * mean_q

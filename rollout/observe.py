@@ -174,7 +174,8 @@ def read_site_day(
                 shadow.setdefault(label, {}).setdefault(event.interval_index, event)
             else:
                 allocations.setdefault(event.interval_index, event)
-        elif started.day_start <= event.event_time < day_end:
+        elif started.day_start <= event.event_time <= day_end:
+            # the day's last sortings end exactly at its end (the twin counts them in the day)
             floor_events.append(event)
     routes = _routes_of_day(client, site_id, since, timeout_s)
     result = SiteDay(
@@ -222,7 +223,8 @@ def floor_counts(scenario: Scenario, day: SiteDay) -> FloorCounts:
     counts = {name: np.zeros(k, dtype=np.int64) for name in FloorCounts.__dataclass_fields__}
     seen: set[tuple[str, str, int]] = set()
     for event in day.floor_events:
-        index = int((event.event_time - day.day_start).total_seconds() // seconds)
+        # an event at exactly the day's end belongs to its last interval
+        index = min(int((event.event_time - day.day_start).total_seconds() // seconds), k - 1)
         if not 0 <= index < k or not isinstance(
             event, PackageInducted | PackageSorted | PackageRecirculated
         ):

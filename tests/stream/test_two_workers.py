@@ -319,3 +319,71 @@ def test_two_workers_share_the_sites_each_decided_by_one(
     by_worker = {pid: sorted(s for s, p in decider.items() if p == pid) for pid in owned}
     assert all(by_worker.values()), by_worker
     assert all(process.poll() is None for process in group.processes), group.tail()
+
+
+def _owns_all(group: Group, survivor: Popen[bytes], timeout_s: float = 60.0) -> None:
+    """Wait until ``survivor``'s ready file shows every input partition (the group rebalanced)."""
+    path = group.ready_files[group.processes.index(survivor)]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            body = json.loads(path.read_text())
+            parts = [set(body["assigned"][spec.name]) for spec in INPUT_TOPICS]
+            if all(p == set(range(PARTITIONS)) for p in parts):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"no rebalance to {survivor.pid} within {timeout_s:g} s\n{group.tail()}")
+
+
+def test_a_per_site_canary_is_applied_by_the_sites_owner_also_after_a_rebalance(
+    group: Group, scenario_files: dict[str, Path]
+) -> None:
+    """Runs after the test above (same workers). A canary on one site is served by the worker
+    that owns it; that worker leaves mid-day, the other takes the site over with its route from
+    the table, and a rollback issued after the rebalance is applied by the new owner at the next
+    interval. The other sites' routes are untouched."""
+    from contracts.control import CanaryGate, CanaryState, PolicyRef
+    from rollout.canary import canary_route, rollback_route
+    from stream.routing import publish_routes, read_routes
+
+    owned = _settled(group)
+    site_id = next(iter(SITES))
+    owner = next(p for p in group.processes if SITES[site_id] in owned[p.pid])
+    survivor = next(p for p in group.processes if p is not owner)
+    scenario = load_scenario(scenario_files[site_id])
+    groups = default_groups(scenario)
+    demand = sample_day(groups, 2, scenario, seed=77)
+    incumbent, candidate = PolicyRef(name="proportional"), PolicyRef(name="static")
+    state = CanaryState(incumbent=incumbent, gate=CanaryGate(), started_revision=1)
+    publish_routes(group.bootstrap, [canary_route(None, site_id, candidate, incumbent, state)])
+    audit = TopicReader(group.bootstrap, DECISIONS_AUDIT)
+
+    def operate(allocation: AllocationDecided) -> None:
+        if allocation.interval_index == 2:  # the owner leaves mid-day
+            os.kill(owner.pid, signal.SIGTERM)
+            stop_worker(owner, timeout_s=20.0)
+            _owns_all(group, survivor)
+        if allocation.interval_index == 5:  # rolled back after the rebalance
+            current = read_routes(group.bootstrap)[site_id]
+            publish_routes(group.bootstrap, [rollback_route(current, "test rollback")])
+
+    result = replay_day(demand, 77, group.bootstrap, day_type_group(groups, demand))
+    n = scenario.n_intervals
+    served = [(a.interval_index, a.policy_name, a.route_revision) for a in result.allocations]
+    assert served == [(k, "static", 1) if k <= 5 else (k, "proportional", 2) for k in range(n)], (
+        served
+    )
+    key = site_id.encode()
+    records = audit.read_until(
+        lambda r: sum(k == key and b'"interval_index"' in v for k, v in r) >= n, 15.0
+    )
+    audit.close()
+    deciders = {}
+    for k, value in records:
+        body = json.loads(value)
+        if k == key and body.get("kind") != "route_received":
+            deciders[body["interval_index"]] = int(body["worker"].rsplit("/", 1)[1])
+    assert {deciders[k] for k in range(3)} == {owner.pid}
+    assert {deciders[k] for k in range(3, n)} == {survivor.pid}
+    others = read_routes(group.bootstrap)
+    assert [s for s in SITES if s in others] == [site_id]  # no other site was routed
