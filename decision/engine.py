@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from contracts.events import AllocationDecided, SolverStatus
+from decision.belief import PlanBelief
 from decision.chute_map import map_chutes
 from decision.features import FeatureScale, ObservationBatch, observe
 from decision.policies import Policy
@@ -122,10 +124,16 @@ class DecisionEngine:
         self._levels = scale.max_chutes_per_destination + 1
         self._hint: IntArray | None = None
         self._day = ""
+        self.belief: PlanBelief | None = None
+        """The online plan of an honest day plan (``decision/belief.py``); None: the plan's
+        ``expected_share`` is used as given (oracle reference, or a user's plan)."""
 
     def start_day(self, plan: DayPlan) -> None:
         self._hint = None
         self._day = plan.day
+        self.belief = None
+        if plan.group_shares is not None and plan.prior is not None:
+            self.belief = PlanBelief(plan.group_shares, plan.prior)
         self.policy.start_day(plan)
         if self.fallback is not None:
             self.fallback.start_day(plan)
@@ -136,10 +144,15 @@ class DecisionEngine:
         a restarted worker solves with the same hint and decides exactly as before."""
         return self._hint
 
-    def resume(self, plan: DayPlan, hint: IntArray | None) -> None:
-        """Continue a day from persisted state: the plan and the solver hint it had."""
+    def resume(
+        self, plan: DayPlan, hint: IntArray | None, belief: dict[str, Any] | None = None
+    ) -> None:
+        """Continue a day from persisted state: the plan, the solver hint and the online plan's
+        state it had."""
         self.start_day(plan)
         self._hint = None if hint is None else np.asarray(hint, dtype=np.int64)
+        if belief is not None and self.belief is not None:
+            self.belief.restore(belief)
 
     def decision_id(self, interval_index: int) -> str:
         """Stable per (site, day, interval, policy version): a redelivered decision has the
@@ -182,6 +195,12 @@ class DecisionEngine:
         """Allocation for ``state.interval_index``, validated, as a contract event."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        if self.belief is not None:
+            # the plan as known now: updated with the interval that just ended, never later
+            k = state.interval_index
+            if k > 0:
+                self.belief.observe(k - 1, state.arrivals[0])
+            state = replace(state, expected_share=self.belief.share(k))
         observations = observe(state, self.scale)
         t1 = time.perf_counter()
         timings["features"] = (t1 - t0) * 1e3

@@ -13,12 +13,19 @@ import numpy as np
 import numpy.typing as npt
 
 
-def group_bars(summary: Mapping[str, object], path: Path) -> Path:
+def group_bars(
+    summary: Mapping[str, object],
+    path: Path,
+    title: str = "Recirculation rate per day type",
+    xlabel: str = "day-type group",
+) -> Path:
     """Recirculation rate per group, one bar per policy, worst group visible at a glance."""
     policies = list(summary)
-    first = summary[policies[0]]
-    assert isinstance(first, dict)
-    groups = list(first["per_group"])
+    groups: list[int] = []
+    for policy in policies:
+        body = summary[policy]
+        assert isinstance(body, dict)
+        groups += [g for g in body["per_group"] if g not in groups]
     width = 0.8 / max(len(policies), 1)
     width_in = min(14.0, max(6.0, 0.2 * len(groups) * len(policies)))
     fig, ax = plt.subplots(figsize=(width_in, 4.5))
@@ -26,13 +33,47 @@ def group_bars(summary: Mapping[str, object], path: Path) -> Path:
     for index, policy in enumerate(policies):
         body = summary[policy]
         assert isinstance(body, dict)
-        rates = [100 * body["per_group"][g]["recirculation_rate"] for g in groups]
+        per_group = body["per_group"]
+        rates = [
+            100 * per_group[g]["recirculation_rate"] if g in per_group else np.nan for g in groups
+        ]
         ax.bar(x + index * width, rates, width, label=policy)
     ax.set_xticks(x + width * (len(policies) - 1) / 2, [str(g) for g in groups])
-    ax.set_xlabel("day-type group")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("recirculation rate (%)")
     ax.legend()
-    ax.set_title("Recirculation rate per day type")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def policy_bars(
+    summary: Mapping[str, object], path: Path, title: str = "Recirculation rate per policy"
+) -> Path:
+    """For days that are not samples of a group (real history days): a bar per policy, the
+    mean recirculation rate over the days, with a dot at the mean of the worst 20% of days
+    (CVaR) and one at the worst nearest group's mean."""
+    policies = list(summary)
+    means, tails, worst = [], [], []
+    for policy in policies:
+        body = summary[policy]
+        assert isinstance(body, dict)
+        overall = body["overall"]["recirculation_rate"]
+        means.append(100 * overall["mean_over_days"])
+        tails.append(100 * overall["cvar20"])
+        worst.append(100 * overall["worst_group_value"])
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(policies) + 2.0), 4.5))
+    x = np.arange(len(policies))
+    ax.bar(x, means, 0.6, label="mean over days")
+    ax.scatter(x, tails, color="black", zorder=3, label="CVaR 20% of days")
+    ax.scatter(x, worst, color="red", marker="x", zorder=3, label="worst nearest group")
+    rotated = len(policies) > 3
+    ax.set_xticks(x, policies, rotation=20 if rotated else 0, ha="right" if rotated else "center")
+    ax.set_ylabel("recirculation rate (%)")
+    ax.legend()
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -2,14 +2,19 @@
 
 The robust objective is about the worst day type, so the table leads with it: a policy that
 wins on average and collapses on one group is the failure the mission exists to prevent.
+
+Days of a group-based suite carry the group they were sampled from; real history days carry
+their hindsight nearest group (rows with ``group_kind`` ``nearest``): their tables say so, and
+their mean is over days (each real day counts once) rather than over groups.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +45,16 @@ def cvar(values: Sequence[float], alpha: float, lower_is_better: bool) -> float:
     return float(np.mean(ordered[:count]))
 
 
+def group_kind(rows: Sequence[Row]) -> str:
+    """``nearest`` when the rows' groups are real days' nearest groups, else ``group``."""
+    kinds = {str(row.get("group_kind", "group")) for row in rows}
+    return "nearest" if kinds == {"nearest"} else "group"
+
+
 def summarize(rows: Sequence[Row]) -> dict[str, object]:
-    """Per policy: per-group means and overall mean, worst group and CVaR of each metric."""
+    """Per policy: per-group means and overall mean, worst group and CVaR of each metric
+    (``mean`` over group means; ``mean_over_days`` over the day runs)."""
+    kind = group_kind(rows)
     by_policy: dict[str, dict[int, list[Row]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         group = row["group"]
@@ -62,6 +75,8 @@ def summarize(rows: Sequence[Row]) -> dict[str, object]:
             overall[metric] = {
                 "mean": float(np.mean(group_means)),
                 "std_over_groups": float(np.std(group_means)),
+                "mean_over_days": float(np.mean(all_runs)),
+                "std_over_days": float(np.std(all_runs)),
                 "worst_group": worst_group,
                 "worst_group_value": per_group[worst_group][metric],
                 f"cvar{int(CVAR_ALPHA * 100)}": cvar(all_runs, CVAR_ALPHA, lower),
@@ -70,35 +85,75 @@ def summarize(rows: Sequence[Row]) -> dict[str, object]:
             "per_group": per_group,
             "overall": overall,
             "runs": sum(len(r) for r in groups.values()),
+            "group_kind": kind,
+            "days_per_group": {g: len(runs) for g, runs in sorted(groups.items())},
         }
     return summary
 
 
-def markdown(summary: dict[str, object], title: str) -> str:
+def _body(summary: dict[str, object], policy: str) -> dict[str, Any]:
+    body = summary[policy]
+    assert isinstance(body, dict)
+    return body
+
+
+def summary_kind(summary: dict[str, object]) -> str:
+    """``group`` or ``nearest`` (see :func:`group_kind`) of a summary."""
+    kinds = {str(_body(summary, p).get("group_kind", "group")) for p in summary}
+    return "nearest" if kinds == {"nearest"} else "group"
+
+
+def headline(summary: dict[str, object], policy: str) -> tuple[float, int, float]:
+    """(mean recirculation rate, worst group, its rate) of ``policy``: the mean over groups
+    for group-based days, over days for real days (nearest groups)."""
+    o = _body(summary, policy)["overall"]["recirculation_rate"]
+    mean = o["mean_over_days"] if summary_kind(summary) == "nearest" else o["mean"]
+    return float(mean), int(o["worst_group"]), float(o["worst_group_value"])
+
+
+def markdown(summary: dict[str, object], title: str, note: str = "") -> str:
     """The overall table, then recirculation rate per group, one column per policy."""
     cvar_key = f"cvar{int(CVAR_ALPHA * 100)}"
-    lines = [f"# {title}", "", "## Overall (mean over groups; worst group; CVaR of day runs)", ""]
-    lines.append(
-        "| policy | metric | mean | std over groups | worst group | worst value | "
-        f"CVaR {int(CVAR_ALPHA * 100)}% |"
-    )
+    nearest = summary_kind(summary) == "nearest"
+    lines = [f"# {title}", ""]
+    if note:
+        lines += [note, ""]
+    if nearest:
+        lines += ["## Overall (mean over days; worst nearest group; CVaR of days)", ""]
+        lines.append(
+            "| policy | metric | mean | std over days | worst nearest group | worst value | "
+            f"CVaR {int(CVAR_ALPHA * 100)}% |"
+        )
+    else:
+        lines += ["## Overall (mean over groups; worst group; CVaR of day runs)", ""]
+        lines.append(
+            "| policy | metric | mean | std over groups | worst group | worst value | "
+            f"CVaR {int(CVAR_ALPHA * 100)}% |"
+        )
     lines.append("|---|---|---|---|---|---|---|")
+    mean_key, std_key = (
+        ("mean_over_days", "std_over_days") if nearest else ("mean", "std_over_groups")
+    )
     for policy, body in summary.items():
         assert isinstance(body, dict)
         for metric in METRICS:
             o = body["overall"][metric]
             lines.append(
-                f"| {policy} | {metric} | {_fmt(metric, o['mean'])} | "
-                f"{_fmt(metric, o['std_over_groups'])} | {o['worst_group']} | "
+                f"| {policy} | {metric} | {_fmt(metric, o[mean_key])} | "
+                f"{_fmt(metric, o[std_key])} | {o['worst_group']} | "
                 f"{_fmt(metric, o['worst_group_value'])} | {_fmt(metric, o[cvar_key])} |"
             )
     policies = list(summary)
-    first = summary[policies[0]]
-    assert isinstance(first, dict)
-    groups = list(first["per_group"])
-    lines += ["", "## Recirculation rate per group", ""]
-    lines.append("| group | " + " | ".join(policies) + " |")
-    lines.append("|---|" + "---|" * len(policies))
+    groups = sorted({g for p in policies for g in _body(summary, p)["per_group"]})
+    days_per_group = _body(summary, policies[0]).get("days_per_group", {})
+    if nearest:
+        lines += ["", "## Recirculation rate per nearest group (hindsight)", ""]
+        lines.append("| nearest group | days | " + " | ".join(policies) + " |")
+        lines.append("|---|---|" + "---|" * len(policies))
+    else:
+        lines += ["", "## Recirculation rate per group", ""]
+        lines.append("| group | " + " | ".join(policies) + " |")
+        lines.append("|---|" + "---|" * len(policies))
     for group in groups:
         cells = []
         for policy in policies:
@@ -106,7 +161,8 @@ def markdown(summary: dict[str, object], title: str) -> str:
             assert isinstance(body, dict)
             value = body["per_group"].get(group, {}).get("recirculation_rate")
             cells.append("-" if value is None else _fmt("recirculation_rate", value))
-        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+        days = f"{days_per_group.get(group, '-')} | " if nearest else ""
+        lines.append(f"| {group} | {days}" + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -116,8 +172,76 @@ def _fmt(metric: str, value: float) -> str:
     return f"{value:,.1f}"
 
 
-def write_report(summary: dict[str, object], rows: Sequence[Row], out: Path, title: str) -> None:
+def write_report(
+    summary: dict[str, object], rows: Sequence[Row], out: Path, title: str, note: str = ""
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     (out / "runs.json").write_text(json.dumps(list(rows), indent=1, sort_keys=True))
-    (out / "report.md").write_text(markdown(summary, title))
+    (out / "report.md").write_text(markdown(summary, title, note))
+
+
+def suites_markdown(
+    summaries: Mapping[str, dict[str, object]], title: str, notes: Mapping[str, str] = {}
+) -> str:
+    """One table: a row per policy, per suite its mean recirculation rate and worst group.
+
+    Group-based suites: mean over groups and the worst group; ``history`` and ``other``: mean
+    over days and the worst hindsight nearest group (marked ``~``)."""
+    suites = list(summaries)
+    policies: list[str] = []
+    for summary in summaries.values():
+        policies += [p for p in summary if p not in policies]
+    lines = [f"# {title}", "", "Recirculation rate: mean (worst group: its rate). "]
+    lines[-1] += (
+        "Group-based suites: mean over groups, the worst group sampled from; history days: "
+        "mean over days, worst hindsight nearest group (~g)."
+    )
+    lines += ["", "| policy | " + " | ".join(suites) + " |", "|---|" + "---|" * len(suites)]
+    for policy in policies:
+        cells = []
+        for suite in suites:
+            summary = summaries[suite]
+            if policy not in summary:
+                cells.append("-")
+                continue
+            mean, worst, value = headline(summary, policy)
+            mark = "~" if summary_kind(summary) == "nearest" else ""
+            cells.append(
+                f"{_fmt('recirculation_rate', mean)} ({mark}g{worst}: "
+                f"{_fmt('recirculation_rate', value)})"
+            )
+        lines.append(f"| {policy} | " + " | ".join(cells) + " |")
+    if notes:
+        lines += ["", "## Suites", ""]
+        lines += [f"- `{suite}`: {notes[suite]}" for suite in suites if suite in notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_suites(
+    summaries: Mapping[str, dict[str, object]],
+    out: Path,
+    title: str,
+    notes: Mapping[str, str] = {},
+) -> Path:
+    """``suites.md`` (the table) and ``suites.json`` (per suite and policy: mean, worst group
+    and its rate, and the kind of group) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = {
+        suite: {
+            policy: dict(
+                zip(
+                    ("mean", "worst_group", "worst_group_value"),
+                    headline(summary, policy),
+                    strict=True,
+                ),
+                group_kind=summary_kind(summary),
+            )
+            for policy in summary
+        }
+        for suite, summary in summaries.items()
+    }
+    (out / "suites.json").write_text(json.dumps(table, indent=2, sort_keys=True))
+    path = out / "suites.md"
+    path.write_text(suites_markdown(summaries, title, notes))
+    return path

@@ -1,34 +1,41 @@
-"""Run policies over day-type groups and seeds on the twin, in parallel processes.
+"""Run policies over the days of evaluation suites on the twin, in parallel processes.
 
 Every run is independent and seeded, so the table is the same whatever the worker count.
 Evaluation seeds start at ``EVAL_SEED_BASE`` so they never coincide with training seeds.
+The days themselves are the suites' (``evaluation/suites.py``); a ``RunSpec`` carries a day's
+coordinates, so a worker process rebuilds exactly the day the parent listed.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Any
 
 from decision.build import build_engine
+from evaluation.suites import (
+    GROUP_SUITES,
+    SHIFT_FRACTION,
+    SPIKE_FACTOR,
+    SuiteError,
+    SuiteOptions,
+    build_day,
+    suite_days,
+)
 from floor.daytypes import default_groups
 from floor.scenario import load_scenario
 from floor.seeds import EVALUATION_BASE, evaluation_seed
 from floor.site import load_site
 from twin.closed_loop import run_day
-from twin.groups import sample_day
-from twin.spike import with_shifted_mix, with_spike
 
 EVAL_SEED_BASE = EVALUATION_BASE
 """Evaluation days are sampled with seeds from here on (``floor/seeds.py``); training seeds are
 derived from named streams and never meet them."""
-SPIKE_FACTOR = 4.0
-"""Stress days: one destination at four times its usual volume."""
-SHIFT_FRACTION = 0.3
-"""Out-of-distribution days: 30% of destinations swap volumes."""
+ORACLE_SUFFIX = " (oracle plan)"
+"""Appended to a policy's name in the rows of its oracle-plan reference run."""
 
 
 @dataclass(frozen=True)
@@ -41,31 +48,54 @@ class RunSpec:
     seed: int
     guardrails: str
     day_kind: str = "group"
-    """``group``: a sample of the group; ``spike``: plus one destination at 4x its volume;
-    ``shifted``: with 30% of destinations' volumes shuffled (outside every group)."""
+    """The suite (``evaluation.suites.SUITES``): ``group``: a sample of the group; ``spike``:
+    plus one destination at 4x its volume; ``shifted``: with 30% of destinations' volumes
+    shuffled (outside every group); ``history``, ``drift-*``, ``other``: see the suites."""
+    day: str | None = None
+    """ISO date of a ``history`` or ``other`` day (``group`` is then found when it runs)."""
+    history_seed: int | None = None
+    """History seed of a ``history`` or ``other`` day."""
+    index: int = 0
+    """The day's index in its suite."""
+    oracle_plan: bool = False
+    """Hand the policy the day's own ``expected_share`` (the true group's share, or a real
+    day's hindsight nearest group) instead of the honest plan: the reference row."""
+
+
+def _accepts_oracle_plan() -> bool:
+    """Whether ``run_day`` distinguishes an honest plan from the oracle one. Where it does not,
+    every run is handed the day's ``expected_share``: the oracle plan already."""
+    return "oracle_plan" in inspect.signature(run_day).parameters
 
 
 def run_one(spec: RunSpec) -> dict[str, object]:
     """KPIs of one day run, with the run's coordinates."""
     scenario = load_scenario(spec.scenario)
     groups = default_groups(scenario)
-    demand = sample_day(groups, spec.group, scenario, seed=spec.seed)
-    if spec.day_kind == "spike":
-        # the spiking destination is drawn among the top half: a customer big enough to matter
-        rank = spec.seed % max(1, scenario.n_destinations // 2)
-        destination = int(np.argsort(-demand.expected_share.mean(axis=0), kind="stable")[rank])
-        demand = with_spike(demand, destination, SPIKE_FACTOR, seed=spec.seed)
-    elif spec.day_kind == "shifted":
-        demand = with_shifted_mix(demand, SHIFT_FRACTION, seed=spec.seed)
-    elif spec.day_kind != "group":
-        raise ValueError(f"unknown day kind {spec.day_kind!r}")
+    try:
+        built = build_day(
+            scenario, groups, spec.day_kind, spec.group, spec.seed, spec.day, spec.history_seed
+        )
+    except SuiteError as error:
+        raise ValueError(f"unknown day kind {spec.day_kind!r}: {error}") from None
     engine = build_engine(load_site(scenario, spec.guardrails), spec.policy)
-    run = run_day(engine, demand, seed=spec.seed)
+    # only the reference row passes the keyword, so this runs before and after run_day has it
+    plan: dict[str, Any] = {"oracle_plan": True} if spec.oracle_plan else {}
+    if plan and not _accepts_oracle_plan():
+        plan = {}
+    run = run_day(engine, built.demand, seed=spec.seed, **plan)
+    name = engine.policy.name + (ORACLE_SUFFIX if spec.oracle_plan else "")
     return {
-        "policy": engine.policy.name,
-        "group": spec.group,
+        "policy": name,
+        "group": built.group,
+        "group_kind": built.group_kind,
         "seed": spec.seed,
         "day_kind": spec.day_kind,
+        "index": spec.index,
+        "day": spec.day,
+        "history_seed": spec.history_seed,
+        "oracle_plan": spec.oracle_plan,
+        "label": built.demand.label,
         **run.kpis.to_dict(),
     }
 
@@ -101,12 +131,65 @@ def specs_for(
     guardrails: str,
     day_kind: str = "group",
 ) -> list[RunSpec]:
+    """Specs of a group-based suite (``group``, ``spike``, ``shifted``, ``drift-*``): every
+    policy on ``seeds`` days of each group."""
+    if day_kind not in GROUP_SUITES:
+        raise ValueError(f"{day_kind!r} is not a group-based suite; use suite_specs")
     return [
-        RunSpec(scenario, policy, group, evaluation_seed(seed), guardrails, day_kind)
+        RunSpec(
+            scenario,
+            policy,
+            group,
+            evaluation_seed(seed),
+            guardrails,
+            day_kind,
+            index=gi * seeds + seed,
+        )
         for policy in policies
-        for group in groups
+        for gi, group in enumerate(groups)
         for seed in range(seeds)
     ]
 
 
-__all__ = ["EVAL_SEED_BASE", "RunSpec", "run_all", "run_one", "specs_for"]
+def suite_specs(
+    scenario: str,
+    policies: Sequence[str],
+    suite: str,
+    options: SuiteOptions,
+    guardrails: str,
+    oracle_plan: bool = False,
+) -> list[RunSpec]:
+    """Every policy on every day of ``suite``; with ``oracle_plan``, each policy is followed by
+    its oracle-plan reference run on the same days."""
+    days = suite_days(suite, default_groups(load_scenario(scenario)), options)
+    variants = [False, True] if oracle_plan else [False]
+    return [
+        RunSpec(
+            scenario,
+            policy,
+            day.group,
+            day.seed,
+            guardrails,
+            suite,
+            day=day.day,
+            history_seed=day.history_seed,
+            index=day.index,
+            oracle_plan=oracle,
+        )
+        for policy in policies
+        for oracle in variants
+        for day in days
+    ]
+
+
+__all__ = [
+    "EVAL_SEED_BASE",
+    "ORACLE_SUFFIX",
+    "SHIFT_FRACTION",
+    "SPIKE_FACTOR",
+    "RunSpec",
+    "run_all",
+    "run_one",
+    "specs_for",
+    "suite_specs",
+]

@@ -33,6 +33,7 @@ from contracts.topics import ALLOCATIONS, TOPIC_FOR_EVENT, message_key
 from decision.state import IDLE
 from floor.daytypes import DayTypeGroups
 from floor.errors import ChuteflowError
+from floor.forecast import forecast_group
 from floor.scenario import Scenario
 from replay.publisher import KafkaPublisher, event_type_of
 from stream.clients import KafkaClientConfig, as_client
@@ -48,11 +49,10 @@ class ReplayError(ChuteflowError):
 
 
 def day_type_group(groups: DayTypeGroups, demand: DayDemand) -> int:
-    """The group whose expected shares the day carries (sampled and file days both use one)."""
-    for g in range(groups.probs.shape[0]):
-        if np.array_equal(groups.expected_share(g), demand.expected_share):
-            return g
-    raise ReplayError(f"{demand.label}: its expected shares match no day-type group")
+    """The day type a ``day_started`` declares: the calendar forecast's most likely group,
+    what a planner knows before the day (never the day's true group; the worker plans from
+    the calendar forecast itself and does not trust the declaration)."""
+    return forecast_group(groups, demand.day_start.date())
 
 
 def day_started_id(site_id: str, demand: DayDemand, run_id: str) -> str:

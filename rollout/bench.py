@@ -29,7 +29,7 @@ from contracts.topics import CONTROL, TOPIC_FOR_EVENT, message_key
 from decision.artifacts import PolicyArtifact, sha256_hex
 from decision.build import build_engine
 from floor.daytypes import default_groups
-from floor.plan import DayPlan
+from floor.forecast import honest_plan
 from floor.scenario import Scenario, load_scenario
 from floor.site import load_site
 from rollout.shadow import SHADOW_SEEDS, counterfactual_mean
@@ -80,14 +80,12 @@ def check_day(
 ) -> DayCheck:
     site = load_site(scenario)
     events = _floor_events(scenario, served, demand, seed)
-    plan = DayPlan(expected_share=demand.expected_share, day=label)
+    plan = honest_plan(default_groups(scenario), demand.day_start.date(), label)
     observed = ObservedDay.from_events(
         scenario, demand.day_start, plan, events, scenario.n_intervals - 1
     )
     engines = {"p": build_engine(site, served), "q": build_engine(site, shadow)}
-    runs = counterfactual_mean(
-        observed, engines, demand.day_start.date().toordinal(), SHADOW_SEEDS
-    )
+    runs = counterfactual_mean(observed, engines, demand.day_start.date().toordinal(), SHADOW_SEEDS)
     simulated = {
         name: tuple(
             run_day(build_engine(site, name), demand, seed=s).kpis.recirculation_rate

@@ -157,9 +157,10 @@ def check_once(
         verdict = evaluate_gate(scenarios[site_id], day, route.canary, fetch)
         verdicts[site_id] = verdict
         if verdict.outcome == "fail":
-            publish_routes(client, [rollback_route(route, verdict.reason)])
+            publish_routes(client, [rollback_route(route, verdict.reason)], wait_applied=True)
         elif verdict.outcome == "pass":
-            publish_routes(client, promote_routes(routes, site_id, verdict.reason))
+            promoted = promote_routes(routes, site_id, verdict.reason)
+            publish_routes(client, promoted, wait_applied=True)
     return verdicts
 
 

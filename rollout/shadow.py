@@ -23,7 +23,7 @@ from decision.artifacts import PolicyArtifact
 from decision.build import build_engine
 from decision.engine import DecisionEngine
 from floor.daytypes import default_groups
-from floor.plan import DayPlan
+from floor.forecast import honest_plan
 from floor.scenario import Scenario
 from floor.seeds import Stream, derive
 from floor.site import load_site
@@ -108,13 +108,17 @@ def counterfactual_mean(
         got = run_counterfactual(observed, engines, derive(Stream.SHADOW_TWIN, day, k))
         for label, run in got.items():
             total = runs.get(label)
-            runs[label] = run if total is None else replace(
-                total,
-                first_inductions=total.first_inductions + run.first_inductions,
-                recirculated=total.recirculated + run.recirculated,
-                first_recirculations=total.first_recirculations + run.first_recirculations,
-                sorted=total.sorted + run.sorted,
-                moves=total.moves + run.moves,
+            runs[label] = (
+                run
+                if total is None
+                else replace(
+                    total,
+                    first_inductions=total.first_inductions + run.first_inductions,
+                    recirculated=total.recirculated + run.recirculated,
+                    first_recirculations=total.first_recirculations + run.first_recirculations,
+                    sorted=total.sorted + run.sorted,
+                    moves=total.moves + run.moves,
+                )
             )
     return runs
 
@@ -156,7 +160,7 @@ def compare(
     }
     last = day.closed_through if through is None else min(through, day.closed_through)
     groups = default_groups(scenario)
-    plan = DayPlan(expected_share=groups.expected_share(day.day_type_group), day=day.day_key)
+    plan = honest_plan(groups, day.day_start.date(), day.day_key)  # the worker's plan
     observed = ObservedDay.from_events(scenario, day.day_start, plan, day.floor_events, last)
     runs = counterfactual_mean(observed, engines, day.day_start.date().toordinal(), seeds)
     hours = (last + 1) * scenario.interval_minutes / 60.0

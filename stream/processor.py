@@ -39,7 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -147,6 +147,9 @@ class SiteRuntime:
     seen: SeenWindow = field(default_factory=SeenWindow)
     day_totals: Counter[str] = field(default_factory=Counter)
     """Records of the day by kind (first inductions, recirculations): the observed rate."""
+    plan_for: Callable[[date, str], DayPlan] | None = None
+    """The honest plan of a date (``floor/forecast.py``), day key given; None: the declared
+    day type's shares are the plan."""
     engine_for: Callable[[PolicyRef], DecisionEngine] | None = None
     """Builds the engine of a routed policy (``stream.worker.make_site``); None: routes are
     refused (the site serves its one engine)."""
@@ -161,9 +164,19 @@ class SiteRuntime:
         self.tracker = SiteTracker(self.config)
 
     def plan(self) -> DayPlan:
+        """The day's plan: the calendar forecast over the site's groups, updated online by the
+        engine, exactly as the twin and evaluation build it (``twin.closed_loop.day_plan``);
+        the ``day_started`` record's declared day type is not trusted as the plan."""
         assert self.day_type_group is not None and self.day_start is not None
         day = "" if self.day_event_id is None else day_key(self.day_start, self.day_event_id)
+        if self.plan_for is not None:
+            return self.plan_for(self.day_start.date(), day)
         return DayPlan(expected_share=self.day_shares(self.day_type_group), day=day)
+
+    def belief(self) -> dict[str, Any] | None:
+        """The online plan's state (every engine of the site observes the same arrivals)."""
+        belief = self.serving().belief
+        return None if belief is None else belief.to_dict()
 
     def calendar(self) -> SiteCalendar:
         """The open interval's calendar, made once per interval (every record reads it)."""
@@ -213,7 +226,7 @@ class SiteRuntime:
             if engine is None:
                 engine = self.engine_for(ref)
                 if self.day_open:
-                    engine.resume(self.plan(), None)
+                    engine.resume(self.plan(), None, self.belief())
             engines[ref.key] = engine
         self.route, self.engines = route, engines
 
@@ -266,6 +279,7 @@ class SiteRuntime:
             "day_event_id": self.day_event_id,
             "days_seen": list(self.days_seen),
             "hint": None if self.engine.hint is None else self.engine.hint.tolist(),
+            "belief": self.belief() if self.day_open else None,
             "route": None if self.route is None else encode(self.route).decode("utf-8"),
             "route_hints": {
                 key: None if engine.hint is None else engine.hint.tolist()
@@ -295,11 +309,12 @@ class SiteRuntime:
         event_id = data.get("day_event_id")
         self.day_event_id = None if event_id is None else str(event_id)
         hint = data.get("hint")
-        self.engine.resume(self.plan(), None if hint is None else np.asarray(hint))
+        belief = data.get("belief")
+        self.engine.resume(self.plan(), None if hint is None else np.asarray(hint), belief)
         hints = dict(data.get("route_hints") or {})
         for key, engine in self.engines.items():
             routed = hints.get(key)
-            engine.resume(self.plan(), None if routed is None else np.asarray(routed))
+            engine.resume(self.plan(), None if routed is None else np.asarray(routed), belief)
         self.seen = SeenWindow.from_dict(data.get("seen"), self.seen.depth)
         self.day_totals = Counter(
             {str(k): int(v) for k, v in (data.get("day_totals") or {}).items()}

@@ -9,14 +9,16 @@ shows which one holds).
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from contracts.codec import DecodeError, decode_route, encode
 from contracts.control import PolicyRoute
-from contracts.topics import CONTROL, message_key
+from contracts.topics import CONTROL, DEAD_LETTER, DECISIONS_AUDIT, message_key
 from floor.errors import ChuteflowError
 from stream.clients import KafkaClientConfig, as_client
 from stream.topic_reader import read_to_end, site_partition
@@ -63,12 +65,23 @@ def new_route(current: PolicyRoute | None, site_id: str, **fields: Any) -> Polic
 
 
 def publish_routes(
-    bootstrap: str | KafkaClientConfig, routes: list[PolicyRoute], *, timeout_s: float = 30.0
-) -> None:
-    """Write ``routes`` (each on its site's partition) and wait until the broker has them."""
+    bootstrap: str | KafkaClientConfig,
+    routes: list[PolicyRoute],
+    *,
+    timeout_s: float = 30.0,
+    wait_applied: bool = False,
+) -> dict[str, str]:
+    """Write ``routes`` (each on its site's partition) and wait until the broker has them.
+
+    With ``wait_applied``, also wait until the worker that owns each site has taken its route
+    (its ``route_received`` audit record) or refused it (a dead letter): from then on the route
+    decides the site's next interval, whatever order the worker's fetches come in. Returns, per
+    site, ``applied by <worker>``, ``refused: <reason>`` or ``not applied within <t> s`` (no
+    worker serves the site, or it is catching up)."""
     from confluent_kafka import KafkaException, Producer
 
     client = as_client(bootstrap)
+    watch = _Acknowledgements(client, routes) if wait_applied else None
     failures: list[str] = []
 
     def delivered(error: Any, _message: Any) -> None:
@@ -91,8 +104,75 @@ def publish_routes(
         raise RoutingError(f"writing {CONTROL.name}: {error}") from None
     left = producer.flush(timeout_s)
     if failures or left:
+        if watch is not None:
+            watch.close()
         reason = failures[0] if failures else f"not delivered within {timeout_s:g} s"
         raise RoutingError(f"writing {CONTROL.name}: {reason}")
+    if watch is None:
+        return {route.site_id: "written" for route in routes}
+    return watch.wait(timeout_s)
+
+
+class _Acknowledgements:
+    """Reads the sites' audit and dead-letter partitions from their end before the routes are
+    written, for the worker's answer to each."""
+
+    def __init__(self, client: KafkaClientConfig, routes: list[PolicyRoute]) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.expected = {route.site_id: route.revision for route in routes}
+        self.consumer = Consumer(
+            client.confluent_config(
+                {"group.id": f"chuteflow-route-{uuid.uuid4().hex}", "enable.auto.commit": False}
+            )
+        )
+        assignment = []
+        for topic in (DECISIONS_AUDIT.name, DEAD_LETTER.name):
+            for number in sorted({site_partition(site) for site in self.expected}):
+                where = TopicPartition(topic, number)
+                _, high = self.consumer.get_watermark_offsets(where, timeout=10.0)
+                assignment.append(TopicPartition(topic, number, high))
+        self.consumer.assign(assignment)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def wait(self, timeout_s: float) -> dict[str, str]:
+        answers: dict[str, str] = {}
+        deadline = time.monotonic() + timeout_s
+        try:
+            while len(answers) < len(self.expected) and time.monotonic() < deadline:
+                message = self.consumer.poll(0.2)
+                if message is None or message.error() is not None:
+                    continue
+                answer = self._answer(message.topic(), message.key(), message.value() or b"")
+                if answer is not None:
+                    answers.setdefault(*answer)
+        finally:
+            self.close()
+        for site in self.expected:
+            answers.setdefault(site, f"not applied within {timeout_s:g} s")
+        return answers
+
+    def _answer(self, topic: str | None, key: bytes | None, value: bytes) -> tuple[str, str] | None:
+        try:
+            body = json.loads(value)
+        except ValueError:
+            return None
+        if topic == DECISIONS_AUDIT.name:
+            site = body.get("site_id")
+            if body.get("kind") == "route_received" and body.get("revision") == self.expected.get(
+                site
+            ):
+                return str(site), f"applied by {body.get('worker')}"
+            return None
+        reason = str(body.get("reason", ""))
+        for site, revision in self.expected.items():
+            if key == message_key(site) and reason.startswith(
+                f"policy_refused: route revision {revision}:"
+            ):
+                return site, f"refused: {reason}"
+        return None
 
 
 __all__ = ["RoutingError", "new_route", "publish_routes", "read_routes"]

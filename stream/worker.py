@@ -55,6 +55,7 @@ def make_site(
     from decision.engine import DecisionEngine
     from decision.tracker import TrackerConfig
     from floor.daytypes import default_groups
+    from floor.forecast import honest_plan
     from floor.site import load_site
     from stream.processor import SiteRuntime
 
@@ -79,6 +80,7 @@ def make_site(
         config=TrackerConfig.from_scenario(scenario),
         engine=engine,
         day_shares=day_shares,
+        plan_for=lambda day, key: honest_plan(groups, day, key),
         interval_minutes=scenario.interval_minutes,
         engine_for=engine_for,
     )

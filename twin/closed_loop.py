@@ -8,7 +8,7 @@ between and must give identical allocations and KPIs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import numpy as np
@@ -16,6 +16,8 @@ import numpy.typing as npt
 
 from contracts.events import Envelope
 from decision.engine import Decision, DecisionEngine
+from floor.daytypes import GroupsError, default_groups
+from floor.forecast import honest_plan
 from floor.plan import DayPlan
 from twin.day import DayDemand
 from twin.kpis import DayKPIs
@@ -36,14 +38,32 @@ class DayRun:
         return np.stack([decision.counts for decision in self.decisions])
 
 
-def day_plan(demand: DayDemand, day: str | None = None) -> DayPlan:
+def day_plan(demand: DayDemand, day: str | None = None, *, oracle: bool = False) -> DayPlan:
     """The plan the twin's day gives a policy; ``day`` names the operating day in decision ids
-    (default: the date; a replay through Kafka uses the day start record's key instead)."""
+    (default: the date; a replay through Kafka uses the day start record's key instead).
+
+    By default the honest plan (``floor/forecast.py``): the calendar forecast over the site's
+    groups, updated online by the engine, the same plan the worker builds from
+    ``day_started``. ``oracle=True``: the demand's own ``expected_share`` (a group day's true
+    group, a history day's hindsight nearest group), only for a labelled reference row. A
+    scenario without day-type groups has no forecast and gets the demand's plan too.
+    The true arrivals are only read by the lookahead reference policy.
+    """
+    key = day if day is not None else demand.day_start.date().isoformat()
+    arrivals, ticks = demand.interval_arrivals(), demand.arrivals
+    if not oracle:
+        try:
+            groups = default_groups(demand.scenario)
+        except GroupsError:
+            groups = None
+        if groups is not None:
+            plan = honest_plan(groups, demand.day_start.date(), key)
+            return replace(plan, true_arrivals=arrivals, true_tick_arrivals=ticks)
     return DayPlan(
         expected_share=demand.expected_share,
-        true_arrivals=demand.interval_arrivals(),
-        true_tick_arrivals=demand.arrivals,
-        day=day if day is not None else demand.day_start.date().isoformat(),
+        true_arrivals=arrivals,
+        true_tick_arrivals=ticks,
+        day=key,
     )
 
 
@@ -54,11 +74,14 @@ def run_day(
     emit: Callable[[Envelope], None] | None = None,
     on_interval: Callable[[int], None] | None = None,
     day: str | None = None,
+    *,
+    oracle_plan: bool = False,
 ) -> DayRun:
-    """Simulate ``demand`` with allocations from ``engine``; deterministic in ``seed``."""
+    """Simulate ``demand`` with allocations from ``engine``; deterministic in ``seed``. The
+    policy gets the honest plan unless ``oracle_plan`` (:func:`day_plan`)."""
     scenario = demand.scenario
     twin = SortationTwin(scenario, demand, seed=seed, emit=emit)
-    engine.start_day(day_plan(demand, day))
+    engine.start_day(day_plan(demand, day, oracle=oracle_plan))
     decisions = []
     interval = timedelta(minutes=scenario.interval_minutes)
     while not twin.done:

@@ -19,7 +19,13 @@ def register(sub: Subparsers) -> None:
     generate.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
     generate.add_argument("--days", type=int, required=True, help="number of days")
     generate.add_argument("--out", required=True, help="folder for YYYY-MM-DD.csv files")
-    generate.add_argument("--seed", type=int, default=0, help="history seed")
+    generate.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="history seed (default: the site's own history, the seed its shipped day-type "
+        "groups were fitted on: 2025; another seed is another site with the same layout)",
+    )
     generate.add_argument("--gzip", action="store_true", help="write .csv.gz")
     generate.set_defaults(func=run_generate)
 
@@ -34,15 +40,33 @@ def register(sub: Subparsers) -> None:
     fit.set_defaults(func=run_fit_groups)
 
 
+def site_history_seed(scenario_name: str) -> int:
+    """The history seed of the scenario's shipped groups (``meta`` ``history_seed``); the
+    shipped default (2025) for a scenario without groups or one that does not load (the
+    generator then reports the scenario's own error)."""
+    from floor.daytypes import default_groups
+    from floor.errors import ChuteflowError
+    from floor.scenario import load_scenario
+    from twin.fit import site_history
+
+    try:
+        return site_history(default_groups(load_scenario(scenario_name))).seed
+    except ChuteflowError:
+        from twin.groups import DEFAULT_HISTORY_SEED
+
+        return DEFAULT_HISTORY_SEED
+
+
 def run_generate(args: argparse.Namespace) -> int:
     """Write one day file per synthetic day plus ``manifest.json`` (flags per day)."""
     from twin.days_cli import generate_days
 
     out = Path(args.out)
-    manifest = generate_days(args.scenario, args.start, args.days, out, args.seed, args.gzip)
+    seed = site_history_seed(args.scenario) if args.seed is None else args.seed
+    manifest = generate_days(args.scenario, args.start, args.days, out, seed, args.gzip)
     print(
         f"wrote {len(manifest['entries'])} day files to {out} "
-        f"({len(manifest['spike_days'])} spike days)"
+        f"({len(manifest['spike_days'])} spike days, history seed {seed})"
     )
     return 0
 

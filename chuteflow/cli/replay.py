@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from chuteflow.cli._shared import (
     Subparsers,
@@ -52,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
     client = kafka_client(args)
     connect_admin(client, timeout_s=30.0)  # wrong credentials: one line now, not a timeout
     scenario, groups, demand = load_day(args)
+    if args.day is not None:  # a sampled group day fits its group by construction
+        from twin.fit import day_fit
+
+        warning = day_fit(scenario, groups, demand.interval_arrivals()).warning(args.day)
+        if warning is not None:
+            print(warning, file=sys.stderr)
     result = replay_day(
         demand,
         args.seed,

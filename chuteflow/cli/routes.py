@@ -96,6 +96,11 @@ _POLICY_HELP = "proportional, static, or a store version NAME@VERSION / sha256:H
 
 def _common(parser: argparse.ArgumentParser, func: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return once the broker has the route, without waiting for the site's worker",
+    )
     add_kafka_options(parser)
     parser.set_defaults(func=func)
 
@@ -103,17 +108,22 @@ def _common(parser: argparse.ArgumentParser, func: Any) -> None:
 def _publish(args: argparse.Namespace, routes: list[Any]) -> int:
     from stream.routing import publish_routes
 
-    publish_routes(kafka_client(args), routes)
+    wait = not getattr(args, "no_wait", False)
+    answers = publish_routes(kafka_client(args), routes, wait_applied=wait)
+    refused = False
     for route in routes:
+        answer = answers[route.site_id]
+        refused |= answer.startswith("refused")
         if args.json:
-            print_json(json.loads(route.model_dump_json()))
+            print_json({**json.loads(route.model_dump_json()), "worker_answer": answer})
         else:
             shadows = ", ".join(r.label for r in route.shadows) or "none"
             print(
                 f"{route.site_id}: revision {route.revision} ({route.action}): "
-                f"{route.serving.label} serves, shadow {shadows}; from the next interval"
+                f"{route.serving.label} serves, shadow {shadows}; {answer}"
+                + ("; from the next interval" if answer.startswith("applied") else "")
             )
-    return 0
+    return 2 if refused else 0
 
 
 def run_route(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping
 
 from chuteflow.cli._shared import Subparsers, add_day_source, load_day, print_json
@@ -38,7 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from floor.site import load_site
     from twin.closed_loop import run_day
 
-    scenario, _, demand = load_day(args)
+    scenario, groups, demand = load_day(args)
+    if args.day is not None:  # a sampled group day fits its group by construction
+        from twin.fit import day_fit
+
+        warning = day_fit(scenario, groups, demand.interval_arrivals()).warning(args.day)
+        if warning is not None:
+            print(warning, file=sys.stderr)
     engine = build_engine(load_site(scenario, args.guardrails), args.policy)
     progress = Progress(scenario.n_intervals, f"simulate {scenario.name}")
     day = run_day(engine, demand, seed=args.seed, on_interval=lambda k: progress.update(k + 1))

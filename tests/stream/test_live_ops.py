@@ -121,7 +121,7 @@ def test_swap_and_rollback_take_effect_at_the_next_interval_with_a_shadow_decidi
     first = new_route(
         None, site_id, serving=PolicyRef(name="proportional"), shadows=[drmarl], action="route"
     )
-    publish_routes(bootstrap, [first])
+    assert publish_routes(bootstrap, [first], wait_applied=True)[site_id].startswith("applied")
     shadow_reader = TopicReader(bootstrap, SHADOW)
 
     def operate(allocation: AllocationDecided) -> None:
@@ -188,12 +188,13 @@ def test_a_bad_canary_is_rolled_back_by_its_gate_and_a_refused_route_keeps_the_s
     bad = _register(bootstrap, f"starve-{levels}", _starving_policy(levels))
     incumbent = PolicyRef(name="proportional")
     base = new_route(None, site_id, serving=incumbent, action="route")
-    publish_routes(bootstrap, [base])
+    assert publish_routes(bootstrap, [base], wait_applied=True)[site_id].startswith("applied")
     ghost = new_route(
         base, site_id, serving=PolicyRef(name="ghost", sha256="0" * 64), action="route"
     )
     dead = TopicReader(bootstrap, DEAD_LETTER)
-    publish_routes(bootstrap, [ghost])  # refused by the worker: it keeps serving revision 1
+    answer = publish_routes(bootstrap, [ghost], wait_applied=True)[site_id]
+    assert answer.startswith("refused: policy_refused: route revision 2"), answer
     gate = CanaryGate(window_intervals=4, failure_limit=2, min_inductions=50)
     verdicts: list[str] = []
     client = _fetch(bootstrap)
@@ -201,7 +202,10 @@ def test_a_bad_canary_is_rolled_back_by_its_gate_and_a_refused_route_keeps_the_s
     def operate(allocation: AllocationDecided) -> None:
         if allocation.interval_index == 1:
             state = CanaryState(incumbent=incumbent, gate=gate, started_revision=3)
-            publish_routes(bootstrap, [canary_route(ghost, site_id, bad, incumbent, state)])
+            routed = canary_route(ghost, site_id, bad, incumbent, state)
+            assert publish_routes(bootstrap, [routed], wait_applied=True)[site_id].startswith(
+                "applied"
+            )
         elif allocation.interval_index >= 2:
             for verdict in check_once(client.client, {site_id: scenario}, client).values():
                 verdicts.append(verdict.outcome)
@@ -228,7 +232,7 @@ def test_a_good_canary_is_promoted(site: tuple[str, Scenario]) -> None:
     site_id = scenario.site_id
     incumbent = PolicyRef(name="static")
     base = new_route(None, site_id, serving=incumbent, action="route")
-    publish_routes(bootstrap, [base])
+    assert publish_routes(bootstrap, [base], wait_applied=True)[site_id].startswith("applied")
     candidate = PolicyRef(name="proportional")
     gate = CanaryGate(window_intervals=3, failure_limit=2, min_inductions=50)
     verdicts: list[str] = []
@@ -237,7 +241,10 @@ def test_a_good_canary_is_promoted(site: tuple[str, Scenario]) -> None:
     def operate(allocation: AllocationDecided) -> None:
         if allocation.interval_index == 1:
             state = CanaryState(incumbent=incumbent, gate=gate, started_revision=2)
-            publish_routes(bootstrap, [canary_route(base, site_id, candidate, incumbent, state)])
+            routed = canary_route(base, site_id, candidate, incumbent, state)
+            assert publish_routes(bootstrap, [routed], wait_applied=True)[site_id].startswith(
+                "applied"
+            )
         elif allocation.interval_index >= 2:
             verdicts.extend(
                 v.outcome for v in check_once(client.client, {site_id: scenario}, client).values()

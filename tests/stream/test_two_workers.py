@@ -346,6 +346,11 @@ def test_a_per_site_canary_is_applied_by_the_sites_owner_also_after_a_rebalance(
     from rollout.canary import canary_route, rollback_route
     from stream.routing import publish_routes, read_routes
 
+    def socket_name() -> str:
+        import socket
+
+        return socket.gethostname()
+
     owned = _settled(group)
     site_id = next(iter(SITES))
     owner = next(p for p in group.processes if SITES[site_id] in owned[p.pid])
@@ -355,7 +360,10 @@ def test_a_per_site_canary_is_applied_by_the_sites_owner_also_after_a_rebalance(
     demand = sample_day(groups, 2, scenario, seed=77)
     incumbent, candidate = PolicyRef(name="proportional"), PolicyRef(name="static")
     state = CanaryState(incumbent=incumbent, gate=CanaryGate(), started_revision=1)
-    publish_routes(group.bootstrap, [canary_route(None, site_id, candidate, incumbent, state)])
+    routed = canary_route(None, site_id, candidate, incumbent, state)
+    assert publish_routes(group.bootstrap, [routed], wait_applied=True)[site_id].startswith(
+        "applied"
+    )
     audit = TopicReader(group.bootstrap, DECISIONS_AUDIT)
 
     def operate(allocation: AllocationDecided) -> None:
@@ -365,9 +373,13 @@ def test_a_per_site_canary_is_applied_by_the_sites_owner_also_after_a_rebalance(
             _owns_all(group, survivor)
         if allocation.interval_index == 5:  # rolled back after the rebalance
             current = read_routes(group.bootstrap)[site_id]
-            publish_routes(group.bootstrap, [rollback_route(current, "test rollback")])
+            back = rollback_route(current, "test rollback")
+            answer = publish_routes(group.bootstrap, [back], wait_applied=True)[site_id]
+            assert answer == f"applied by {socket_name()}/{survivor.pid}", answer
 
-    result = replay_day(demand, 77, group.bootstrap, day_type_group(groups, demand))
+    result = replay_day(
+        demand, 77, group.bootstrap, day_type_group(groups, demand), on_allocation=operate
+    )
     n = scenario.n_intervals
     served = [(a.interval_index, a.policy_name, a.route_revision) for a in result.allocations]
     assert served == [(k, "static", 1) if k <= 5 else (k, "proportional", 2) for k in range(n)], (
