@@ -232,7 +232,14 @@ class Trainer:
         else:
             group = int(self.rng.integers(self.groups.n_groups))
         seed = derive(Stream.TRAIN_DAY, s.seed, episode)
-        return group, sample_day(self.groups, group, self.scenario, seed=seed)
+        day = sample_day(self.groups, group, self.scenario, seed=seed)
+        if s.drift_probability > 0:
+            from evaluation.suites import with_drift
+
+            draw = np.random.default_rng(derive(Stream.TRAIN_DAY, s.seed, episode, 1))
+            if draw.random() < s.drift_probability:
+                day = with_drift(day, float(draw.uniform(0.25, 1.0)), seed)
+        return group, day
 
     def run_episode(self, episode: int) -> dict[str, float]:
         s = self.s

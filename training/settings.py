@@ -57,6 +57,10 @@ class Settings:
     """drmarl: passes over the predictor's data."""
     solver_time_limit_s: float = 0.05
     """CP-SAT time limit per projection, as in serving."""
+    drift_probability: float = 0.0
+    """Share of training days whose destination mix is drifted (a fraction of destinations'
+    volumes reassigned, uniform in [0.25, 1]): days that depart from every group, so the
+    policy learns on the plan error the honest plan protocol leaves (issue 10)."""
 
     @classmethod
     def quick(cls, **overrides: object) -> Settings:
