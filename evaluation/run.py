@@ -8,12 +8,11 @@ coordinates, so a worker process rebuilds exactly the day the parent listed.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 from decision.build import build_engine
 from evaluation.suites import (
@@ -62,10 +61,16 @@ class RunSpec:
     day's hindsight nearest group) instead of the honest plan: the reference row."""
 
 
-def _accepts_oracle_plan() -> bool:
-    """Whether ``run_day`` distinguishes an honest plan from the oracle one. Where it does not,
-    every run is handed the day's ``expected_share``: the oracle plan already."""
-    return "oracle_plan" in inspect.signature(run_day).parameters
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "decision" / "policies"
+
+
+def policy_label(policy: str, name: str) -> str:
+    """The policy's name; an ONNX file outside the shipped folder also gets its folder's name,
+    so several training runs of one algorithm stay apart in one table."""
+    path = Path(policy)
+    if path.suffix == ".onnx" and path.resolve().parent != SHIPPED_DIR:
+        return f"{name} ({path.parent.name})"
+    return name
 
 
 def run_one(spec: RunSpec) -> dict[str, object]:
@@ -79,12 +84,10 @@ def run_one(spec: RunSpec) -> dict[str, object]:
     except SuiteError as error:
         raise ValueError(f"unknown day kind {spec.day_kind!r}: {error}") from None
     engine = build_engine(load_site(scenario, spec.guardrails), spec.policy)
-    # only the reference row passes the keyword, so this runs before and after run_day has it
-    plan: dict[str, Any] = {"oracle_plan": True} if spec.oracle_plan else {}
-    if plan and not _accepts_oracle_plan():
-        plan = {}
-    run = run_day(engine, built.demand, seed=spec.seed, **plan)
-    name = engine.policy.name + (ORACLE_SUFFIX if spec.oracle_plan else "")
+    run = run_day(engine, built.demand, seed=spec.seed, oracle_plan=spec.oracle_plan)
+    name = policy_label(spec.policy, engine.policy.name) + (
+        ORACLE_SUFFIX if spec.oracle_plan else ""
+    )
     return {
         "policy": name,
         "group": built.group,
