@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # files only: evaluation runs on headless machines and in
 import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 
 def group_bars(
@@ -40,13 +42,7 @@ def group_bars(
         ax.bar(x + index * width, rates, width, label=policy)
     ax.set_xticks(x + width * (len(policies) - 1) / 2, [str(g) for g in groups])
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("recirculation rate (%)")
-    ax.legend()
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _rate_axes_saved(fig, ax, title, path)
 
 
 def policy_bars(
@@ -71,13 +67,7 @@ def policy_bars(
     ax.scatter(x, worst, color="red", marker="x", zorder=3, label="worst nearest group")
     rotated = len(policies) > 3
     ax.set_xticks(x, policies, rotation=20 if rotated else 0, ha="right" if rotated else "center")
-    ax.set_ylabel("recirculation rate (%)")
-    ax.legend()
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _rate_axes_saved(fig, ax, title, path)
 
 
 def spike_day_allocation(
@@ -107,6 +97,18 @@ def spike_day_allocation(
     twin_ax.set_ylabel("first inductions per interval")
     ax.legend(loc="upper left")
     ax.set_title(f"Spike day: allocation of {destination}")
+    return _saved(fig, path)
+
+
+def _rate_axes_saved(fig: Figure, ax: Axes, title: str, path: Path) -> Path:
+    """A recirculation-rate chart's labels and legend, then the file."""
+    ax.set_ylabel("recirculation rate (%)")
+    ax.legend()
+    ax.set_title(title)
+    return _saved(fig, path)
+
+
+def _saved(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,26 @@ class DayTypeGroups:
         """[n_intervals, D] group ``g``'s share within each interval (rows sum to 1)."""
         return normalize_rows(self.probs[g])
 
+    @cached_property
+    def shares(self) -> FloatArray:
+        """[G, n_intervals, D] every group's :meth:`expected_share`, made once (every day plan
+        carries them; ``floor/forecast.py``)."""
+        return np.stack([self.expected_share(g) for g in range(self.n_groups)])
+
+    @cached_property
+    def calendar(self) -> IntArray:
+        """[5, N] ordinal date, group, weekday, month and day of year of every member day whose
+        label is an ISO date (a day-file name carries no calendar), made once."""
+        rows = []
+        for g, days in enumerate(self.members):
+            for label in days:
+                try:
+                    day = date.fromisoformat(label[:10])
+                except ValueError:
+                    continue
+                rows.append((day.toordinal(), g, day.weekday(), day.month, day.timetuple().tm_yday))
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 5).T
+
     def check_fits(self, scenario: Scenario) -> None:
         """Raise ``GroupsError`` when the groups' shape does not match ``scenario``."""
         shape = (scenario.n_intervals, scenario.n_destinations)
@@ -131,13 +153,19 @@ def default_groups_path(name: str) -> Path:
 
 
 def default_groups(scenario: Scenario) -> DayTypeGroups:
-    """The shipped groups of a built-in scenario, checked against its shape."""
+    """The shipped groups of a built-in scenario, checked against its shape (read once per
+    process: every day's plan needs them)."""
     path = default_groups_path(scenario.name)
     if not path.is_file():
         raise GroupsError(
             f"{path}: no default groups for scenario '{scenario.name}'; "
             "fit some with `chuteflow days fit-groups`"
         )
-    groups = DayTypeGroups.load(path)
+    groups = _load_shipped(str(path))
     groups.check_fits(scenario)
     return groups
+
+
+@lru_cache(maxsize=8)
+def _load_shipped(path: str) -> DayTypeGroups:
+    return DayTypeGroups.load(path)

@@ -13,7 +13,6 @@ same plan in simulation, replay and on a live floor.
 from __future__ import annotations
 
 from datetime import date
-from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -34,53 +33,27 @@ SMOOTHING = 0.5
 """Added to every group's weight: a group the calendar never saw on such a day stays possible."""
 
 
-@lru_cache(maxsize=8)
-def _member_dates(
-    members: tuple[tuple[str, ...], ...],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(ordinal date, group) of every history day whose label is an ISO date."""
-    ordinals, labels = [], []
-    for g, days in enumerate(members):
-        for label in days:
-            try:
-                ordinals.append(date.fromisoformat(label[:10]).toordinal())
-            except ValueError:
-                continue  # a day-file name, not a date: no calendar information
-            labels.append(g)
-    return np.asarray(ordinals, dtype=np.int64), np.asarray(labels, dtype=np.int64)
-
-
 def calendar_prior(groups: DayTypeGroups, day: date) -> FloatArray:
     """``[G]`` probability of each group for ``day``, from history days before it."""
-    ordinals, labels = _member_dates(groups.members)
+    ordinals, labels, weekday, month, in_year = groups.calendar
     before = ordinals < day.toordinal()
     weights = np.full(groups.n_groups, SMOOTHING)
     if before.any():
-        days = ordinals[before]
-        weekday = (days + 6) % 7  # date.fromordinal(o).weekday() == (o + 6) % 7
-        month = np.array([date.fromordinal(int(o)).month for o in days])
-        in_year = np.array([date.fromordinal(int(o)).timetuple().tm_yday for o in days])
-        gap = np.abs(in_year - day.timetuple().tm_yday)
+        gap = np.abs(in_year[before] - day.timetuple().tm_yday)
         gap = np.minimum(gap, 365 - gap)
-        w = np.ones(days.size)
-        w *= np.where(weekday == day.weekday(), SAME_WEEKDAY, 1.0)
-        w *= np.where(month == day.month, SAME_MONTH, 1.0)
+        w = np.where(weekday[before] == day.weekday(), SAME_WEEKDAY, 1.0)
+        w *= np.where(month[before] == day.month, SAME_MONTH, 1.0)
         w *= np.where(gap <= NEAR_IN_YEAR_DAYS, NEAR_IN_YEAR, 1.0)
         weights += np.bincount(labels[before], weights=w, minlength=groups.n_groups)
     prior: FloatArray = weights / weights.sum()
     return prior
 
 
-def group_shares(groups: DayTypeGroups) -> FloatArray:
-    """``[G, n_intervals, D]`` every group's share within each interval (rows sum to 1)."""
-    return np.stack([groups.expected_share(g) for g in range(groups.n_groups)])
-
-
 def honest_plan(groups: DayTypeGroups, day: date, key: str = "") -> DayPlan:
     """The plan of ``day``: the calendar prior, its mixture of the groups' shares as the
     expected share, and what the online update needs (``decision/belief.py``)."""
     prior = calendar_prior(groups, day)
-    shares = group_shares(groups)
+    shares = groups.shares
     mixture = np.einsum("g,gkd->kd", prior, shares)
     mixture /= mixture.sum(axis=1, keepdims=True)
     return DayPlan(expected_share=mixture, day=key, group_shares=shares, prior=prior)
@@ -91,4 +64,4 @@ def forecast_group(groups: DayTypeGroups, day: date) -> int:
     return int(np.argmax(calendar_prior(groups, day)))
 
 
-__all__ = ["calendar_prior", "forecast_group", "group_shares", "honest_plan"]
+__all__ = ["calendar_prior", "forecast_group", "honest_plan"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contracts.codec import DecodeError, decode, decode_route
+from contracts.codec import DecodeError, decode
 from contracts.control import PolicyRoute
 from contracts.events import AllocationDecided
-from contracts.topics import ALLOCATIONS, CONTROL, message_key
+from contracts.topics import ALLOCATIONS, message_key
 from stream.clients import KafkaClientConfig
+from stream.routing import route_records
 from stream.topic_reader import read_to_end, site_partition
 
 
@@ -63,14 +64,7 @@ def served_history(
                 decision_id=event.decision_id,
             )
         )
-    routes: list[PolicyRoute] = []
-    for record in read_to_end(client, [CONTROL.name], partitions=partition):
-        if record.key != key or record.value is None:
-            continue
-        try:
-            routes.append(decode_route(record.value))
-        except DecodeError:
-            continue
+    routes = [route for _, route in route_records(client, site_id)]
     return rows, sorted(routes, key=lambda r: r.revision)
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from contracts.codec import DecodeError, decode, decode_route
+from contracts.codec import DecodeError, decode
 from contracts.control import PolicyRef, PolicyRoute
 from contracts.events import (
     AllocationDecided,
@@ -28,7 +28,6 @@ from contracts.events import (
 from contracts.topics import (
     ALLOCATIONS,
     CHUTE_STATE,
-    CONTROL,
     INDUCTIONS,
     INTERVALS,
     SHADOW,
@@ -38,6 +37,7 @@ from contracts.topics import (
 from floor.errors import ChuteflowError
 from floor.scenario import Scenario
 from stream.clients import KafkaClientConfig
+from stream.routing import route_records
 from stream.topic_reader import Record, read_to_end, site_partition
 
 IntArray = npt.NDArray[np.int64]
@@ -197,23 +197,9 @@ def _routes_of_day(
     client: str | KafkaClientConfig, site_id: str, since_ms: int, timeout_s: float
 ) -> list[PolicyRoute]:
     """The site's routes, the one in force at ``since_ms`` first."""
-    before: PolicyRoute | None = None
-    during: list[PolicyRoute] = []
-    records = read_to_end(
-        client, [CONTROL.name], partitions=[site_partition(site_id)], timeout_s=timeout_s
-    )
-    for record in records:
-        if record.value is None or record.key != message_key(site_id):
-            continue
-        try:
-            route = decode_route(record.value)
-        except DecodeError:
-            continue
-        if record.timestamp_ms < since_ms:
-            before = route
-        else:
-            during.append(route)
-    return ([before] if before is not None else []) + during
+    records = route_records(client, site_id, timeout_s=timeout_s)
+    before = [route for stamp, route in records if stamp < since_ms][-1:]
+    return before + [route for stamp, route in records if stamp >= since_ms]
 
 
 def floor_counts(scenario: Scenario, day: SiteDay) -> FloorCounts:

@@ -49,7 +49,7 @@ import os
 import re
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -313,6 +313,42 @@ class KafkaClientConfig:
 
     def _where(self, key: str) -> str:
         return self.sources.get(key, key)
+
+
+def produce_all(
+    client: KafkaClientConfig,
+    records: Iterable[tuple[str, bytes, bytes, int | None]],
+    *,
+    extra: Mapping[str, Any] | None = None,
+    timeout_s: float = 30.0,
+) -> str | None:
+    """Write ``(topic, key, value, partition or None)`` records with an idempotent ``acks=all``
+    producer and wait for the broker: the first failure's reason, or None when all landed.
+    The tools' one write path (policy store, routes); the worker writes through faust."""
+    from confluent_kafka import KafkaException, Producer
+
+    failures: list[str] = []
+
+    def delivered(error: Any, _message: Any) -> None:
+        if error is not None:
+            failures.append(error.str())
+
+    config = {"enable.idempotence": True, "acks": "all", "log_level": 0, **(extra or {})}
+    producer = Producer(client.confluent_config(config))
+    try:
+        for topic, key, value, partition in records:
+            if partition is None:
+                producer.produce(topic, key=key, value=value, on_delivery=delivered)
+            else:
+                producer.produce(
+                    topic, key=key, value=value, partition=partition, on_delivery=delivered
+                )
+    except (KafkaException, BufferError) as error:
+        return str(error)
+    left = producer.flush(timeout_s)
+    if failures or left:
+        return failures[0] if failures else f"not delivered within {timeout_s:g} s"
+    return None
 
 
 def as_client(value: str | KafkaClientConfig) -> KafkaClientConfig:

@@ -28,8 +28,6 @@ import binascii
 import json
 import os
 import tempfile
-import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +47,8 @@ from decision.artifacts import (
     version_key,
 )
 from floor.errors import ChuteflowError
-from stream.clients import KafkaClientConfig, as_client
+from stream.clients import KafkaClientConfig, as_client, produce_all
+from stream.topic_reader import TopicReadError, read_to_end
 
 RECORD_FORMAT = "chuteflow.policy/1"
 CACHE_ENV = "CHUTEFLOW_POLICY_CACHE"
@@ -274,73 +273,21 @@ def read_store(
 ) -> dict[str, StoredPolicy]:
     """Every policy in the store, by hex sha256: the topic read from its beginning to the end
     it had when the read started (later records win, tombstones delete)."""
-    from confluent_kafka import (
-        OFFSET_BEGINNING,
-        Consumer,
-        KafkaError,
-        KafkaException,
-        TopicPartition,
-    )
-
     client = as_client(bootstrap)
     if ensure:
         _ensure_store(client, timeout_s)
-    consumer = Consumer(
-        client.confluent_config(
-            {
-                "group.id": f"chuteflow-policy-store-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "log_level": 0,
-            }
-        )
-    )
-    records: dict[str, StoredPolicy] = {}
     try:
-        deadline = time.monotonic() + timeout_s
-        partition = TopicPartition(POLICIES.name, 0)
-        while True:
-            # A topic created a moment ago may not have a leader in this client's metadata
-            # yet (NOT_LEADER_FOR_PARTITION, UNKNOWN_TOPIC_OR_PART): ask again.
-            try:
-                low, high = consumer.get_watermark_offsets(partition, timeout=5.0)
-                break
-            except KafkaException as failure:
-                if time.monotonic() > deadline:
-                    raise PolicyStoreError(
-                        f"reading {POLICIES.name} at {client.bootstrap}: {failure.args[0].str()}"
-                    ) from None
-                time.sleep(0.2)
-        if high <= low:
-            return records
-        consumer.assign([TopicPartition(POLICIES.name, 0, OFFSET_BEGINNING)])
-        while True:
-            if time.monotonic() > deadline:
-                raise PolicyStoreError(
-                    f"reading {POLICIES.name} at {client.bootstrap}: not at its end after "
-                    f"{timeout_s:g} s"
-                )
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            offset = message.offset() or 0
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    if offset >= high:
-                        break
-                    continue
-                raise PolicyStoreError(f"reading {POLICIES.name}: {error.str()}")
-            key = message.key()
-            record = parse_record(key, message.value())
-            if record is not None:
-                records[record.sha256] = record
-            elif message.value() is None and key and key.startswith(HASH_PREFIX.encode()):
-                records.pop(key[len(HASH_PREFIX) :].decode("ascii", "replace"), None)
-            if offset >= high - 1:
-                break
-    finally:
-        consumer.close()
+        stored = read_to_end(client, [POLICIES.name], timeout_s=timeout_s)
+    except TopicReadError as error:
+        raise PolicyStoreError(f"reading the store at {client.bootstrap}: {error}") from None
+    records: dict[str, StoredPolicy] = {}
+    for message in stored:
+        key = message.key
+        record = parse_record(key, message.value)
+        if record is not None:
+            records[record.sha256] = record
+        elif message.value is None and key and key.startswith(HASH_PREFIX.encode()):
+            records.pop(key[len(HASH_PREFIX) :].decode("ascii", "replace"), None)
     return records
 
 
@@ -357,7 +304,6 @@ def register_policy(
     """Register ``data`` (checked by :func:`~decision.artifacts.inspect_artifact`) under
     ``name``; returns its record and whether it was new. The same bytes again return the
     existing record unchanged; the same bytes under another name are refused."""
-    from confluent_kafka import KafkaException, Producer
 
     client = as_client(bootstrap)
     key, value = make_record(name, check, data, settings=settings, report=report)
@@ -369,31 +315,14 @@ def register_policy(
                 "a version has one name"
             )
         return existing, False
-    failures: list[str] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(error.str())
-
-    producer = Producer(
-        client.confluent_config(
-            {
-                "enable.idempotence": True,
-                "acks": "all",
-                "compression.type": "gzip",
-                "message.max.bytes": MAX_RECORD_BYTES + 100_000,
-                "log_level": 0,
-            }
-        )
+    failure = produce_all(
+        client,
+        [(POLICIES.name, key, value, None)],
+        extra={"compression.type": "gzip", "message.max.bytes": MAX_RECORD_BYTES + 100_000},
+        timeout_s=timeout_s,
     )
-    try:
-        producer.produce(POLICIES.name, value=value, key=key, on_delivery=delivered)
-    except (KafkaException, BufferError) as error:
-        raise PolicyStoreError(f"writing {POLICIES.name}: {error}") from None
-    left = producer.flush(timeout_s)
-    if failures or left:
-        reason = failures[0] if failures else f"not delivered within {timeout_s:g} s"
-        raise PolicyStoreError(f"writing {name} to {POLICIES.name}: {reason}")
+    if failure is not None:
+        raise PolicyStoreError(f"writing {name} to {POLICIES.name}: {failure}")
     record = parse_record(key, value)
     assert record is not None  # made by make_record
     return record, True

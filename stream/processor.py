@@ -310,11 +310,12 @@ class SiteRuntime:
         self.day_event_id = None if event_id is None else str(event_id)
         hint = data.get("hint")
         belief = data.get("belief")
-        self.engine.resume(self.plan(), None if hint is None else np.asarray(hint), belief)
+        plan = self.plan()
+        self.engine.resume(plan, None if hint is None else np.asarray(hint), belief)
         hints = dict(data.get("route_hints") or {})
         for key, engine in self.engines.items():
             routed = hints.get(key)
-            engine.resume(self.plan(), None if routed is None else np.asarray(routed), belief)
+            engine.resume(plan, None if routed is None else np.asarray(routed), belief)
         self.seen = SeenWindow.from_dict(data.get("seen"), self.seen.depth)
         self.day_totals = Counter(
             {str(k): int(v) for k, v in (data.get("day_totals") or {}).items()}

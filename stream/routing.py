@@ -20,7 +20,7 @@ from contracts.codec import DecodeError, decode_route, encode
 from contracts.control import PolicyRoute
 from contracts.topics import CONTROL, DEAD_LETTER, DECISIONS_AUDIT, message_key
 from floor.errors import ChuteflowError
-from stream.clients import KafkaClientConfig, as_client
+from stream.clients import KafkaClientConfig, as_client, produce_all
 from stream.topic_reader import read_to_end, site_partition
 
 
@@ -28,20 +28,36 @@ class RoutingError(ChuteflowError):
     """A route could not be written; one line."""
 
 
-def read_routes(
-    bootstrap: str | KafkaClientConfig, *, timeout_s: float = 30.0
-) -> dict[str, PolicyRoute]:
-    """Every site's current route (highest revision), read from the control topic."""
-    routes: dict[str, PolicyRoute] = {}
-    for record in read_to_end(bootstrap, [CONTROL.name], timeout_s=timeout_s):
+def route_records(
+    bootstrap: str | KafkaClientConfig, site_id: str | None = None, *, timeout_s: float = 30.0
+) -> list[tuple[int, PolicyRoute]]:
+    """(Kafka timestamp, route) of every valid control record, of one site (its partition)
+    or of all, in offset order per partition. A record that does not decode, or whose key is
+    not its site, is skipped: the worker dead-letters it, a reader ignores it."""
+    partitions = None if site_id is None else [site_partition(site_id, CONTROL.partitions)]
+    out = []
+    for record in read_to_end(
+        bootstrap, [CONTROL.name], partitions=partitions, timeout_s=timeout_s
+    ):
         if record.value is None:
             continue
         try:
             route = decode_route(record.value)
         except DecodeError:
-            continue  # the worker dead-letters it; a reader skips it
+            continue
         if record.key != message_key(route.site_id):
             continue
+        if site_id is None or route.site_id == site_id:
+            out.append((record.timestamp_ms, route))
+    return out
+
+
+def read_routes(
+    bootstrap: str | KafkaClientConfig, *, timeout_s: float = 30.0
+) -> dict[str, PolicyRoute]:
+    """Every site's current route (highest revision), read from the control topic."""
+    routes: dict[str, PolicyRoute] = {}
+    for _, route in route_records(bootstrap, timeout_s=timeout_s):
         current = routes.get(route.site_id)
         if current is None or route.revision > current.revision:
             routes[route.site_id] = route
@@ -78,36 +94,23 @@ def publish_routes(
     decides the site's next interval, whatever order the worker's fetches come in. Returns, per
     site, ``applied by <worker>``, ``refused: <reason>`` or ``not applied within <t> s`` (no
     worker serves the site, or it is catching up)."""
-    from confluent_kafka import KafkaException, Producer
 
     client = as_client(bootstrap)
     watch = _Acknowledgements(client, routes) if wait_applied else None
-    failures: list[str] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(error.str())
-
-    producer = Producer(
-        client.confluent_config({"enable.idempotence": True, "acks": "all", "log_level": 0})
-    )
-    try:
-        for route in routes:
-            producer.produce(
-                CONTROL.name,
-                key=message_key(route.site_id),
-                value=encode(route),
-                partition=site_partition(route.site_id, CONTROL.partitions),
-                on_delivery=delivered,
-            )
-    except (KafkaException, BufferError) as error:
-        raise RoutingError(f"writing {CONTROL.name}: {error}") from None
-    left = producer.flush(timeout_s)
-    if failures or left:
+    records = [
+        (
+            CONTROL.name,
+            message_key(route.site_id),
+            encode(route),
+            site_partition(route.site_id, CONTROL.partitions),
+        )
+        for route in routes
+    ]
+    failure = produce_all(client, records, timeout_s=timeout_s)
+    if failure is not None:
         if watch is not None:
             watch.close()
-        reason = failures[0] if failures else f"not delivered within {timeout_s:g} s"
-        raise RoutingError(f"writing {CONTROL.name}: {reason}")
+        raise RoutingError(f"writing {CONTROL.name}: {failure}")
     if watch is None:
         return {route.site_id: "written" for route in routes}
     return watch.wait(timeout_s)
@@ -175,4 +178,4 @@ class _Acknowledgements:
         return None
 
 
-__all__ = ["RoutingError", "new_route", "publish_routes", "read_routes"]
+__all__ = ["RoutingError", "new_route", "publish_routes", "read_routes", "route_records"]

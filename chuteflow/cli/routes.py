@@ -277,9 +277,8 @@ def run_rollback(args: argparse.Namespace) -> int:
     """The previous serving policy: the canary's incumbent, else the latest earlier route that
     served another policy."""
     from rollout.canary import rollback_route
-    from rollout.history import served_history
     from rollout.refs import RefError
-    from stream.routing import new_route, read_routes
+    from stream.routing import new_route, read_routes, route_records
 
     client = kafka_client(args)
     current = read_routes(client)
@@ -291,7 +290,7 @@ def run_rollback(args: argparse.Namespace) -> int:
         if now.canary is not None:
             out.append(rollback_route(now, args.reason))
             continue
-        _, routes = served_history(client, site)
+        routes = sorted((r for _, r in route_records(client, site)), key=lambda r: r.revision)
         earlier = [r for r in routes if r.revision < now.revision and r.serving != now.serving]
         if not earlier:
             raise RefError(f"site {site}: no earlier policy than {now.serving.label}")
