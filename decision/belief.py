@@ -22,10 +22,14 @@ way everywhere, causally (interval ``k``'s plan uses the first inductions of int
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from decision.state import SiteState
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -111,6 +115,15 @@ class PlanBelief:
         total = float(planned.sum())
         out: FloatArray = planned / total if total > 0 else np.full(planned.size, 1 / planned.size)
         return out
+
+    def plan_state(self, state: SiteState) -> SiteState:
+        """``state`` with the plan as known at its decision: updated with the interval that
+        just ended (``state.arrivals[0]``), never a later one. The engine and the PettingZoo
+        environment both observe through this, so every caller sees the same plan."""
+        k = state.interval_index
+        if k > 0:
+            self.observe(k - 1, state.arrivals[0])
+        return replace(state, expected_share=self.share(k))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state (floats round-trip exactly), for a worker's snapshot."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -196,11 +196,7 @@ class DecisionEngine:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if self.belief is not None:
-            # the plan as known now: updated with the interval that just ended, never later
-            k = state.interval_index
-            if k > 0:
-                self.belief.observe(k - 1, state.arrivals[0])
-            state = replace(state, expected_share=self.belief.share(k))
+            state = self.belief.plan_state(state)
         observations = observe(state, self.scale)
         t1 = time.perf_counter()
         timings["features"] = (t1 - t0) * 1e3

@@ -15,6 +15,8 @@ Algorithms (``Settings.algo``):
 - ``drmarl-exhaustive``: the robust target. From the same floor state, the interval is also
   simulated under every group's demand; the target uses the reward of the worst group
   (``min_g r_g + gamma * max Q(s')``), so the policy learns the worst day type's consequences.
+  With ``Settings.contamination`` rho < 1 the ambiguity set is the rho-contamination of the day
+  actually simulated, and the reward is ``(1 - rho) r_realized + rho min_g r_g``.
 - ``drmarl``: the same target with the worst group predicted by a contextual bandit
   ``Q_CB(s, a, g)`` (``training/predictor.py``) trained once on rollouts under each group,
   then frozen: one simulated branch per step instead of one per group.
@@ -260,11 +262,13 @@ class Trainer:
             if self.explorer.draw(n_agents, epsilon):
                 action = self._decide(state, demand, explore=True)
             counts = action.counts
-            reward = self._robust_reward(twin, action.owner, counts, obs, days) if robust else None
+            worst = self._robust_reward(twin, action.owner, counts, obs, days) if robust else None
             result = twin.run_interval(action.owner)
             self.env_steps += 1
-            if reward is None:
-                reward = destination_rewards(result, self.scale)
+            reward = destination_rewards(result, self.scale)
+            if worst is not None:
+                rho = np.float32(s.contamination)
+                reward = (1 - rho) * reward + rho * worst
             next_state = twin.site_state()
             if twin.done:
                 next_obs, next_greedy = observe(next_state, self.scale), counts

@@ -62,6 +62,14 @@ class Settings:
     volumes reassigned, uniform in [0.25, 1]): days that depart from every group, so the
     policy learns on the plan error the honest plan protocol leaves (issue 10)."""
 
+    contamination: float = 1.0
+    """drmarl, drmarl-exhaustive: weight of the worst group in the robust reward. The ambiguity
+    set is the epsilon-contamination ball around the day actually simulated: every mixture
+    (1 - rho) * realized day + rho * any group, whose worst case is (1 - rho) * the realized
+    reward + rho * the worst group's. 1.0 is the paper's target (the worst group alone), which
+    never sees the consequences of a day outside every group; below 1 the realized day (a
+    drifted one included) keeps its share of the target."""
+
     @classmethod
     def quick(cls, **overrides: object) -> Settings:
         """A run that finishes in seconds, for tests and smoke checks."""

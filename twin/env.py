@@ -7,6 +7,9 @@ CP-SAT projection under the site's guardrails, the validator and the fallback), 
 served policy's values would. ``grant_in_request_order`` is a cheaper greedy stand-in that
 keeps only the budget. Observations come from ``decision.features.observe`` and rewards from
 ``twin.reward`` so training sees what the worker serves and learns what the trainers learn.
+The plan in the observations is the honest one (``twin.closed_loop.day_plan``: the calendar
+forecast, updated online from the arrivals seen so far by ``decision.belief``), as the engine's
+policies see it; ``oracle_plan=True`` hands agents the day's own plan, for a labelled reference.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from pettingzoo import ParallelEnv
 
+from decision.belief import PlanBelief
 from decision.build import build_engine
 from decision.features import N_FEATURES, FeatureScale, ObservationBatch, observe
 from decision.policies import target_values
@@ -26,6 +30,7 @@ from decision.state import IDLE, SiteState
 from floor.plan import DayPlan
 from floor.scenario import Scenario
 from floor.site import Site, load_site
+from twin.closed_loop import day_plan
 from twin.day import DayDemand
 from twin.reward import destination_rewards
 from twin.sim import IntervalResult, SortationTwin
@@ -66,9 +71,9 @@ class EngineAllocator:
         self.engine = build_engine(site, self.requests)
         self.scenario = site.scenario
 
-    def start_day(self, demand: DayDemand) -> None:
+    def start_day(self, plan: DayPlan) -> None:
         """A new episode: the engine forgets the last day's solver hint (reproducible resets)."""
-        self.engine.start_day(DayPlan(expected_share=demand.expected_share))
+        self.engine.start_day(plan)
 
     def __call__(self, requests: IntArray, state: SiteState) -> IntArray:
         self.requests.requests = np.asarray(requests, dtype=np.int64)
@@ -129,6 +134,7 @@ class SortationEnv(ParallelEnv[str, ObsArray, int]):  # type: ignore[misc]
         day_sampler: draws each episode's day from the environment's generator.
         allocator: turns requests into a chute map; defaults to the decision engine under
             the scenario's own guardrails (:class:`EngineAllocator`).
+        oracle_plan: observe the day's own plan instead of the honest one (reference only).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"name": "chuteflow_sortation_v0", "render_modes": []}
@@ -138,8 +144,11 @@ class SortationEnv(ParallelEnv[str, ObsArray, int]):  # type: ignore[misc]
         scenario: Scenario,
         day_sampler: DaySampler,
         allocator: Allocator | None = None,
+        oracle_plan: bool = False,
     ) -> None:
         self.scenario = scenario
+        self.oracle_plan = oracle_plan
+        self._belief: PlanBelief | None = None
         self.day_sampler = day_sampler
         self.allocator = allocator or EngineAllocator(load_site(scenario))
         self.possible_agents: list[str] = list(scenario.destinations)
@@ -181,8 +190,12 @@ class SortationEnv(ParallelEnv[str, ObsArray, int]):  # type: ignore[misc]
         demand = self.day_sampler(self._rng)
         twin_seed = int(self._rng.integers(2**31))
         self._twin = SortationTwin(self.scenario, demand, seed=twin_seed)
+        plan = day_plan(demand, oracle=self.oracle_plan)
+        self._belief = None
+        if plan.group_shares is not None and plan.prior is not None:
+            self._belief = PlanBelief(plan.group_shares, plan.prior)
         if isinstance(self.allocator, EngineAllocator):
-            self.allocator.start_day(demand)
+            self.allocator.start_day(plan)
         self.agents = list(self.possible_agents)
         self.last_result = None
         observations = self._observations(self._twin.site_state())
@@ -243,6 +256,8 @@ class SortationEnv(ParallelEnv[str, ObsArray, int]):  # type: ignore[misc]
         return observations, rewards, terminations, truncations, infos
 
     def _observations(self, state: SiteState) -> dict[str, ObsArray]:
+        if self._belief is not None:
+            state = self._belief.plan_state(state)
         batch = observe(state, self.scale)
         return {
             agent: batch[index]

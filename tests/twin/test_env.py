@@ -120,3 +120,28 @@ def test_allocator_prefers_larger_requests_when_chutes_run_out() -> None:
     owner = grant_in_request_order(requests, state)
     in_service = owner[state.chute_available]
     assert (in_service == 5).sum() == budget and (in_service == 2).sum() == 0
+
+
+def test_observations_carry_the_honest_plan_not_the_days_own() -> None:
+    """The env's agents see the plan the engine's policies see: the calendar forecast, then
+    updated from arrivals; only ``oracle_plan=True`` hands them the day's own plan."""
+    from decision.features import FEATURE_NAMES
+    from floor.daytypes import default_groups
+    from twin.closed_loop import day_plan
+    from twin.groups import sample_day
+
+    groups = default_groups(SMALL)
+    col = FEATURE_NAMES.index("expected_share")
+    day = sample_day(groups, 3, SMALL, seed=7)
+
+    def first_shares(oracle: bool) -> np.ndarray:
+        env = SortationEnv(SMALL, lambda rng: day, oracle_plan=oracle)
+        observations, _ = env.reset(seed=1)
+        return np.array([observations[a][col] for a in SMALL.destinations]) / SMALL.n_destinations
+
+    honest = day_plan(day)
+    assert honest.prior is not None and honest.group_shares is not None
+    forecast = honest.prior @ honest.group_shares[:, 0, :]
+    np.testing.assert_allclose(first_shares(False), forecast / forecast.sum(), rtol=1e-5)
+    np.testing.assert_allclose(first_shares(True), day.expected_share[0], rtol=1e-5)
+    assert not np.allclose(first_shares(False), first_shares(True), rtol=1e-3)
