@@ -218,11 +218,71 @@ def suites_markdown(
     return "\n".join(lines) + "\n"
 
 
+RELATIVE_METRICS = ("recirculation_rate", "throughput_per_hour", "recirculation_amount")
+
+
+def relative(
+    summary: dict[str, object], policy: str, baselines: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """The paper's Table 2 form: per group, ``policy``'s change against each baseline,
+    averaged over the groups both ran; plus in how many groups ``policy``'s recirculation
+    rate is no higher (``groups_no_worse`` of ``groups``)."""
+    mine = _body(summary, policy)["per_group"]
+    out: dict[str, dict[str, float]] = {}
+    for base in baselines:
+        theirs = _body(summary, base)["per_group"]
+        shared = sorted(set(mine) & set(theirs))
+        changes = {
+            m: float(
+                np.mean(
+                    [
+                        (mine[g][m] - theirs[g][m]) / theirs[g][m] if theirs[g][m] else 0.0
+                        for g in shared
+                    ]
+                )
+            )
+            for m in RELATIVE_METRICS
+        }
+        changes["groups"] = float(len(shared))
+        changes["groups_no_worse"] = float(
+            sum(mine[g]["recirculation_rate"] <= theirs[g]["recirculation_rate"] for g in shared)
+        )
+        out[base] = changes
+    return out
+
+
+def relative_markdown(summaries: Mapping[str, dict[str, object]], policy: str) -> str:
+    """Per suite, ``policy`` against every other policy: Table 2's averaged per-group changes
+    and the count of groups in which it recirculates no more."""
+    lines = [
+        f"## {policy} against each policy, per group",
+        "",
+        "Mean over groups of the per-group relative change (the paper's Table 2 form), and "
+        f"the groups in which {policy}'s recirculation rate is no higher.",
+        "",
+        "| suite | against | recirculation rate | throughput | recirculation amount "
+        "| groups no worse |",
+        "|---|---|---|---|---|---|",
+    ]
+    for suite, summary in summaries.items():
+        if policy not in summary:
+            continue
+        for base, c in relative(summary, policy, [p for p in summary if p != policy]).items():
+            lines.append(
+                f"| {suite} | {base} | {100 * c['recirculation_rate']:+.1f}% | "
+                f"{100 * c['throughput_per_hour']:+.2f}% | "
+                f"{100 * c['recirculation_amount']:+.1f}% | "
+                f"{int(c['groups_no_worse'])}/{int(c['groups'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def write_suites(
     summaries: Mapping[str, dict[str, object]],
     out: Path,
     title: str,
     notes: Mapping[str, str] = {},
+    compare: str | None = None,
 ) -> Path:
     """``suites.md`` (the table) and ``suites.json`` (per suite and policy: mean, worst group
     and its rate, and the kind of group) in ``out``."""
@@ -241,7 +301,14 @@ def write_suites(
         }
         for suite, summary in summaries.items()
     }
+    text = suites_markdown(summaries, title, notes)
+    if compare is not None:
+        text += "\n" + relative_markdown(summaries, compare)
+        for suite, summary in summaries.items():
+            if compare in summary:
+                others = [p for p in summary if p != compare]
+                table[suite][compare]["relative"] = relative(summary, compare, others)
     (out / "suites.json").write_text(json.dumps(table, indent=2, sort_keys=True))
     path = out / "suites.md"
-    path.write_text(suites_markdown(summaries, title, notes))
+    path.write_text(text)
     return path

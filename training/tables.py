@@ -16,15 +16,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from evaluation.plots import group_bars
+from evaluation.report import relative as relative_change
 from evaluation.report import summarize, write_report
 from evaluation.run import RunSpec, run_all, specs_for
 from training.dqn import ALGOS, Settings, Trainer, write_run
@@ -209,7 +208,7 @@ def large_table(
             summary, sections[kind], out / f"evaluation-{kind}", f"Large site, {kind} days"
         )
         group_bars(summary, out / f"evaluation-{kind}" / "recirculation_by_group.png")
-    relative = _relative(summaries["group"], "drmarl", ["marl", "static", "proportional"])
+    relative = relative_change(summaries["group"], "drmarl", ["marl", "static", "proportional"])
     result = {"relative": relative, "training": trained, "seeds_per_group": seeds}
     stress = {
         kind: {p: _rate_stats(summary, p) for p in ("static", "proportional", "marl", "drmarl")}
@@ -221,28 +220,8 @@ def large_table(
     return result
 
 
-def _relative(
-    summary: dict[str, object], policy: str, baselines: Sequence[str]
-) -> dict[str, object]:
-    """Per-group relative change of ``policy`` against each baseline, averaged over groups."""
-    metrics = ("recirculation_rate", "throughput_per_hour", "recirculation_amount")
-    mine = _policy_summary(summary, policy)["per_group"]
-    out: dict[str, object] = {}
-    for base in baselines:
-        theirs = _policy_summary(summary, base)["per_group"]
-        changes = {}
-        for m in metrics:
-            per_group = [
-                (mine[g][m] - theirs[g][m]) / theirs[g][m] if theirs[g][m] else 0.0
-                for g in sorted(mine)
-            ]
-            changes[m] = float(np.mean(per_group))
-        out[base] = changes
-    return out
-
-
 def _table2_markdown(
-    relative: dict[str, object], stress: dict[str, dict[str, dict[str, float]]]
+    relative: Mapping[str, Mapping[str, float]], stress: dict[str, dict[str, dict[str, float]]]
 ) -> str:
     lines = [
         "# Table 2: large site, drmarl relative to each baseline (mean over the 21 groups)",

@@ -64,6 +64,13 @@ def register(sub: Subparsers) -> None:
         help="add, per policy, a reference row '<policy> (oracle plan)' handed the day's own "
         "plan: the true group's share, or a real day's hindsight nearest group",
     )
+    parser.add_argument(
+        "--compare",
+        metavar="POLICY",
+        help="--suite: the policy compared per group against every other in suites.md (the "
+        "paper's Table 2 form and the groups in which it is no worse), by its row's name "
+        "(e.g. drmarl); default: the last of --policies",
+    )
     parser.add_argument("--guardrails", help="guardrail set name or YAML")
     parser.add_argument("--workers", type=int, default=None, help="processes (default 2)")
     parser.add_argument("--out", default="out/evaluate", help="report directory")
@@ -98,7 +105,7 @@ def _ints(flag: str, text: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     from chuteflow.progress import Progress
     from decision.build import build_engine
-    from evaluation.run import run_all, suite_specs
+    from evaluation.run import policy_label, run_all, suite_specs
     from evaluation.suites import SuiteError, SuiteOptions, parse_suites, suite_days
     from floor.daytypes import default_groups
     from floor.errors import ChuteflowError
@@ -114,8 +121,10 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ChuteflowError("--seeds must be at least 1")
     site = load_site(scenario, args.guardrails)
-    for policy in policies:
-        build_engine(site, policy)  # fail fast on a bad name
+    labels = [policy_label(p, build_engine(site, p).policy.name) for p in policies]
+    compare = args.compare or labels[-1]
+    if compare not in labels:
+        raise ChuteflowError(f"--compare {compare!r}: not one of the policies' rows {labels}")
     legacy = args.suite is None
     try:
         suites = [args.days or "group"] if legacy else parse_suites(args.suite)
@@ -144,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if legacy:
         _write_legacy(args, scenario.name, policies, groups, suites[0], rows, out)
         return 0
-    _write_suites(args, scenario.name, policies, per_suite, rows, out)
+    _write_suites(args, scenario.name, policies, per_suite, rows, out, compare)
     return 0
 
 
@@ -182,6 +191,7 @@ def _write_suites(
     per_suite: dict[str, list[RunSpec]],
     rows: Sequence[dict[str, object]],
     out: Path,
+    compare: str,
 ) -> None:
     """``--suite``: OUT/<suite>/ per suite and OUT/suites.md across them."""
     from evaluation.demo import spike_study
@@ -214,6 +224,7 @@ def _write_suites(
         out,
         f"{scenario_name}: {', '.join(policies)}; suites {', '.join(summaries)}",
         notes={suite: DESCRIPTIONS[suite] for suite in summaries},
+        compare=compare,
     )
     print(path.read_text())
     print(f"per-suite reports in {out}/<suite>/")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evaluation.report import cvar, markdown, summarize
+from evaluation.report import cvar, markdown, relative, relative_markdown, summarize
 
 
 def _rows() -> list[dict[str, object]]:
@@ -41,3 +41,22 @@ def test_summary_reports_group_means_and_the_worst_group() -> None:
     assert body["overall"]["throughput_per_hour"]["worst_group"] == 0
     text = markdown(summary, "t")
     assert "| p | recirculation_rate | 2.67% |" in text
+
+
+def test_relative_is_the_papers_per_group_change_and_counts_groups_no_worse() -> None:
+    rows = _rows()
+    for row in _rows():
+        other = dict(row, policy="q")
+        # q: twice p's rate in group 0, half in groups 1 and 2
+        factor = 2.0 if row["group"] == 0 else 0.5
+        other["recirculation_rate"] = float(row["recirculation_rate"]) * factor  # type: ignore[arg-type]
+        rows.append(other)
+    summary = summarize(rows)
+    change = relative(summary, "p", ["q"])["q"]
+    # p against q per group: -50%, +100%, +100%
+    assert abs(change["recirculation_rate"] - (-0.5 + 1.0 + 1.0) / 3) < 1e-12
+    assert change["throughput_per_hour"] == 0.0
+    assert (change["groups_no_worse"], change["groups"]) == (1.0, 3.0)
+    assert "| group | q | +50.0% | +0.00% | +0.0% | 1/3 |" in relative_markdown(
+        {"group": summary}, "p"
+    )
