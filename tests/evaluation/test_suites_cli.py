@@ -58,8 +58,11 @@ def test_oracle_plan_adds_a_reference_row_per_policy(tmp_path: Path) -> None:
         "proportional",
         "proportional (oracle plan)",
     }
-    lines = (out / "suites.md").read_text().splitlines()
-    table = [line.split(" | ")[0] for line in lines if line.startswith("| ")]
+    text = (out / "suites.md").read_text()
+    main, comparison = text.split("## proportional against each policy, per group")
+    table = [line.split(" | ")[0] for line in main.splitlines() if line.startswith("| ")]
+    against = [line.split(" | ")[1] for line in comparison.splitlines() if line.startswith("| g")]
+    assert against == ["static", "static (oracle plan)", "proportional (oracle plan)"]
     assert table == [
         "| policy",
         "| static",
