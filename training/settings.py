@@ -84,4 +84,23 @@ class Settings:
         return cls(**{**tiny, **overrides})  # type: ignore[arg-type]
 
 
-__all__ = ["ALGOS", "Algo", "Settings"]
+SHIPPED_RECIPES: dict[tuple[str, str], dict[str, float]] = {
+    ("small", "drmarl"): {"contamination": 0.5, "drift_probability": 0.3},
+    ("small", "drmarl-exhaustive"): {"contamination": 0.5, "drift_probability": 0.3},
+    ("large", "drmarl"): {"contamination": 0.25, "drift_probability": 0.5},
+}
+"""The robust settings of the shipped policies (picked on validation days by
+``docs/policy-selection.md``), which ``train --table`` uses; the defaults above are the
+paper's target. MARL has no robust reward and trains on its typical group as in the paper."""
+
+
+def recipe(scenario: str, algo: str, **overrides: object) -> Settings:
+    """The settings the shipped ``algo`` policy of ``scenario`` was trained with."""
+    return Settings(
+        scenario=scenario,
+        algo=algo,  # type: ignore[arg-type]
+        **{**SHIPPED_RECIPES.get((scenario, algo), {}), **overrides},  # type: ignore[arg-type]
+    )
+
+
+__all__ = ["ALGOS", "SHIPPED_RECIPES", "Algo", "Settings", "recipe"]
