@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 if TYPE_CHECKING:
     from decision.state import SiteState
+    from floor.plan import DayPlan
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -61,6 +62,14 @@ class PlanBelief:
         self.last: FloatArray | None = None
         """The last observed interval's destination mix (what the floor does right now)."""
         self.seen_through = -1
+
+    @classmethod
+    def of(cls, plan: DayPlan) -> PlanBelief | None:
+        """The online plan of an honest day plan; None for a plan whose ``expected_share`` is
+        the whole plan (the oracle reference, or a plan a user supplies)."""
+        if plan.group_shares is None or plan.prior is None:
+            return None
+        return cls(plan.group_shares, plan.prior)
 
     @property
     def n_intervals(self) -> int:

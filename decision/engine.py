@@ -131,9 +131,7 @@ class DecisionEngine:
     def start_day(self, plan: DayPlan) -> None:
         self._hint = None
         self._day = plan.day
-        self.belief = None
-        if plan.group_shares is not None and plan.prior is not None:
-            self.belief = PlanBelief(plan.group_shares, plan.prior)
+        self.belief = PlanBelief.of(plan)
         self.policy.start_day(plan)
         if self.fallback is not None:
             self.fallback.start_day(plan)

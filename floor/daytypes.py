@@ -84,6 +84,17 @@ class DayTypeGroups:
         return np.stack([self.expected_share(g) for g in range(self.n_groups)])
 
     @cached_property
+    def sqrt_probs(self) -> FloatArray:
+        """[G, n_intervals, D] square roots of :attr:`probs` (the Hellinger distance of
+        ``twin.groups.nearest_group``), made once."""
+        return np.sqrt(self.probs)
+
+    @cached_property
+    def log_volume(self) -> FloatArray:
+        """[G] log of each group's mean daily volume (at least 1), made once."""
+        return np.log(np.maximum(self.volume_mean, 1.0))
+
+    @cached_property
     def calendar(self) -> IntArray:
         """[5, N] ordinal date, group, weekday, month and day of year of every member day whose
         label is an ISO date (a day-file name carries no calendar), made once."""

@@ -633,8 +633,9 @@ class StreamProcessor:
         site.day_event_id = event.event_id
         site.days_seen = [*site.days_seen, event.event_id][-DAYS_REMEMBERED:]
         site.tracker.start_day(shares)
+        plan = site.plan()
         for engine in site.all_engines().values():
-            engine.start_day(site.plan())
+            engine.start_day(plan)
         site.received.clear()
         site.received_next.clear()
         site.at_boundary = []

@@ -42,6 +42,7 @@ from decision.build import build_engine
 from decision.engine import Decision
 from decision.features import FEATURE_NAMES, N_FEATURES, FeatureScale, observe
 from decision.state import SiteState
+from evaluation.suites import with_drift
 from floor.daytypes import DayTypeGroups, default_groups
 from floor.scenario import Scenario
 from floor.seeds import Stream, derive
@@ -236,8 +237,6 @@ class Trainer:
         seed = derive(Stream.TRAIN_DAY, s.seed, episode)
         day = sample_day(self.groups, group, self.scenario, seed=seed)
         if s.drift_probability > 0:
-            from evaluation.suites import with_drift
-
             draw = np.random.default_rng(derive(Stream.TRAIN_DAY, s.seed, episode, 1))
             if draw.random() < s.drift_probability:
                 day = with_drift(day, float(draw.uniform(0.25, 1.0)), seed)

@@ -37,7 +37,7 @@ def validation_score(scenario_name: str, policy: str) -> dict[str, float]:
     """Mean and worst-group recirculation rate of ``policy`` on the validation days."""
     scenario = load_scenario(scenario_name)
     groups = default_groups(scenario)
-    site = load_site(scenario)
+    engine = build_engine(load_site(scenario), policy)  # start_day resets it for each day
     per_group: list[float] = []
     rates: list[float] = []
     for g in range(groups.n_groups):
@@ -46,7 +46,7 @@ def validation_score(scenario_name: str, policy: str) -> dict[str, float]:
             seed = derive(Stream.VALIDATION_DAY, g, k)
             day = sample_day(groups, g, scenario, seed=seed)
             for variant in (day, with_drift(day, VALIDATION_DRIFT, seed)):
-                rate = run_day(build_engine(site, policy), variant, seed=seed).kpis
+                rate = run_day(engine, variant, seed=seed).kpis
                 mine.append(rate.recirculation_rate)
         rates += mine
         per_group.append(float(np.mean(mine)))

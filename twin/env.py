@@ -191,9 +191,7 @@ class SortationEnv(ParallelEnv[str, ObsArray, int]):  # type: ignore[misc]
         twin_seed = int(self._rng.integers(2**31))
         self._twin = SortationTwin(self.scenario, demand, seed=twin_seed)
         plan = day_plan(demand, oracle=self.oracle_plan)
-        self._belief = None
-        if plan.group_shares is not None and plan.prior is not None:
-            self._belief = PlanBelief(plan.group_shares, plan.prior)
+        self._belief = PlanBelief.of(plan)
         if isinstance(self.allocator, EngineAllocator):
             self.allocator.start_day(plan)
         self.agents = list(self.possible_agents)

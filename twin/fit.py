@@ -37,7 +37,12 @@ import numpy.typing as npt
 
 from floor.daytypes import DayTypeGroups
 from floor.scenario import Scenario
-from twin.groups import DEFAULT_HISTORY_DAYS, DEFAULT_HISTORY_SEED, DEFAULT_HISTORY_START
+from twin.groups import (
+    DEFAULT_HISTORY_DAYS,
+    DEFAULT_HISTORY_SEED,
+    DEFAULT_HISTORY_START,
+    nearest_group,
+)
 from twin.history import generate_history
 
 IntArray = npt.NDArray[np.int64]
@@ -80,27 +85,16 @@ def has_history(groups: DayTypeGroups) -> bool:
 
 
 class GroupFit:
-    """Scores days against one set of groups; the groups' square roots computed once.
-
-    ``nearest`` is ``twin.groups.nearest_group``'s formula (same operations, same result),
-    without recomputing the groups' square roots for every day.
-    """
+    """Scores days against one set of groups; the groups' day mixes computed once."""
 
     def __init__(self, groups: DayTypeGroups) -> None:
         self.groups = groups
-        self._sqrt_probs = np.sqrt(groups.probs)
-        self._log_volume = np.log(np.maximum(groups.volume_mean, 1.0))
         mix = groups.probs.sum(axis=1)
         self.mix: FloatArray = mix / mix.sum(axis=1, keepdims=True)
         """[G, D] each group's destination mix over the day."""
 
     def nearest(self, counts: IntArray) -> int:
-        values = np.asarray(counts, dtype=np.float64)
-        total = max(float(values.sum()), 1.0)
-        day = np.sqrt(values / total)
-        hellinger = np.sqrt(0.5 * ((self._sqrt_probs - day[None]) ** 2).sum(axis=(1, 2)))
-        volume = np.abs(np.log(total) - self._log_volume)
-        return int((hellinger + volume).argmin())
+        return nearest_group(self.groups, counts)
 
     def score(self, counts: IntArray) -> tuple[float, int]:
         """(fit score, nearest group) of one day's [n_intervals, D] counts."""

@@ -157,8 +157,8 @@ def nearest_group(groups: DayTypeGroups, counts: IntArray) -> int:
     values = np.asarray(counts, dtype=np.float64)
     total = max(float(values.sum()), 1.0)
     day = np.sqrt(values / total)
-    hellinger = np.sqrt(0.5 * ((np.sqrt(groups.probs) - day[None]) ** 2).sum(axis=(1, 2)))
-    volume = np.abs(np.log(total) - np.log(np.maximum(groups.volume_mean, 1.0)))
+    hellinger = np.sqrt(0.5 * ((groups.sqrt_probs - day[None]) ** 2).sum(axis=(1, 2)))
+    volume = np.abs(np.log(total) - groups.log_volume)
     return int((hellinger + volume).argmin())
 
 
