@@ -32,6 +32,8 @@ class Stream(Enum):
     """An episode's sampled day and the twin that plays it: keys (run seed, episode)."""
     TRAIN_BRANCH_DAY = "train-branch-day"
     """The robust target's day per group: keys (run seed, episode, group)."""
+    TRAIN_BASELINE_DAY = "train-baseline-day"
+    """The heuristic's reference day per group for the group adversary: keys (run seed, group)."""
     TRAIN_EXPLORATION = "train-exploration"
     """Epsilon-greedy draws and replay sampling: keys (run seed,)."""
     NETWORK_INIT = "network-init"

@@ -21,6 +21,12 @@ Algorithms (``Settings.algo``):
   ``Q_CB(s, a, g)`` (``training/predictor.py``) trained once on rollouts under each group,
   then frozen: one simulated branch per step instead of one per group.
 
+With ``Settings.group_dro`` eta > 0 the robust algorithms also draw each training day's group
+from an adversary (:class:`GroupAdversary`): the KL-regularized worst mixture of groups, by
+each group's recent recirculation over the proportional heuristic's. The contamination reward
+hedges within a day against every group; the adversary instead puts the hard day types into
+the training days, where the policy learns them from the day itself.
+
 Targets use the next state's greedy projected joint action recorded when that state was acted
 in (not re-projected at update time): projecting every sampled transition would cost one
 CP-SAT solve per row of every batch. Each agent learns its own reward (``twin/reward.py``: its
@@ -105,6 +111,59 @@ class ReplayBuffer:
         self.size = min(self.size + 1, self.capacity)
 
 
+@dataclass
+class GroupAdversary:
+    """The adversary that picks training days' groups (``Settings.group_dro``).
+
+    The worst case over mixtures ``q`` of the groups, regularized by ``KL(q || uniform) / eta``,
+    has the closed form ``q_g ~ exp(eta * L_g)`` (the Gibbs / group-DRO solution). ``L_g`` is the
+    policy's recirculation rate on its latest training days of group ``g`` over the
+    proportional heuristic's rate on a day of ``g`` (an exponential average,
+    :data:`LOSS_AVERAGING`): a loss relative to what the heuristic gets, so a day type that is
+    hard for every policy (the lookahead's too) does not take all the weight, only one where
+    the policy is worse than it should be.
+
+    Losses are estimates, so: every group is played once before the adversary chooses (an
+    unseen group has no loss yet), and :data:`UNIFORM_SHARE` of the draws stay uniform, so a
+    group whose estimate went stale (low early, never redrawn) is seen again.
+    """
+
+    baseline: FloatArray
+    eta: float
+    loss: FloatArray = field(init=False)
+    seen: npt.NDArray[np.bool_] = field(init=False)
+
+    LOSS_AVERAGING = 0.5
+    UNIFORM_SHARE = 0.25
+
+    def __post_init__(self) -> None:
+        self.loss = np.ones_like(self.baseline)
+        self.seen = np.zeros(self.baseline.size, dtype=bool)
+
+    def weights(self) -> FloatArray:
+        """The probability of each group for the next training day."""
+        n = self.baseline.size
+        if not self.seen.all():
+            unseen = (~self.seen).astype(np.float32)
+            out: FloatArray = unseen / unseen.sum()
+            return out
+        q = np.exp(self.eta * (self.loss - self.loss.max()))
+        out = ((1 - self.UNIFORM_SHARE) * q / q.sum() + self.UNIFORM_SHARE / n).astype(np.float32)
+        return out
+
+    def draw(self, rng: np.random.Generator) -> int:
+        q = self.weights().astype(np.float64)
+        return int(rng.choice(q.size, p=q / q.sum()))
+
+    def update(self, group: int, rate: float) -> None:
+        ratio = rate / max(float(self.baseline[group]), 1e-4)
+        if not self.seen[group]:
+            self.loss[group], self.seen[group] = ratio, True
+            return
+        a = self.LOSS_AVERAGING
+        self.loss[group] = (1 - a) * self.loss[group] + a * ratio
+
+
 def typical_group(groups: DayTypeGroups) -> int:
     """The group with the most historical days: the "typical year" a plain MARL trains on."""
     return int(np.argmax([len(m) for m in groups.members]))
@@ -147,6 +206,11 @@ class Trainer:
         self.env_steps = 0
         self.branch_steps = 0
         self.predictor: WorstGroupPredictor | None = None
+        self.adversary = (
+            GroupAdversary(self._baseline_rates(), settings.group_dro)
+            if settings.group_dro > 0 and settings.algo != "marl"
+            else None
+        )
 
     # ----------------------------------------------------------------- acting
 
@@ -163,6 +227,17 @@ class Trainer:
         horizon = max(1.0, s.epsilon_fraction * s.episodes)
         frac = min(1.0, episode / horizon)
         return s.epsilon_start + frac * (s.epsilon_end - s.epsilon_start)
+
+    def _baseline_rates(self) -> FloatArray:
+        """The proportional heuristic's recirculation rate on one day of every group: what the
+        group adversary measures the policy's losses against."""
+        engine = build_engine(self.site, "proportional", self.s.solver_time_limit_s)
+        rates = []
+        for g in range(self.groups.n_groups):
+            seed = derive(Stream.TRAIN_BASELINE_DAY, self.s.seed, g)
+            day = sample_day(self.groups, g, self.scenario, seed=seed)
+            rates.append(run_day(engine, day, seed=seed).kpis.recirculation_rate)
+        return np.asarray(rates, dtype=np.float32)
 
     # ----------------------------------------------------------------- robust reward
 
@@ -232,6 +307,8 @@ class Trainer:
         s = self.s
         if s.algo == "marl":
             group = s.train_group if s.train_group is not None else typical_group(self.groups)
+        elif self.adversary is not None:
+            group = self.adversary.draw(self.rng)
         else:
             group = int(self.rng.integers(self.groups.n_groups))
         seed = derive(Stream.TRAIN_DAY, s.seed, episode)
@@ -280,13 +357,17 @@ class Trainer:
                 losses += [self._update() for _ in range(s.updates_per_step)]
             state = next_state
         kpis = twin.kpis()
-        return {
+        row = {
             "episode": float(episode),
             "group": float(group),
             "epsilon": epsilon,
             "recirculation_rate": kpis.recirculation_rate,
             "loss": float(np.mean(losses)) if losses else float("nan"),
         }
+        if self.adversary is not None:
+            row["group_weight"] = float(self.adversary.weights()[group])
+            self.adversary.update(group, kpis.recirculation_rate)
+        return row
 
     def validate(self, seeds: int = 1) -> dict[str, float]:
         """Greedy policy on held-out days of every group (or the training group for marl)."""
@@ -412,4 +493,4 @@ def _plot_curve(result: TrainResult, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-__all__ = ["ALGOS", "Settings", "TrainResult", "Trainer", "write_run"]
+__all__ = ["ALGOS", "GroupAdversary", "Settings", "TrainResult", "Trainer", "write_run"]

@@ -70,6 +70,15 @@ class Settings:
     never sees the consequences of a day outside every group; below 1 the realized day (a
     drifted one included) keeps its share of the target."""
 
+    group_dro: float = 0.0
+    """drmarl, drmarl-exhaustive: temperature eta of the adversary that picks the training
+    days' groups. 0: groups uniform (the paper). Above 0 the groups are drawn from the solution
+    of the KL-regularized worst case over mixtures of groups, ``q_g ~ exp(eta * L_g)``, where
+    ``L_g`` is the policy's recent recirculation on group ``g`` over the proportional
+    heuristic's: the policy trains most on the day types where it is worst against the
+    heuristic, and on each of them learns from the day itself rather than hedging on days it
+    has already recognized."""
+
     @classmethod
     def quick(cls, **overrides: object) -> Settings:
         """A run that finishes in seconds, for tests and smoke checks."""
