@@ -11,7 +11,7 @@ import pytest
 from chuteflow.cli import main
 from decision.features import observe
 from decision.policies import OnnxPolicy
-from training.dqn import Settings, Trainer, write_run
+from training.dqn import GroupAdversary, Settings, Trainer, write_run
 
 
 def test_training_improves_the_policy_on_held_out_days() -> None:
@@ -38,6 +38,39 @@ def test_robust_variants_simulate_group_branches(algo: str) -> None:
         labels = int(result.predictor_report["intervals"]) * groups
         assert result.branch_steps == labels + steps
         assert 0.0 <= result.predictor_report["worst_group_accuracy"] <= 1.0
+
+
+def test_group_adversary_plays_every_group_then_favours_the_worst_against_the_heuristic() -> None:
+    adversary = GroupAdversary(np.array([0.01, 0.02, 0.10], dtype=np.float32), eta=4.0)
+    rng = np.random.default_rng(0)
+    first = set()
+    for _ in range(3):
+        g = adversary.draw(rng)
+        assert g not in first  # an unseen group first: no loss estimate yet
+        first.add(g)
+        # group 1: twice the heuristic's rate; 0 and 2: half of it (2 is the hardest day
+        # type in absolute terms, but not where the policy is behind)
+        adversary.update(g, {0: 0.005, 1: 0.04, 2: 0.05}[g])
+    q = adversary.weights()
+    assert q.sum() == pytest.approx(1.0, abs=1e-6)
+    assert int(np.argmax(q)) == 1
+    # Gibbs weights exp(4 * (0.5 - 2)) of the worst's, mixed with a quarter uniform
+    gibbs = 1.0 / (1.0 + 2.0 * np.exp(4.0 * (0.5 - 2.0)))
+    assert q[1] == pytest.approx(0.75 * gibbs + 0.25 / 3, rel=1e-5)
+    assert q[0] == pytest.approx(q[2]) and q[0] >= 0.25 / 3
+    adversary.update(1, 0.0)  # the policy caught up: the estimate averages toward it
+    assert adversary.loss[1] == pytest.approx(1.0)
+
+
+def test_group_dro_training_draws_days_from_the_adversary() -> None:
+    trainer = Trainer(Settings.quick(scenario="small", algo="drmarl", episodes=3, group_dro=4.0))
+    assert trainer.adversary is not None and trainer.adversary.baseline.shape == (
+        trainer.groups.n_groups,
+    )
+    result = trainer.train()
+    assert all("group_weight" in row for row in result.curve)
+    assert len({row["group"] for row in result.curve}) == 3  # the warm-up plays unseen groups
+    assert Trainer(Settings.quick(scenario="small", algo="marl", group_dro=4.0)).adversary is None
 
 
 def test_written_onnx_policy_matches_the_trained_network(tmp_path: Path) -> None:
