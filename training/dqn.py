@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from decision.build import build_engine
-from decision.engine import Decision
+from decision.engine import Decision, DecisionEngine
 from decision.features import FEATURE_NAMES, N_FEATURES, FeatureScale, observe
 from decision.state import SiteState
 from evaluation.suites import with_drift
@@ -231,7 +231,12 @@ class Trainer:
     def _baseline_rates(self) -> FloatArray:
         """The proportional heuristic's recirculation rate on one day of every group: what the
         group adversary measures the policy's losses against."""
-        engine = build_engine(self.site, "proportional", self.s.solver_time_limit_s)
+        return self._probe_rates(
+            build_engine(self.site, "proportional", self.s.solver_time_limit_s)
+        )
+
+    def _probe_rates(self, engine: DecisionEngine) -> FloatArray:
+        """``engine``'s recirculation rate on the adversary's probe day of every group."""
         rates = []
         for g in range(self.groups.n_groups):
             seed = derive(Stream.TRAIN_BASELINE_DAY, self.s.seed, g)
@@ -366,7 +371,8 @@ class Trainer:
         }
         if self.adversary is not None:
             row["group_weight"] = float(self.adversary.weights()[group])
-            self.adversary.update(group, kpis.recirculation_rate)
+            if self.s.group_dro_probe_every <= 0:
+                self.adversary.update(group, kpis.recirculation_rate)
         return row
 
     def validate(self, seeds: int = 1) -> dict[str, float]:
@@ -400,6 +406,12 @@ class Trainer:
         for episode in range(s.episodes):
             row = self.run_episode(episode)
             curve.append(row)
+            probe = s.group_dro_probe_every
+            if self.adversary is not None and probe > 0 and (episode + 1) % probe == 0:
+                greedy = MLPPolicy(self.net, name=s.algo, version="probe")
+                engine = build_engine(self.site, greedy, s.solver_time_limit_s)
+                for g, rate in enumerate(self._probe_rates(engine)):
+                    self.adversary.update(g, float(rate))
             last = episode == s.episodes - 1
             if (episode + 1) % s.validate_every == 0 or last:
                 v = self.validate()

@@ -78,6 +78,11 @@ class Settings:
     heuristic's: the policy trains most on the day types where it is worst against the
     heuristic, and on each of them learns from the day itself rather than hedging on days it
     has already recognized."""
+    group_dro_probe_every: int = 0
+    """Where the adversary's losses come from. 0: each training day's own recirculation
+    (exploration included). N > 0: every N episodes, the greedy policy's recirculation on one
+    probe day per group (the days the heuristic's reference ran on), so the weights follow what
+    the policy does, not what its exploration costs."""
 
     @classmethod
     def quick(cls, **overrides: object) -> Settings:
@@ -94,8 +99,12 @@ class Settings:
 
 
 SHIPPED_RECIPES: dict[tuple[str, str], dict[str, float]] = {
-    ("small", "drmarl"): {"contamination": 0.5, "drift_probability": 0.3},
-    ("small", "drmarl-exhaustive"): {"contamination": 0.5, "drift_probability": 0.3},
+    ("small", "drmarl"): {"contamination": 0.1, "drift_probability": 0.3, "group_dro": 4.0},
+    ("small", "drmarl-exhaustive"): {
+        "contamination": 0.1,
+        "drift_probability": 0.3,
+        "group_dro": 4.0,
+    },
     ("large", "drmarl"): {"contamination": 0.25, "drift_probability": 0.5},
 }
 """The robust settings of the shipped policies (picked on validation days by

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from chuteflow.cli import main
+from decision.build import build_engine
 from decision.features import observe
 from decision.policies import OnnxPolicy
 from training.dqn import GroupAdversary, Settings, Trainer, write_run
+from training.policy import MLPPolicy
 
 
 def test_training_improves_the_policy_on_held_out_days() -> None:
@@ -71,6 +73,21 @@ def test_group_dro_training_draws_days_from_the_adversary() -> None:
     assert all("group_weight" in row for row in result.curve)
     assert len({row["group"] for row in result.curve}) == 3  # the warm-up plays unseen groups
     assert Trainer(Settings.quick(scenario="small", algo="marl", group_dro=4.0)).adversary is None
+
+
+def test_group_dro_probes_take_the_greedy_policys_losses() -> None:
+    settings = Settings.quick(
+        scenario="small", algo="drmarl", episodes=2, group_dro=4.0, group_dro_probe_every=2
+    )
+    trainer = Trainer(settings)
+    adversary = trainer.adversary
+    assert adversary is not None
+    trainer.train()
+    assert adversary.seen.all()  # one probe day of every group, greedily
+    probe = MLPPolicy(trainer.net, name="drmarl", version="probe")
+    rates = trainer._probe_rates(build_engine(trainer.site, probe, settings.solver_time_limit_s))
+    # first sight sets the loss: the greedy rate over the heuristic's on the same day
+    np.testing.assert_allclose(adversary.loss, rates / adversary.baseline, rtol=1e-5)
 
 
 def test_written_onnx_policy_matches_the_trained_network(tmp_path: Path) -> None:
