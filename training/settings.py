@@ -99,11 +99,17 @@ class Settings:
 
 
 SHIPPED_RECIPES: dict[tuple[str, str], dict[str, float]] = {
-    ("small", "drmarl"): {"contamination": 0.1, "drift_probability": 0.3, "group_dro": 4.0},
+    ("small", "drmarl"): {
+        "contamination": 0.1,
+        "drift_probability": 0.3,
+        "group_dro": 4.0,
+        "group_dro_probe_every": 25,
+    },
     ("small", "drmarl-exhaustive"): {
         "contamination": 0.1,
         "drift_probability": 0.3,
         "group_dro": 4.0,
+        "group_dro_probe_every": 25,
     },
     ("large", "drmarl"): {"contamination": 0.25, "drift_probability": 0.5},
 }
