@@ -111,7 +111,12 @@ SHIPPED_RECIPES: dict[tuple[str, str], dict[str, float]] = {
         "group_dro": 4.0,
         "group_dro_probe_every": 25,
     },
-    ("large", "drmarl"): {"contamination": 0.25, "drift_probability": 0.5},
+    ("large", "drmarl"): {
+        "contamination": 0.1,
+        "drift_probability": 0.5,
+        "group_dro": 4.0,
+        "group_dro_probe_every": 25,
+    },
 }
 """The robust settings of the shipped policies (picked on validation days by
 ``docs/policy-selection.md``), which ``train --table`` uses; the defaults above are the
