@@ -117,9 +117,10 @@ class GroupAdversary:
 
     The worst case over mixtures ``q`` of the groups, regularized by ``KL(q || uniform) / eta``,
     has the closed form ``q_g ~ exp(eta * L_g)`` (the Gibbs / group-DRO solution). ``L_g`` is the
-    policy's recirculation rate on its latest training days of group ``g`` over the
-    proportional heuristic's rate on a day of ``g`` (an exponential average,
-    :data:`LOSS_AVERAGING`): a loss relative to what the heuristic gets, so a day type that is
+    policy's recirculation rate on group ``g`` (its training days, or with
+    ``Settings.group_dro_probe_every`` the greedy policy on the probe day) over the proportional
+    heuristic's rate on the probe day of ``g``, an exponential average
+    (:data:`LOSS_AVERAGING`): a loss relative to what the heuristic gets, so a day type that is
     hard for every policy (the lookahead's too) does not take all the weight, only one where
     the policy is worse than it should be.
 
