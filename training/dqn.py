@@ -39,6 +39,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -132,14 +133,18 @@ class GroupAdversary:
     baseline: FloatArray
     eta: float
     loss: FloatArray = field(init=False)
-    seen: npt.NDArray[np.bool_] = field(init=False)
+    """[G] each group's loss estimate; NaN until the group is first seen."""
 
     LOSS_AVERAGING = 0.5
     UNIFORM_SHARE = 0.25
 
     def __post_init__(self) -> None:
-        self.loss = np.ones_like(self.baseline)
-        self.seen = np.zeros(self.baseline.size, dtype=bool)
+        self.loss = np.full_like(self.baseline, np.nan)
+
+    @property
+    def seen(self) -> npt.NDArray[np.bool_]:
+        """[G] whether each group has a loss estimate yet."""
+        return ~np.isnan(self.loss)
 
     def weights(self) -> FloatArray:
         """The probability of each group for the next training day."""
@@ -158,8 +163,8 @@ class GroupAdversary:
 
     def update(self, group: int, rate: float) -> None:
         ratio = rate / max(float(self.baseline[group]), 1e-4)
-        if not self.seen[group]:
-            self.loss[group], self.seen[group] = ratio, True
+        if np.isnan(self.loss[group]):
+            self.loss[group] = ratio
             return
         a = self.LOSS_AVERAGING
         self.loss[group] = (1 - a) * self.loss[group] + a * ratio
@@ -229,6 +234,18 @@ class Trainer:
         frac = min(1.0, episode / horizon)
         return s.epsilon_start + frac * (s.epsilon_end - s.epsilon_start)
 
+    @cached_property
+    def greedy_engine(self) -> DecisionEngine:
+        """The network's greedy decisions through the serving path, for validation and the
+        adversary's probes; the network is updated in place, so one engine serves the run."""
+        policy = MLPPolicy(self.net, name=self.s.algo, version="greedy")
+        return build_engine(self.site, policy, self.s.solver_time_limit_s)
+
+    def _day_rate(self, engine: DecisionEngine, group: int, seed: int) -> float:
+        """``engine``'s recirculation rate on the day of ``group`` drawn with ``seed``."""
+        day = sample_day(self.groups, group, self.scenario, seed=seed)
+        return run_day(engine, day, seed=seed).kpis.recirculation_rate
+
     def _baseline_rates(self) -> FloatArray:
         """The proportional heuristic's recirculation rate on one day of every group: what the
         group adversary measures the policy's losses against."""
@@ -238,12 +255,13 @@ class Trainer:
 
     def _probe_rates(self, engine: DecisionEngine) -> FloatArray:
         """``engine``'s recirculation rate on the adversary's probe day of every group."""
-        rates = []
-        for g in range(self.groups.n_groups):
-            seed = derive(Stream.TRAIN_BASELINE_DAY, self.s.seed, g)
-            day = sample_day(self.groups, g, self.scenario, seed=seed)
-            rates.append(run_day(engine, day, seed=seed).kpis.recirculation_rate)
-        return np.asarray(rates, dtype=np.float32)
+        return np.asarray(
+            [
+                self._day_rate(engine, g, derive(Stream.TRAIN_BASELINE_DAY, self.s.seed, g))
+                for g in range(self.groups.n_groups)
+            ],
+            dtype=np.float32,
+        )
 
     # ----------------------------------------------------------------- robust reward
 
@@ -370,28 +388,36 @@ class Trainer:
             "recirculation_rate": kpis.recirculation_rate,
             "loss": float(np.mean(losses)) if losses else float("nan"),
         }
-        if self.adversary is not None:
-            row["group_weight"] = float(self.adversary.weights()[group])
-            if self.s.group_dro_probe_every <= 0:
-                self.adversary.update(group, kpis.recirculation_rate)
         return row
 
     def validate(self, seeds: int = 1) -> dict[str, float]:
         """Greedy policy on held-out days of every group (or the training group for marl)."""
-        policy = MLPPolicy(self.net, name=self.s.algo, version="validation")
-        engine = build_engine(self.site, policy, self.s.solver_time_limit_s)
         groups = (
             [self.s.train_group if self.s.train_group is not None else typical_group(self.groups)]
             if self.s.algo == "marl"
             else list(range(self.groups.n_groups))
         )
-        rates = []
-        for g in groups:
-            for k in range(seeds):
-                seed = derive(Stream.VALIDATION_DAY, g, k)
-                day = sample_day(self.groups, g, self.scenario, seed=seed)
-                rates.append(run_day(engine, day, seed=seed).kpis.recirculation_rate)
+        rates = [
+            self._day_rate(self.greedy_engine, g, derive(Stream.VALIDATION_DAY, g, k))
+            for g in groups
+            for k in range(seeds)
+        ]
         return {"mean": float(np.mean(rates)), "worst": float(np.max(rates))}
+
+    def _feed_adversary(
+        self, adversary: GroupAdversary, episode: int, row: dict[str, float]
+    ) -> None:
+        """Record the weight the episode's group was drawn with, then update the losses: from
+        the training day itself, or every ``group_dro_probe_every`` episodes from the greedy
+        policy on every group's probe day."""
+        group = int(row["group"])
+        row["group_weight"] = float(adversary.weights()[group])
+        probe = self.s.group_dro_probe_every
+        if probe <= 0:
+            adversary.update(group, row["recirculation_rate"])
+        elif (episode + 1) % probe == 0:
+            for g, rate in enumerate(self._probe_rates(self.greedy_engine)):
+                adversary.update(g, float(rate))
 
     def train(self) -> TrainResult:
         s = self.s
@@ -407,12 +433,8 @@ class Trainer:
         for episode in range(s.episodes):
             row = self.run_episode(episode)
             curve.append(row)
-            probe = s.group_dro_probe_every
-            if self.adversary is not None and probe > 0 and (episode + 1) % probe == 0:
-                greedy = MLPPolicy(self.net, name=s.algo, version="probe")
-                engine = build_engine(self.site, greedy, s.solver_time_limit_s)
-                for g, rate in enumerate(self._probe_rates(engine)):
-                    self.adversary.update(g, float(rate))
+            if self.adversary is not None:
+                self._feed_adversary(self.adversary, episode, row)
             last = episode == s.episodes - 1
             if (episode + 1) % s.validate_every == 0 or last:
                 v = self.validate()
