@@ -7,10 +7,10 @@ loads one checks the hash of the bytes it got against the version it asked for
 (:class:`PolicyArtifact`).
 
 :func:`inspect_artifact` is the check before registering: the file loads with onnxruntime,
-takes ``[N, N_FEATURES]`` observations (and, where its metadata lists ``features``, exactly
-:data:`~decision.features.FEATURE_NAMES`), and gives ``max_chutes_per_destination + 1``
-values for every scenario it is declared compatible with; it records those scenarios and the
-version of each one's guardrail set.
+takes ``[N, F]`` observations of features the engine computes (its metadata's ``features``,
+or all of :data:`~decision.features.FEATURE_NAMES` for a file that lists none), and gives
+``max_chutes_per_destination + 1`` values for every scenario it is declared compatible with;
+it records those scenarios and the version of each one's guardrail set.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from decision.features import FEATURE_NAMES, N_FEATURES
+from decision.policies import policy_features
 from floor.errors import ChuteflowError
 
 MAX_ARTIFACT_BYTES = 700 * 1024
@@ -152,25 +152,20 @@ def inspect_artifact(
     session = _session(data, label)
     inputs = session.get_inputs()
     if len(inputs) != 1:
-        raise ArtifactError(f"{label}: expected one input [N, {N_FEATURES}], found {len(inputs)}")
-    width = inputs[0].shape[-1] if inputs[0].shape else None
-    if width != N_FEATURES:
-        raise ArtifactError(
-            f"{label}: input width {width} != {N_FEATURES} features ({', '.join(FEATURE_NAMES)})"
-        )
+        raise ArtifactError(f"{label}: expected one input [N, features], found {len(inputs)}")
     meta: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
     if len(json.dumps(meta)) > MAX_ONNX_METADATA_BYTES:
         raise ArtifactError(
             f"{label}: ONNX metadata map over {MAX_ONNX_METADATA_BYTES} bytes; the store copies "
             "it into the record"
         )
-    if "features" in meta:
-        listed = tuple(name.strip() for name in meta["features"].split(","))
-        if listed != FEATURE_NAMES:
-            raise ArtifactError(
-                f"{label}: trained on features {','.join(listed)}; this engine computes "
-                f"{','.join(FEATURE_NAMES)}"
-            )
+    width = inputs[0].shape[-1] if inputs[0].shape else None
+    try:
+        features = policy_features(meta, width, label)
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from None
+    if not isinstance(width, int):
+        raise ArtifactError(f"{label}: input width {width!r} is not a fixed number")
     outputs = session.get_outputs()
     out_width = outputs[0].shape[-1] if outputs and outputs[0].shape else None
     if not isinstance(out_width, int):
@@ -199,7 +194,7 @@ def inspect_artifact(
     return ArtifactCheck(
         sha256=sha256_hex(data),
         size=len(data),
-        features=FEATURE_NAMES,
+        features=features,
         scenarios=tuple(compatible),
         guardrail_versions=guardrails,
         onnx_metadata=meta,

@@ -132,7 +132,7 @@ class PlanBelief:
         k = state.interval_index
         if k > 0:
             self.observe(k - 1, state.arrivals[0])
-        return replace(state, expected_share=self.share(k))
+        return replace(state, expected_share=self.share(k), plan_trust=self.trust())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state (floats round-trip exactly), for a worker's snapshot."""

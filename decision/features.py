@@ -4,6 +4,10 @@ Every quantity is scaled so a typical destination on a typical interval sits nea
 counts by the site's mean packages per destination per interval, chute counts by the most a
 destination may hold. The same network then serves days of different volume, and a
 destination's observation means the same on every site of the same scenario.
+
+A policy reads a named subset of the features (:data:`FEATURE_SETS`; an ONNX file lists its
+own in its ``features`` metadata), so a feature added here does not break a policy trained
+before it: the engine computes every feature, each policy takes its columns by name.
 """
 
 from __future__ import annotations
@@ -27,8 +31,18 @@ FEATURE_NAMES: tuple[str, ...] = (
     "expected_load",
     "free_chutes",
     "time_of_day",
+    "plan_trust",
 )
 N_FEATURES = len(FEATURE_NAMES)
+
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "base": FEATURE_NAMES[:-1],
+    "trust": FEATURE_NAMES,
+}
+"""Named feature subsets a policy is trained on. ``base``: the features of every policy trained
+before the plan's trust was observable. ``trust``: adds ``plan_trust``, the online plan's trust
+(``decision.belief``; 1 on a day that looks like the groups predicted), so one network can be
+sharp on a recognized day and hedge on a day that departs from every group."""
 
 ObservationBatch = npt.NDArray[np.float32]
 
@@ -64,6 +78,21 @@ class FeatureScale:
         )
 
 
+def feature_columns(names: tuple[str, ...]) -> npt.NDArray[np.intp]:
+    """The columns of ``names`` in :func:`observe`'s batch.
+
+    Raises:
+        ValueError: a name this engine does not compute, or a repeated name.
+    """
+    unknown = [name for name in names if name not in FEATURE_NAMES]
+    if unknown or len(set(names)) != len(names) or not names:
+        raise ValueError(
+            f"features {','.join(names)}: unknown or repeated {','.join(unknown) or 'names'}; "
+            f"this engine computes {','.join(FEATURE_NAMES)}"
+        )
+    return np.asarray([FEATURE_NAMES.index(name) for name in names], dtype=np.intp)
+
+
 def observe(state: SiteState, scale: FeatureScale) -> ObservationBatch:
     """Observations of all destinations as one batch ``[D, N_FEATURES]`` (float32).
 
@@ -92,4 +121,5 @@ def observe(state: SiteState, scale: FeatureScale) -> ObservationBatch:
     obs[:, col + 6] = state.expected_share * recent_total * per_pkg
     obs[:, col + 7] = free / max(state.n_chutes, 1)
     obs[:, col + 8] = state.interval_index / max(state.n_intervals, 1)
+    obs[:, col + 9] = state.plan_trust
     return obs

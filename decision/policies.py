@@ -21,13 +21,14 @@ Shipped here:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from decision.features import N_FEATURES, ObservationBatch
+from decision.features import FEATURE_NAMES, ObservationBatch, feature_columns
 from decision.state import SiteState
 from floor.plan import DayPlan
 from floor.site import SitePhysics
@@ -240,6 +241,28 @@ class LookaheadPolicy:
         return values
 
 
+def policy_features(meta: Mapping[str, str], width: object, label: str) -> tuple[str, ...]:
+    """The features an ONNX policy reads: its ``features`` metadata, or every feature for a
+    file that lists none; checked against its input width and what the engine computes.
+
+    Raises:
+        ValueError: a listed feature the engine does not compute, or a width that disagrees.
+    """
+    listed = meta.get("features")
+    names = (
+        tuple(name.strip() for name in listed.split(",")) if listed is not None else FEATURE_NAMES
+    )
+    try:
+        feature_columns(names)
+    except ValueError as exc:
+        raise ValueError(f"{label}: trained on {exc}") from None
+    if isinstance(width, int) and width != len(names):
+        raise ValueError(
+            f"{label}: input width {width} != {len(names)} features ({','.join(names)})"
+        )
+    return names
+
+
 class OnnxPolicy:
     """A learned policy exported to ONNX: ``[D, F]`` float32 in, ``[D, K+1]`` values out."""
 
@@ -273,10 +296,9 @@ class OnnxPolicy:
         if len(inputs) != 1:
             raise ValueError(f"{label}: expected one input, found {len(inputs)}")
         self._input = inputs[0].name
-        width = inputs[0].shape[-1]
-        if isinstance(width, int) and width != N_FEATURES:
-            raise ValueError(f"{label}: input width {width} != {N_FEATURES} features")
         meta = self._session.get_modelmeta().custom_metadata_map
+        self.features = policy_features(meta, inputs[0].shape[-1], label)
+        self._columns = feature_columns(self.features)
         stem = model.stem if isinstance(model, Path) else "onnx"
         self.name = name or meta.get("policy_name", stem)
         self.version = version or meta.get("policy_version", "0")
@@ -290,7 +312,8 @@ class OnnxPolicy:
     def values(self, state: SiteState, observations: ObservationBatch) -> FloatArray:
         """The network's output as float64; shape and NaN are checked by the engine
         (``decision.values.check_values``), the same as for every other policy."""
-        (out,) = self._session.run(None, {self._input: observations})
+        x = np.ascontiguousarray(observations[:, self._columns])
+        (out,) = self._session.run(None, {self._input: x})
         return np.asarray(out, dtype=np.float64)
 
 

@@ -49,6 +49,9 @@ class SiteState:
     """[D] recirculated packages not yet inducted again."""
     expected_share: FloatArray
     """[D] the day type's expected share of the next interval's inductions (sums to 1)."""
+    plan_trust: float = 1.0
+    """How far the day so far matches the plan (``decision.belief``): 1 as predicted, 0 a day
+    that departs from every group. 1 for a plan used as given."""
 
     @property
     def n_destinations(self) -> int:

@@ -47,7 +47,7 @@ import numpy.typing as npt
 
 from decision.build import build_engine
 from decision.engine import Decision, DecisionEngine
-from decision.features import FEATURE_NAMES, N_FEATURES, FeatureScale, observe
+from decision.features import FEATURE_SETS, FeatureScale, feature_columns, observe
 from decision.state import SiteState
 from evaluation.suites import with_drift
 from floor.daytypes import DayTypeGroups, default_groups
@@ -85,6 +85,7 @@ class ReplayBuffer:
 
     capacity: int
     n_destinations: int
+    n_features: int
     obs: FloatArray = field(init=False)
     next_obs: FloatArray = field(init=False)
     action: IntArray = field(init=False)
@@ -96,8 +97,8 @@ class ReplayBuffer:
 
     def __post_init__(self) -> None:
         c, d = self.capacity, self.n_destinations
-        self.obs = np.zeros((c, d, N_FEATURES), dtype=np.float32)
-        self.next_obs = np.zeros((c, d, N_FEATURES), dtype=np.float32)
+        self.obs = np.zeros((c, d, self.n_features), dtype=np.float32)
+        self.next_obs = np.zeros((c, d, self.n_features), dtype=np.float32)
         self.action = np.zeros((c, d), dtype=np.int64)
         self.next_greedy = np.zeros((c, d), dtype=np.int64)
         self.reward = np.zeros((c, d), dtype=np.float32)
@@ -199,13 +200,18 @@ class Trainer:
         self.scale = FeatureScale.of(self.scenario)
         self.levels = self.scenario.max_chutes_per_destination + 1
         self.rng = np.random.default_rng(derive(Stream.TRAIN_EXPLORATION, settings.seed))
-        sizes = (N_FEATURES, settings.hidden, settings.hidden, self.levels)
+        self.features = FEATURE_SETS[settings.feature_set]
+        self.columns = feature_columns(self.features)
+        sizes = (len(self.features), settings.hidden, settings.hidden, self.levels)
         self.net = MLP.create(sizes, seed=derive(Stream.NETWORK_INIT, settings.seed, 0))
         self.target = self.net.copy()
         self.optimizer = Adam(self.net.parameters(), lr=settings.lr)
-        self.buffer = ReplayBuffer(settings.buffer_transitions, self.scenario.n_destinations)
+        self.buffer = ReplayBuffer(
+            settings.buffer_transitions, self.scenario.n_destinations, len(self.features)
+        )
         self.explorer = EpsilonGreedy(
-            MLPPolicy(self.net, name=settings.algo, version="training"), self.rng
+            MLPPolicy(self.net, name=settings.algo, version="training", columns=self.columns),
+            self.rng,
         )
         self.engine = build_engine(self.site, self.explorer, settings.solver_time_limit_s)
         self.on_episode = on_episode
@@ -238,7 +244,7 @@ class Trainer:
     def greedy_engine(self) -> DecisionEngine:
         """The network's greedy decisions through the serving path, for validation and the
         adversary's probes; the network is updated in place, so one engine serves the run."""
-        policy = MLPPolicy(self.net, name=self.s.algo, version="greedy")
+        policy = MLPPolicy(self.net, name=self.s.algo, version="greedy", columns=self.columns)
         return build_engine(self.site, policy, self.s.solver_time_limit_s)
 
     def _day_rate(self, engine: DecisionEngine, group: int, seed: int) -> float:
@@ -304,8 +310,8 @@ class Trainer:
         idx = self.rng.integers(0, self.buffer.size, size=s.batch_transitions)
         b = self.buffer
         d = self.scenario.n_destinations
-        obs = b.obs[idx].reshape(-1, N_FEATURES)
-        next_obs = b.next_obs[idx].reshape(-1, N_FEATURES)
+        obs = b.obs[idx].reshape(-1, b.n_features)
+        next_obs = b.next_obs[idx].reshape(-1, b.n_features)
         action = b.action[idx].reshape(-1)
         next_greedy = b.next_greedy[idx].reshape(-1)
         reward = b.reward[idx].reshape(-1) * np.float32(s.reward_scale)
@@ -356,8 +362,8 @@ class Trainer:
         greedy = self._decide(state, demand)
         losses = []
         while not twin.done:
-            obs = greedy.observations
-            assert obs is not None  # the engine always returns what the policy saw
+            assert greedy.observations is not None  # the engine returns what the policy saw
+            obs = greedy.observations[:, self.columns]
             action = greedy
             if self.explorer.draw(n_agents, epsilon):
                 action = self._decide(state, demand, explore=True)
@@ -371,11 +377,13 @@ class Trainer:
                 reward = (1 - rho) * reward + rho * worst
             next_state = twin.site_state()
             if twin.done:
-                next_obs, next_greedy = observe(next_state, self.scale), counts
+                next_obs = observe(next_state, self.scale)[:, self.columns]
+                next_greedy = counts
             else:
                 greedy = self._decide(next_state, demand)
                 assert greedy.observations is not None
-                next_obs, next_greedy = greedy.observations, greedy.counts
+                next_obs = greedy.observations[:, self.columns]
+                next_greedy = greedy.counts
             self.buffer.add(Transition(obs, counts, reward, next_obs, next_greedy, twin.done))
             if self.buffer.size >= s.learning_starts:
                 losses += [self._update() for _ in range(s.updates_per_step)]
@@ -471,7 +479,7 @@ def write_run(result: TrainResult, settings: Settings, out: Path, scenario: Scen
             "policy_name": settings.algo,
             "policy_version": f"{scenario.name}-seed{settings.seed}-ep{settings.episodes}",
             "scenario": scenario.name,
-            "features": ",".join(FEATURE_NAMES),
+            "features": ",".join(FEATURE_SETS[settings.feature_set]),
         },
     )
     (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2, sort_keys=True))

@@ -14,8 +14,12 @@ from training.mlp import MLP
 class MLPPolicy:
     """Values from a numpy :class:`MLP`; the exported ONNX file computes the same numbers."""
 
-    def __init__(self, net: MLP, name: str, version: str) -> None:
+    def __init__(
+        self, net: MLP, name: str, version: str, columns: npt.NDArray[np.intp] | None = None
+    ) -> None:
+        """``columns``: the engine's feature columns the network reads (all when None)."""
         self.net = net
+        self.columns = columns
         self.name = name
         self.version = version
 
@@ -23,4 +27,5 @@ class MLPPolicy:
         return None
 
     def values(self, state: SiteState, observations: ObservationBatch) -> npt.NDArray[np.float64]:
-        return self.net(observations).astype(np.float64)
+        x = observations if self.columns is None else observations[:, self.columns]
+        return self.net(x).astype(np.float64)

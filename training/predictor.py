@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from decision.build import build_engine
-from decision.features import N_FEATURES, FeatureScale
+from decision.features import FEATURE_SETS, FeatureScale, feature_columns
 from decision.policies import ProportionalPolicy
 from floor.daytypes import DayTypeGroups
 from floor.seeds import Stream, derive
@@ -62,6 +62,7 @@ def collect(
     scenario, run_seed = site.scenario, settings.seed
     scale = FeatureScale.of(scenario)
     rng = np.random.default_rng(derive(Stream.PREDICTOR_ROLLOUT, run_seed))
+    columns = feature_columns(FEATURE_SETS[settings.feature_set])
     behaviour = GaussianNoise(ProportionalPolicy(site.physics), rng, sd=0.5)
     engine = build_engine(site, behaviour, settings.solver_time_limit_s)
     obs_rows, count_rows, reward_rows, volume_rows = [], [], [], []
@@ -90,7 +91,7 @@ def collect(
                 branches += 1
                 labels.append(destination_rewards(result, scale))
                 volumes.append(float(result.first_inductions.sum()))
-            obs_rows.append(decision.observations)
+            obs_rows.append(decision.observations[:, columns])
             count_rows.append(decision.counts)
             reward_rows.append(np.stack(labels))
             volume_rows.append(np.asarray(volumes, dtype=np.float32))
@@ -119,7 +120,7 @@ def fit_predictor(
     train_idx, test_idx = order[:split], order[split:] if n - split > 0 else order[:1]
 
     net = MLP.create(
-        (N_FEATURES, s.hidden, s.hidden, levels * n_groups),
+        (obs.shape[-1], s.hidden, s.hidden, levels * n_groups),
         seed=derive(Stream.NETWORK_INIT, s.seed, 1),
     )
     optimizer = Adam(net.parameters(), lr=1e-3)
@@ -128,7 +129,7 @@ def fit_predictor(
     for _ in range(s.predictor_epochs):
         for start in range(0, split, 8):
             batch = train_idx[rng.permutation(split)[start : start + 8] % split]
-            x = obs[batch].reshape(-1, N_FEATURES)
+            x = obs[batch].reshape(-1, obs.shape[-1])
             a = counts[batch].reshape(-1)
             y = rewards[batch].transpose(0, 2, 1).reshape(-1, n_groups)  # [B*D, G]
             out, acts = net.forward(x)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from decision.features import FEATURE_SETS
+
 Algo = Literal["marl", "drmarl", "drmarl-exhaustive"]
 ALGOS: tuple[Algo, ...] = ("marl", "drmarl", "drmarl-exhaustive")
 
@@ -62,6 +64,11 @@ class Settings:
     volumes reassigned, uniform in [0.25, 1]): days that depart from every group, so the
     policy learns on the plan error the honest plan protocol leaves (issue 10)."""
 
+    feature_set: str = "trust"
+    """The features the network reads (``decision.features.FEATURE_SETS``): ``trust`` adds the
+    online plan's trust to ``base``, so the policy can tell a recognized day from one that
+    departs from every group. The ONNX file lists them; the engine feeds it exactly those."""
+
     contamination: float = 1.0
     """drmarl, drmarl-exhaustive: weight of the worst group in the robust reward. The ambiguity
     set is the epsilon-contamination ball around the day actually simulated: every mixture
@@ -84,6 +91,12 @@ class Settings:
     probe day per group (the days the heuristic's reference ran on), so the weights follow what
     the policy does, not what its exploration costs."""
 
+    def __post_init__(self) -> None:
+        if self.feature_set not in FEATURE_SETS:
+            raise ValueError(
+                f"feature set {self.feature_set!r}: use one of {', '.join(FEATURE_SETS)}"
+            )
+
     @classmethod
     def quick(cls, **overrides: object) -> Settings:
         """A run that finishes in seconds, for tests and smoke checks."""
@@ -98,20 +111,25 @@ class Settings:
         return cls(**{**tiny, **overrides})  # type: ignore[arg-type]
 
 
-SHIPPED_RECIPES: dict[tuple[str, str], dict[str, float]] = {
+SHIPPED_RECIPES: dict[tuple[str, str], dict[str, object]] = {
+    ("small", "marl"): {"feature_set": "base"},
+    ("large", "marl"): {"feature_set": "base"},
     ("small", "drmarl"): {
+        "feature_set": "base",
         "contamination": 0.1,
         "drift_probability": 0.3,
         "group_dro": 4.0,
         "group_dro_probe_every": 25,
     },
     ("small", "drmarl-exhaustive"): {
+        "feature_set": "base",
         "contamination": 0.1,
         "drift_probability": 0.3,
         "group_dro": 4.0,
         "group_dro_probe_every": 25,
     },
     ("large", "drmarl"): {
+        "feature_set": "base",
         "contamination": 0.1,
         "drift_probability": 0.5,
         "group_dro": 4.0,
@@ -120,7 +138,8 @@ SHIPPED_RECIPES: dict[tuple[str, str], dict[str, float]] = {
 }
 """The robust settings of the shipped policies (picked on validation days by
 ``docs/policy-selection.md``), which ``train --table`` uses; the defaults above are the
-paper's target. MARL has no robust reward and trains on its typical group as in the paper."""
+paper's target. MARL has no robust reward and trains on its typical group as in the paper.
+Files trained before ``plan_trust`` existed read the ``base`` features."""
 
 
 def recipe(scenario: str, algo: str, **overrides: object) -> Settings:

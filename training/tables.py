@@ -110,7 +110,7 @@ def small_table(
     out: Path, episodes: int, seeds: int, workers: int, log: Callable[[str], None] = print
 ) -> dict[str, object]:
     """Table 1 on the small site."""
-    base = Settings(scenario="small", episodes=episodes)
+    base = recipe("small", "marl", episodes=episodes)
     from floor.daytypes import default_groups
     from floor.scenario import load_scenario
 
@@ -185,9 +185,8 @@ def large_table(
     out: Path, episodes: int, seeds: int, workers: int, log: Callable[[str], None] = print
 ) -> dict[str, object]:
     """Table 2 on the large site, with stress days."""
-    base = Settings(scenario="large", episodes=episodes)
     jobs: list[tuple[str, Settings]] = [
-        ("marl", replace(base, algo="marl")),
+        ("marl", recipe("large", "marl", episodes=episodes)),
         ("drmarl", recipe("large", "drmarl", episodes=episodes)),
     ]
     log(f"training marl and drmarl on the large site ({episodes} episodes each)")

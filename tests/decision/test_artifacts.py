@@ -17,7 +17,7 @@ from decision.artifacts import (
     version_key,
 )
 from decision.build import PolicyError, build_engine
-from decision.features import FEATURE_NAMES, N_FEATURES
+from decision.features import FEATURE_NAMES, FEATURE_SETS, N_FEATURES
 from floor.errors import ChuteflowError
 from floor.guardrails import load_guardrails
 from floor.site import load_site
@@ -65,8 +65,38 @@ def test_a_shipped_policy_passes_and_records_scenario_and_guardrails() -> None:
     assert check.size == len(data)
     assert check.scenarios == ("small",)
     assert check.guardrail_versions == {"small": load_guardrails("small").version}
-    assert check.features == FEATURE_NAMES
+    assert check.features == tuple(check.onnx_metadata["features"].split(","))
+    assert check.features in FEATURE_SETS.values()
     assert check.onnx_metadata["policy_name"] == "drmarl"
+
+
+def test_a_policy_reads_exactly_the_features_its_file_lists() -> None:
+    """A file trained before a feature existed keeps working: the engine computes every
+    feature and the policy is fed its own columns, by name, in its own order."""
+    from decision.policies import OnnxPolicy
+    from decision.state import SiteState
+
+    listed = ("time_of_day", "plan_trust")
+    data = onnx_model(len(listed), 5, {"scenario": "small", "features": ",".join(listed)})
+    assert inspect_artifact(data).features == listed
+    policy = OnnxPolicy(data, 5)
+    state = SiteState(
+        interval_index=3,
+        n_intervals=12,
+        chute_owner=np.full(4, -1),
+        chute_available=np.ones(4, dtype=bool),
+        chute_open=np.ones(4, dtype=bool),
+        arrivals=np.zeros((3, 2), dtype=np.int64),
+        recirculated=np.zeros(2, dtype=np.int64),
+        backlog=np.zeros(2, dtype=np.int64),
+        expected_share=np.full(2, 0.5),
+        plan_trust=0.25,
+    )
+    obs = np.arange(2 * N_FEATURES, dtype=np.float32).reshape(2, N_FEATURES)
+    cols = [FEATURE_NAMES.index(name) for name in listed]
+    np.testing.assert_allclose(
+        policy.values(state, obs), np.repeat(obs[:, cols].sum(1), 5).reshape(2, 5)
+    )
 
 
 @pytest.mark.parametrize(
@@ -77,6 +107,11 @@ def test_a_shipped_policy_passes_and_records_scenario_and_guardrails() -> None:
             onnx_model(N_FEATURES, 5, {"scenario": "small", "features": "a,b,c"}),
             None,
             "trained on features",
+        ),
+        (
+            onnx_model(3, 5, {"scenario": "small", "features": "plan_trust"}),
+            None,
+            "input width 3 != 1 features",
         ),
         (onnx_model(N_FEATURES, 7, {"scenario": "small"}), None, "output width 7 != 5"),
         (SHIPPED.read_bytes(), ["large"], "output width 5 != 13"),

@@ -59,6 +59,31 @@ def test_a_drifted_day_loses_the_plans_trust_and_the_share_follows_the_floor() -
     assert np.abs(belief.share(6) - truth).sum() < 0.6 * group_error
 
 
+def test_the_plan_state_carries_the_trust_the_policy_observes() -> None:
+    """``plan_trust`` reaches the state (and the ``trust`` feature set) from the same belief
+    that corrects the share: high on a group day, low on a drifted one."""
+    from dataclasses import replace
+
+    from decision.features import FEATURE_NAMES, FeatureScale, observe
+    from twin.sim import SortationTwin
+
+    scenario = load_scenario("large")
+    groups = default_groups(scenario)
+    day = sample_day(groups, 3, scenario, seed=5)
+    col = FEATURE_NAMES.index("plan_trust")
+    for demand, low, high in ((day, 0.9, 1.0), (with_drift(day, 1.0, seed=5), 0.0, 0.2)):
+        counts = demand.interval_arrivals()
+        belief = _belief_on(counts, 5)
+        state = SortationTwin(scenario, demand, seed=1).site_state()
+        arrivals = np.zeros_like(state.arrivals)
+        arrivals[0] = counts[5]
+        planned = belief.plan_state(replace(state, interval_index=6, arrivals=arrivals))
+        assert planned.plan_trust == belief.trust()
+        assert low <= planned.plan_trust <= high
+        obs = observe(planned, FeatureScale.of(scenario))
+        assert np.allclose(obs[:, col], planned.plan_trust)
+
+
 def test_the_update_is_causal_and_repeats_are_ignored() -> None:
     scenario = load_scenario("large")
     groups = default_groups(scenario)

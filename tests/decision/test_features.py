@@ -37,6 +37,24 @@ def test_observation_columns_mean_what_their_names_say() -> None:
     # 4 chutes in service, 3 of them held: one free chute out of 5
     np.testing.assert_allclose(obs[:, col["free_chutes"]], 0.2)
     np.testing.assert_allclose(obs[:, col["time_of_day"]], 0.25)
+    np.testing.assert_allclose(obs[:, col["plan_trust"]], 1.0)  # a plan used as given
+    from dataclasses import replace
+
+    trust = observe(replace(_state(), plan_trust=0.3), scale)[:, col["plan_trust"]]
+    np.testing.assert_allclose(trust, 0.3)
+
+
+def test_feature_sets_name_columns_the_engine_computes() -> None:
+    import pytest
+
+    from decision.features import FEATURE_SETS, feature_columns
+
+    assert FEATURE_SETS["trust"] == FEATURE_NAMES
+    assert FEATURE_SETS["base"] == FEATURE_NAMES[: FEATURE_NAMES.index("plan_trust")]
+    assert list(feature_columns(("plan_trust", "arrivals_lag0"))) == [N_FEATURES - 1, 0]
+    for bad in (("nope",), ("backlog", "backlog"), ()):
+        with pytest.raises(ValueError, match="this engine computes"):
+            feature_columns(bad)
 
 
 def test_scale_for_site_is_mean_packages_per_destination_interval() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from decision.features import N_FEATURES
 from decision.policies import OnnxPolicy
 from training.export import save_onnx
 from training.mlp import MLP, Adam, huber_grad
@@ -50,9 +51,9 @@ def test_adam_fits_a_small_regression() -> None:
 
 
 def test_onnx_export_matches_numpy(tmp_path: Path) -> None:
-    net = MLP.create((12, 64, 64, 13), seed=4)
+    net = MLP.create((N_FEATURES, 64, 64, 13), seed=4)
     path = save_onnx(net, tmp_path / "p.onnx", {"policy_name": "drmarl", "policy_version": "x"})
     policy = OnnxPolicy(path, levels=13)
-    obs = np.random.default_rng(5).standard_normal((120, 12)).astype(np.float32)
+    obs = np.random.default_rng(5).standard_normal((120, N_FEATURES)).astype(np.float32)
     np.testing.assert_allclose(policy.values(None, obs), net(obs), rtol=1e-5, atol=1e-5)  # type: ignore[arg-type]
     assert (policy.name, policy.version) == ("drmarl", "x")

@@ -10,7 +10,7 @@ import pytest
 
 from chuteflow.cli import main
 from decision.build import build_engine
-from decision.features import observe
+from decision.features import FEATURE_SETS, feature_columns, observe
 from decision.policies import OnnxPolicy
 from training.dqn import GroupAdversary, Settings, Trainer, write_run
 from training.policy import MLPPolicy
@@ -90,14 +90,16 @@ def test_group_dro_probes_take_the_greedy_policys_losses() -> None:
     np.testing.assert_allclose(adversary.loss, rates / adversary.baseline, rtol=1e-5)
 
 
-def test_written_onnx_policy_matches_the_trained_network(tmp_path: Path) -> None:
-    settings = Settings.quick(scenario="small", algo="marl", episodes=2)
+@pytest.mark.parametrize("feature_set", ["base", "trust"])
+def test_written_onnx_policy_matches_the_trained_network(tmp_path: Path, feature_set: str) -> None:
+    settings = Settings.quick(scenario="small", algo="marl", episodes=2, feature_set=feature_set)
     trainer = Trainer(settings)
     result = trainer.train()
     path = write_run(result, settings, tmp_path, trainer.scenario)
     assert json.loads((tmp_path / "settings.json").read_text())["algo"] == "marl"
     assert (tmp_path / "training_curve.png").stat().st_size > 0
     policy = OnnxPolicy(path, trainer.levels)
+    assert policy.features == FEATURE_SETS[feature_set]  # the file lists what it reads
     from twin.groups import sample_day
     from twin.sim import SortationTwin
 
@@ -105,7 +107,10 @@ def test_written_onnx_policy_matches_the_trained_network(tmp_path: Path) -> None
     twin = SortationTwin(trainer.scenario, day, seed=3)
     obs = observe(twin.site_state(), trainer.scale)
     np.testing.assert_allclose(
-        policy.values(twin.site_state(), obs), result.net(obs), rtol=1e-5, atol=1e-5
+        policy.values(twin.site_state(), obs),
+        result.net(obs[:, feature_columns(FEATURE_SETS[feature_set])]),
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
