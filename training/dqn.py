@@ -58,6 +58,7 @@ from training.explore import EpsilonGreedy
 from training.mlp import MLP, Adam, huber_grad
 from training.policy import MLPPolicy
 from training.predictor import WorstGroupPredictor, fit_predictor
+from training.selection import score_days
 from training.settings import ALGOS, Settings
 from twin.closed_loop import day_plan, run_day
 from twin.day import DayDemand
@@ -185,6 +186,8 @@ class TrainResult:
     env_steps: int
     branch_steps: int
     predictor_report: dict[str, float] | None = None
+    exported_validation: dict[str, float] | None = None
+    """The validation row of the exported network (``Settings.checkpoint`` chose it)."""
 
 
 class Trainer:
@@ -412,6 +415,21 @@ class Trainer:
         ]
         return {"mean": float(np.mean(rates)), "worst": float(np.max(rates))}
 
+    def _validate_rule(self) -> dict[str, float]:
+        """The greedy policy on the selection rule's first day of every group, as sampled and
+        drifted: ``worst`` is the worst group's mean of the two."""
+        score = score_days(self.greedy_engine, self.scenario, 1)
+        return {"mean": score["mean"], "worst": score["worst_group"]}
+
+    def _checkpoint_key(self, v: dict[str, float], guard: float | None) -> tuple[float, float]:
+        """Lower is better (``Settings.checkpoint``). ``guard``: the heuristic's worst group on
+        the rule's days, or None for ``worst``."""
+        if guard is None:
+            return (0.0, v["worst"] if self.s.algo != "marl" else v["mean"])
+        if v["worst"] <= guard:
+            return (0.0, v["mean"])
+        return (1.0, v["worst"])
+
     def _feed_adversary(
         self, adversary: GroupAdversary, episode: int, row: dict[str, float]
     ) -> None:
@@ -434,10 +452,14 @@ class Trainer:
         if s.algo == "drmarl":
             self.predictor, predictor_report, branches = fit_predictor(self.site, self.groups, s)
             self.branch_steps += branches
+        guard = None
+        if s.checkpoint == "rule":
+            heuristic = build_engine(self.site, "proportional", s.solver_time_limit_s)
+            guard = score_days(heuristic, self.scenario, 1)["worst_group"]
         curve: list[dict[str, float]] = []
         validation: list[dict[str, float]] = []
-        best_score = float("inf")
-        best = self.net.copy()
+        best_key = (float("inf"), float("inf"))
+        best, best_v = self.net.copy(), None
         for episode in range(s.episodes):
             row = self.run_episode(episode)
             curve.append(row)
@@ -445,12 +467,12 @@ class Trainer:
                 self._feed_adversary(self.adversary, episode, row)
             last = episode == s.episodes - 1
             if (episode + 1) % s.validate_every == 0 or last:
-                v = self.validate()
+                v = self.validate() if guard is None else self._validate_rule()
                 v["episode"] = float(episode)
                 validation.append(v)
-                score = v["worst"] if s.algo != "marl" else v["mean"]
-                if score < best_score:
-                    best_score, best = score, self.net.copy()
+                key = self._checkpoint_key(v, guard)
+                if key < best_key:
+                    best_key, best, best_v = key, self.net.copy(), v
                 row["validation_mean"] = v["mean"]
                 row["validation_worst"] = v["worst"]
             if self.on_episode is not None:
@@ -463,6 +485,7 @@ class Trainer:
             env_steps=self.env_steps,
             branch_steps=self.branch_steps,
             predictor_report=predictor_report,
+            exported_validation=best_v,
         )
 
 

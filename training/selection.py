@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from decision.build import build_engine
+from decision.engine import DecisionEngine
 from evaluation.suites import with_drift
 from floor.daytypes import default_groups
-from floor.scenario import load_scenario
+from floor.scenario import Scenario, load_scenario
 from floor.seeds import Stream, derive
 from floor.site import load_site
 from twin.closed_loop import run_day
@@ -33,24 +34,30 @@ VALIDATION_DRIFT = 0.5
 TIE = 1e-4
 
 
-def validation_score(scenario_name: str, policy: str) -> dict[str, float]:
-    """Mean and worst-group recirculation rate of ``policy`` on the validation days."""
-    scenario = load_scenario(scenario_name)
+def score_days(engine: DecisionEngine, scenario: Scenario, per_group: int) -> dict[str, float]:
+    """Mean and worst-group recirculation rate of ``engine`` on the first ``per_group``
+    validation days of every group, each as sampled and drifted (what the rule scores, and
+    what ``chuteflow train --checkpoint rule`` scores a run's networks on)."""
     groups = default_groups(scenario)
-    engine = build_engine(load_site(scenario), policy)  # start_day resets it for each day
-    per_group: list[float] = []
+    per_group_rates: list[float] = []
     rates: list[float] = []
     for g in range(groups.n_groups):
         mine = []
-        for k in range(VALIDATION_DAYS_PER_GROUP):
+        for k in range(per_group):
             seed = derive(Stream.VALIDATION_DAY, g, k)
             day = sample_day(groups, g, scenario, seed=seed)
             for variant in (day, with_drift(day, VALIDATION_DRIFT, seed)):
-                rate = run_day(engine, variant, seed=seed).kpis
-                mine.append(rate.recirculation_rate)
+                mine.append(run_day(engine, variant, seed=seed).kpis.recirculation_rate)
         rates += mine
-        per_group.append(float(np.mean(mine)))
-    return {"mean": float(np.mean(rates)), "worst_group": float(np.max(per_group))}
+        per_group_rates.append(float(np.mean(mine)))
+    return {"mean": float(np.mean(rates)), "worst_group": float(np.max(per_group_rates))}
+
+
+def validation_score(scenario_name: str, policy: str) -> dict[str, float]:
+    """Mean and worst-group recirculation rate of ``policy`` on the validation days."""
+    scenario = load_scenario(scenario_name)
+    engine = build_engine(load_site(scenario), policy)  # start_day resets it for each day
+    return score_days(engine, scenario, VALIDATION_DAYS_PER_GROUP)
 
 
 def _score(job: tuple[str, str]) -> tuple[str, dict[str, float]]:

@@ -11,6 +11,7 @@ from decision.features import FEATURE_SETS
 
 Algo = Literal["marl", "drmarl", "drmarl-exhaustive"]
 ALGOS: tuple[Algo, ...] = ("marl", "drmarl", "drmarl-exhaustive")
+CHECKPOINTS = ("worst", "rule")
 
 
 @dataclass
@@ -53,6 +54,14 @@ class Settings:
     """Rewards are -recirculations / (mean packages per destination-interval) * this."""
     validate_every: int = 25
     """Episodes between greedy validations; the best validated network is exported."""
+    checkpoint: str = "worst"
+    """Which validated network the run exports. ``worst``: the lowest worst validation day (one
+    day per group; marl: the lowest mean on its group), as every file before issue 10's ninth
+    round; on the large site that day is always group 16's, so the rest of the groups do not
+    count. ``rule``: the networks are scored on the selection rule's days
+    (``training/selection.py``: one sampled and one drifted day per group), and the export is
+    the lowest mean among those whose worst group is no worse than the proportional
+    heuristic's on the same days (until one is, the lowest worst group)."""
     predictor_episodes: int = 20
     """drmarl: rollout days used to fit the worst-group predictor."""
     predictor_epochs: int = 40
@@ -92,6 +101,8 @@ class Settings:
     the policy does, not what its exploration costs."""
 
     def __post_init__(self) -> None:
+        if self.checkpoint not in CHECKPOINTS:
+            raise ValueError(f"checkpoint {self.checkpoint!r}: use one of {', '.join(CHECKPOINTS)}")
         if self.feature_set not in FEATURE_SETS:
             raise ValueError(
                 f"feature set {self.feature_set!r}: use one of {', '.join(FEATURE_SETS)}"

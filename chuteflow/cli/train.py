@@ -109,9 +109,7 @@ def run(args: argparse.Namespace) -> int:
         "wall_seconds": round(trained.wall_seconds, 2),
         "env_steps": trained.env_steps,
         "branch_steps": trained.branch_steps,
-        "best_validation": min(
-            (v["worst"] if settings.algo != "marl" else v["mean"]) for v in trained.validation
-        ),
+        "exported_validation": trained.exported_validation,
         "predictor": trained.predictor_report,
     }
     print(json.dumps(summary, sort_keys=True))

@@ -141,3 +141,29 @@ def test_train_cli_quick_writes_a_policy_simulate_can_serve(
     assert code == 0
     kpis = json.loads(capsys.readouterr().out)
     assert kpis["inducted"] == kpis["sorted"] + kpis["unsorted"]
+
+
+def test_rule_checkpoint_exports_the_lowest_mean_within_the_heuristics_worst_group() -> None:
+    trainer = Trainer(Settings.quick(scenario="small", algo="drmarl", checkpoint="rule"))
+    key = trainer._checkpoint_key
+    guard = 0.10
+    ok_low, ok_high = {"mean": 0.05, "worst": 0.09}, {"mean": 0.06, "worst": 0.08}
+    over_low, over_high = {"mean": 0.01, "worst": 0.11}, {"mean": 0.01, "worst": 0.12}
+    assert key(ok_low, guard) < key(ok_high, guard)  # within the guard: lower mean wins
+    assert key(ok_high, guard) < key(over_low, guard)  # any network within the guard first
+    assert key(over_low, guard) < key(over_high, guard)  # until then, the lower worst group
+    result = trainer.train()
+    from training.selection import score_days
+
+    heuristic = build_engine(trainer.site, "proportional", trainer.s.solver_time_limit_s)
+    guard = score_days(heuristic, trainer.scenario, 1)["worst_group"]
+    best = min(result.validation, key=lambda v: key(v, guard))
+    assert result.exported_validation is best
+    assert len(result.validation) == 2  # validated every 2 of 4 quick episodes
+
+
+def test_unknown_feature_set_or_checkpoint_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="use one of base, trust"):
+        Settings(feature_set="nope")
+    with pytest.raises(ValueError, match="use one of worst, rule"):
+        Settings(checkpoint="best")
