@@ -126,14 +126,14 @@ SHIPPED_RECIPES: dict[tuple[str, str], dict[str, object]] = {
     ("small", "marl"): {"feature_set": "base"},
     ("large", "marl"): {"feature_set": "base"},
     ("small", "drmarl"): {
-        "feature_set": "base",
+        "feature_set": "trust",
         "contamination": 0.1,
         "drift_probability": 0.3,
         "group_dro": 4.0,
         "group_dro_probe_every": 25,
     },
     ("small", "drmarl-exhaustive"): {
-        "feature_set": "base",
+        "feature_set": "trust",
         "contamination": 0.1,
         "drift_probability": 0.3,
         "group_dro": 4.0,
