@@ -25,6 +25,7 @@ from contracts.control import CanaryGate, CanaryState, PolicyRef
 from contracts.events import AllocationDecided
 from contracts.topics import DEAD_LETTER, SHADOW
 from decision.artifacts import inspect_artifact
+from decision.features import N_FEATURES
 from floor.daytypes import default_groups
 from floor.scenario import SCENARIO_DIR, Scenario, load_scenario
 from replay.loop import day_type_group, replay_day
@@ -78,9 +79,9 @@ def _starving_policy(levels: int) -> bytes:
     import onnx
     from onnx import numpy_helper
 
-    model = onnx.load_from_string(onnx_model(12, levels))
+    model = onnx.load_from_string(onnx_model(N_FEATURES, levels))
     weight = model.graph.initializer[0]
-    weight.CopyFrom(numpy_helper.from_array(np.zeros((12, levels), dtype=np.float32), "W"))
+    weight.CopyFrom(numpy_helper.from_array(np.zeros((N_FEATURES, levels), dtype=np.float32), "W"))
     bias = numpy_helper.from_array(-np.arange(levels, dtype=np.float32) * 100.0, "B")
     model.graph.initializer.append(bias)
     model.graph.node[0].output[0] = "raw"
