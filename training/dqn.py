@@ -121,8 +121,9 @@ class GroupAdversary:
     The worst case over mixtures ``q`` of the groups, regularized by ``KL(q || uniform) / eta``,
     has the closed form ``q_g ~ exp(eta * L_g)`` (the Gibbs / group-DRO solution). ``L_g`` is the
     policy's recirculation rate on group ``g`` (its training days, or with
-    ``Settings.group_dro_probe_every`` the greedy policy on the probe day) over the proportional
-    heuristic's rate on the probe day of ``g``, an exponential average
+    ``Settings.group_dro_probe_every`` the greedy policy on the probe day) over a reference
+    policy's rate on the probe day of ``g`` (``Settings.group_dro_reference``; by default the
+    proportional heuristic), an exponential average
     (:data:`LOSS_AVERAGING`): a loss relative to what the heuristic gets, so a day type that is
     hard for every policy (the lookahead's too) does not take all the weight, only one where
     the policy is worse than it should be.
@@ -256,11 +257,10 @@ class Trainer:
         return run_day(engine, day, seed=seed).kpis.recirculation_rate
 
     def _baseline_rates(self) -> FloatArray:
-        """The proportional heuristic's recirculation rate on one day of every group: what the
-        group adversary measures the policy's losses against."""
-        return self._probe_rates(
-            build_engine(self.site, "proportional", self.s.solver_time_limit_s)
-        )
+        """The reference policy's recirculation rate on one day of every group
+        (``Settings.group_dro_reference``): what the adversary measures the losses against."""
+        reference = self.s.group_dro_reference
+        return self._probe_rates(build_engine(self.site, reference, self.s.solver_time_limit_s))
 
     def _probe_rates(self, engine: DecisionEngine) -> FloatArray:
         """``engine``'s recirculation rate on the adversary's probe day of every group."""

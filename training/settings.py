@@ -12,6 +12,7 @@ from decision.features import FEATURE_SETS
 Algo = Literal["marl", "drmarl", "drmarl-exhaustive"]
 ALGOS: tuple[Algo, ...] = ("marl", "drmarl", "drmarl-exhaustive")
 CHECKPOINTS = ("worst", "rule")
+GROUP_DRO_REFERENCES = ("proportional", "lookahead")
 
 
 @dataclass
@@ -94,6 +95,12 @@ class Settings:
     heuristic's: the policy trains most on the day types where it is worst against the
     heuristic, and on each of them learns from the day itself rather than hedging on days it
     has already recognized."""
+    group_dro_reference: str = "proportional"
+    """The policy the adversary's losses are measured against on each group's probe day.
+    ``proportional``: the heuristic (weights go where the policy is worst against it; the hard
+    day types). ``lookahead``: the perfect-information reference (weights go where the policy
+    is furthest from the best achievable, relatively; the easy day types where it is not
+    sharp)."""
     group_dro_probe_every: int = 0
     """Where the adversary's losses come from. 0: each training day's own recirculation
     (exploration included). N > 0: every N episodes, the greedy policy's recirculation on one
@@ -103,6 +110,11 @@ class Settings:
     def __post_init__(self) -> None:
         if self.checkpoint not in CHECKPOINTS:
             raise ValueError(f"checkpoint {self.checkpoint!r}: use one of {', '.join(CHECKPOINTS)}")
+        if self.group_dro_reference not in GROUP_DRO_REFERENCES:
+            raise ValueError(
+                f"group-dro reference {self.group_dro_reference!r}: use one of "
+                f"{', '.join(GROUP_DRO_REFERENCES)}"
+            )
         if self.feature_set not in FEATURE_SETS:
             raise ValueError(
                 f"feature set {self.feature_set!r}: use one of {', '.join(FEATURE_SETS)}"
