@@ -167,3 +167,18 @@ def test_unknown_feature_set_or_checkpoint_is_a_clear_error() -> None:
         Settings(feature_set="nope")
     with pytest.raises(ValueError, match="use one of worst, rule"):
         Settings(checkpoint="best")
+
+
+def test_group_dro_reference_sets_what_the_losses_are_measured_against() -> None:
+    settings = Settings.quick(
+        scenario="small", algo="drmarl", group_dro=1.0, group_dro_reference="lookahead"
+    )
+    trainer = Trainer(settings)
+    assert trainer.adversary is not None
+    lookahead = build_engine(trainer.site, "lookahead", settings.solver_time_limit_s)
+    np.testing.assert_array_equal(trainer.adversary.baseline, trainer._probe_rates(lookahead))
+    proportional = Trainer(Settings.quick(scenario="small", algo="drmarl", group_dro=1.0))
+    assert proportional.adversary is not None
+    assert (trainer.adversary.baseline < proportional.adversary.baseline).all()
+    with pytest.raises(ValueError, match="use one of proportional, lookahead"):
+        Settings(group_dro_reference="oracle")
