@@ -153,6 +153,7 @@ SHIPPED_RECIPES: dict[tuple[str, str], dict[str, object]] = {
     },
     ("large", "drmarl"): {
         "feature_set": "base",
+        "checkpoint": "rule",
         "contamination": 0.1,
         "drift_probability": 0.5,
         "group_dro": 4.0,
