@@ -110,10 +110,11 @@ class PlanBelief:
         excess = max(0.0, distance - 2.0 * noise)
         return float(np.clip(1.0 - excess / TRUST_SCALE, 0.0, 1.0))
 
-    def share(self, k: int) -> FloatArray:
-        """``[D]`` the plan's share of interval ``k`` (sums to 1)."""
+    def share(self, k: int, trust: float | None = None) -> FloatArray:
+        """``[D]`` the plan's share of interval ``k`` (sums to 1); ``trust``: :meth:`trust`,
+        when the caller has it already."""
         planned = self.mixture(k)
-        trust = self.trust()
+        trust = self.trust() if trust is None else trust
         if trust < 1.0:
             ratio = (self.observed + RATIO_SMOOTHING) / (self.predicted + RATIO_SMOOTHING)
             corrected = planned * ratio
@@ -132,7 +133,8 @@ class PlanBelief:
         k = state.interval_index
         if k > 0:
             self.observe(k - 1, state.arrivals[0])
-        return replace(state, expected_share=self.share(k), plan_trust=self.trust())
+        trust = self.trust()
+        return replace(state, expected_share=self.share(k, trust), plan_trust=trust)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state (floats round-trip exactly), for a worker's snapshot."""
