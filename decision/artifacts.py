@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from decision.policies import policy_features
+from decision.features import policy_features
 from floor.errors import ChuteflowError
 
 MAX_ARTIFACT_BYTES = 700 * 1024

@@ -12,6 +12,7 @@ before it: the engine computes every feature, each policy takes its columns by n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,28 @@ def feature_columns(names: tuple[str, ...]) -> npt.NDArray[np.intp]:
             f"this engine computes {','.join(FEATURE_NAMES)}"
         )
     return np.asarray([FEATURE_NAMES.index(name) for name in names], dtype=np.intp)
+
+
+def policy_features(meta: Mapping[str, str], width: object, label: str) -> tuple[str, ...]:
+    """The features an ONNX policy reads: its ``features`` metadata, or every feature for a
+    file that lists none; checked against its input width and what the engine computes.
+
+    Raises:
+        ValueError: a listed feature the engine does not compute, or a width that disagrees.
+    """
+    listed = meta.get("features")
+    names = (
+        tuple(name.strip() for name in listed.split(",")) if listed is not None else FEATURE_NAMES
+    )
+    try:
+        feature_columns(names)
+    except ValueError as exc:
+        raise ValueError(f"{label}: trained on {exc}") from None
+    if isinstance(width, int) and width != len(names):
+        raise ValueError(
+            f"{label}: input width {width} != {len(names)} features ({','.join(names)})"
+        )
+    return names
 
 
 def observe(state: SiteState, scale: FeatureScale) -> ObservationBatch:

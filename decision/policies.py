@@ -21,14 +21,13 @@ Shipped here:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from decision.features import FEATURE_NAMES, ObservationBatch, feature_columns
+from decision.features import ObservationBatch, feature_columns, policy_features
 from decision.state import SiteState
 from floor.plan import DayPlan
 from floor.site import SitePhysics
@@ -239,28 +238,6 @@ class LookaheadPolicy:
                 load, assumed_held, self._physics, ticks.astype(np.float64)
             )
         return values
-
-
-def policy_features(meta: Mapping[str, str], width: object, label: str) -> tuple[str, ...]:
-    """The features an ONNX policy reads: its ``features`` metadata, or every feature for a
-    file that lists none; checked against its input width and what the engine computes.
-
-    Raises:
-        ValueError: a listed feature the engine does not compute, or a width that disagrees.
-    """
-    listed = meta.get("features")
-    names = (
-        tuple(name.strip() for name in listed.split(",")) if listed is not None else FEATURE_NAMES
-    )
-    try:
-        feature_columns(names)
-    except ValueError as exc:
-        raise ValueError(f"{label}: trained on {exc}") from None
-    if isinstance(width, int) and width != len(names):
-        raise ValueError(
-            f"{label}: input width {width} != {len(names)} features ({','.join(names)})"
-        )
-    return names
 
 
 class OnnxPolicy:

@@ -124,7 +124,7 @@ class GroupAdversary:
     ``Settings.group_dro_probe_every`` the greedy policy on the probe day) over a reference
     policy's rate on the probe day of ``g`` (``Settings.group_dro_reference``; by default the
     proportional heuristic), an exponential average
-    (:data:`LOSS_AVERAGING`): a loss relative to what the heuristic gets, so a day type that is
+    (:data:`LOSS_AVERAGING`): a loss relative to what the reference gets, so a day type that is
     hard for every policy (the lookahead's too) does not take all the weight, only one where
     the policy is worse than it should be.
 

@@ -15,6 +15,11 @@ CHECKPOINTS = ("worst", "rule")
 GROUP_DRO_REFERENCES = ("proportional", "lookahead")
 
 
+def _check_choice(what: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ValueError(f"{what} {value!r}: use one of {', '.join(options)}")
+
+
 @dataclass
 class Settings:
     """Every knob of a training run; written next to the policy it produced."""
@@ -108,17 +113,9 @@ class Settings:
     the policy does, not what its exploration costs."""
 
     def __post_init__(self) -> None:
-        if self.checkpoint not in CHECKPOINTS:
-            raise ValueError(f"checkpoint {self.checkpoint!r}: use one of {', '.join(CHECKPOINTS)}")
-        if self.group_dro_reference not in GROUP_DRO_REFERENCES:
-            raise ValueError(
-                f"group-dro reference {self.group_dro_reference!r}: use one of "
-                f"{', '.join(GROUP_DRO_REFERENCES)}"
-            )
-        if self.feature_set not in FEATURE_SETS:
-            raise ValueError(
-                f"feature set {self.feature_set!r}: use one of {', '.join(FEATURE_SETS)}"
-            )
+        _check_choice("checkpoint", self.checkpoint, CHECKPOINTS)
+        _check_choice("group-dro reference", self.group_dro_reference, GROUP_DRO_REFERENCES)
+        _check_choice("feature set", self.feature_set, tuple(FEATURE_SETS))
 
     @classmethod
     def quick(cls, **overrides: object) -> Settings:
@@ -134,23 +131,19 @@ class Settings:
         return cls(**{**tiny, **overrides})  # type: ignore[arg-type]
 
 
+_SMALL_ROBUST: dict[str, object] = {
+    "feature_set": "trust",
+    "contamination": 0.1,
+    "drift_probability": 0.3,
+    "group_dro": 4.0,
+    "group_dro_probe_every": 25,
+}
+
 SHIPPED_RECIPES: dict[tuple[str, str], dict[str, object]] = {
     ("small", "marl"): {"feature_set": "base"},
     ("large", "marl"): {"feature_set": "base"},
-    ("small", "drmarl"): {
-        "feature_set": "trust",
-        "contamination": 0.1,
-        "drift_probability": 0.3,
-        "group_dro": 4.0,
-        "group_dro_probe_every": 25,
-    },
-    ("small", "drmarl-exhaustive"): {
-        "feature_set": "trust",
-        "contamination": 0.1,
-        "drift_probability": 0.3,
-        "group_dro": 4.0,
-        "group_dro_probe_every": 25,
-    },
+    ("small", "drmarl"): _SMALL_ROBUST,
+    ("small", "drmarl-exhaustive"): _SMALL_ROBUST,
     ("large", "drmarl"): {
         "feature_set": "base",
         "checkpoint": "rule",

@@ -118,7 +118,7 @@ def small_table(
     jobs: list[tuple[str, Settings]] = [
         (algo, recipe("small", algo, episodes=episodes)) for algo in ALGOS
     ]
-    jobs += [(f"marl-group{g}", replace(base, algo="marl", train_group=g)) for g in range(n_groups)]
+    jobs += [(f"marl-group{g}", replace(base, train_group=g)) for g in range(n_groups)]
     log(f"training {len(jobs)} policies on the small site ({episodes} episodes each)")
     trained = train_all(jobs, out / "policies", workers)
     groups = list(range(n_groups))
