@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +49,33 @@ def test_values_are_the_members_mean(tmp_path: Path) -> None:
     assert len(check.onnx_metadata["members"].split(",")) == 3
 
 
+def test_members_reading_other_features_get_their_own_columns(tmp_path: Path) -> None:
+    trust = FEATURE_SETS["trust"]
+    reordered = tuple(reversed(BASE))
+    members = [("base", _member(1)), ("trust", _member(2, trust)), ("rev", _member(3, reordered))]
+    path = tmp_path / "ens.onnx"
+    path.write_bytes(ensemble(members, "mixed").SerializeToString())
+    check = inspect_artifact(path.read_bytes())
+    assert check.features == trust  # the union, in the engine's order
+    obs = np.random.default_rng(1).standard_normal((30, len(trust))).astype(np.float32)
+    base_net = MLP.create((len(BASE), 16, 13), seed=1)
+    trust_net = MLP.create((len(trust), 16, 13), seed=2)
+    rev_net = MLP.create((len(BASE), 16, 13), seed=3)
+    expected = np.mean(
+        [base_net(obs[:, : len(BASE)]), trust_net(obs), rev_net(obs[:, len(BASE) - 1 :: -1])],
+        axis=0,
+    )
+    served = OnnxPolicy(path, levels=13).values(None, obs)  # type: ignore[arg-type]
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_members_must_agree() -> None:
     with pytest.raises(ValueError, match="at least two"):
         ensemble([("a", _member(1))], "v")
-    with pytest.raises(ValueError, match="features"):
-        ensemble([("a", _member(1)), ("b", _member(2, FEATURE_SETS["trust"]))], "v")
-    with pytest.raises(ValueError, match="widths"):
+    with pytest.raises(ValueError, match="scenario"):
+        other = _member(2).replace(b"large", b"small")
+        ensemble([("a", _member(1)), ("b", other)], "v")
+    with pytest.raises(ValueError, match="output width"):
         ensemble([("a", _member(1)), ("b", _member(2, levels=9))], "v")
     with pytest.raises(ValueError, match="not an ONNX model"):
         ensemble([("a", _member(1)), ("b", b"not onnx")], "v")
@@ -66,3 +89,19 @@ def test_cli_reports_a_bad_member(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert exited.value.code == 2
     assert "missing.onnx" in capsys.readouterr().err
     assert not (tmp_path / "e.onnx").exists()
+
+
+def test_cli_records_members_and_their_settings(tmp_path: Path) -> None:
+    paths = []
+    for seed in (1, 2):
+        run = tmp_path / f"run{seed}"
+        run.mkdir()
+        (run / "drmarl-large.onnx").write_bytes(_member(seed))
+        (run / "settings.json").write_text(json.dumps({"seed": seed, "algo": "drmarl"}))
+        paths.append(str(run / "drmarl-large.onnx"))
+    out = tmp_path / "ens" / "drmarl-large.onnx"
+    assert main(["--out", str(out), *paths]) == 0
+    recorded = json.loads(out.with_suffix(".members.json").read_text())
+    assert [m["settings"]["seed"] for m in recorded] == [1, 2]
+    assert recorded[0]["sha256"] == hashlib.sha256(_member(1)).hexdigest()
+    assert OnnxPolicy(out, levels=13).version.startswith("ensemble2-")
