@@ -156,11 +156,15 @@ SHIPPED_RECIPES: dict[tuple[str, str], dict[str, object]] = {
 """The robust settings of the shipped policies (picked on validation days by
 ``docs/policy-selection.md``), which ``train --table`` uses; the defaults above are the
 paper's target. MARL has no robust reward and trains on its typical group as in the paper.
-Files trained before ``plan_trust`` existed read the ``base`` features."""
+Files trained before ``plan_trust`` existed read the ``base`` features. The large DRMARL and
+the small DRMARL-exhaustive files are value ensembles (``training/ensemble.py``); their recipe
+here is their first member's, and each member's settings are in
+``decision/policies/runs/<file>/members.json``."""
 
 
 def recipe(scenario: str, algo: str, **overrides: object) -> Settings:
-    """The settings the shipped ``algo`` policy of ``scenario`` was trained with."""
+    """The settings the shipped ``algo`` policy of ``scenario`` (its first member, for an
+    ensemble) was trained with."""
     return Settings(
         scenario=scenario,
         algo=algo,  # type: ignore[arg-type]
