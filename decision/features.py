@@ -37,7 +37,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 N_FEATURES = len(FEATURE_NAMES)
 
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
-    "base": FEATURE_NAMES[:-1],
+    "base": FEATURE_NAMES[: FEATURE_NAMES.index("plan_trust")],
     "trust": FEATURE_NAMES,
 }
 """Named feature subsets a policy is trained on. ``base``: the features of every policy trained

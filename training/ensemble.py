@@ -17,7 +17,6 @@ rebuilt from ``chuteflow train`` runs.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, compose, helper, numpy_helper
 
+from decision.artifacts import sha256_hex
 from decision.features import FEATURE_NAMES, policy_features
 from training.export import IR_VERSION, OPSET
 
@@ -71,10 +71,9 @@ def ensemble(members: Sequence[tuple[str, bytes]], version: str) -> onnx.ModelPr
                     f"{label}: {key} {meta.get(key)!r} differs from the first member's "
                     f"{first_meta.get(key)!r}"
                 )
-        if _width(model.graph.output[0]) != out_width:
-            raise ValueError(
-                f"{label}: output width {_width(model.graph.output[0])} differs from {out_width}"
-            )
+        width = _width(model.graph.output[0])
+        if width != out_width:
+            raise ValueError(f"{label}: output width {width} differs from {out_width}")
         reads.append(policy_features(meta, _width(model.graph.input[0]), label))
     union = tuple(name for name in FEATURE_NAMES if any(name in r for r in reads))
     nodes: list[onnx.NodeProto] = []
@@ -108,7 +107,7 @@ def ensemble(members: Sequence[tuple[str, bytes]], version: str) -> onnx.ModelPr
     metadata = {key: first_meta[key] for key in SHARED_KEYS if key in first_meta}
     metadata["features"] = ",".join(union)
     metadata["policy_version"] = version
-    metadata["members"] = ",".join(hashlib.sha256(data).hexdigest()[:12] for _, data in members)
+    metadata["members"] = ",".join(sha256_hex(data)[:12] for _, data in members)
     helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     return model
@@ -116,7 +115,7 @@ def ensemble(members: Sequence[tuple[str, bytes]], version: str) -> onnx.ModelPr
 
 def _provenance(path: Path, data: bytes) -> dict[str, object]:
     """A member's path and hash, plus its training run's settings where they sit beside it."""
-    entry: dict[str, object] = {"path": str(path), "sha256": hashlib.sha256(data).hexdigest()}
+    entry: dict[str, object] = {"path": str(path), "sha256": sha256_hex(data)}
     settings = path.parent / "settings.json"
     if settings.is_file():
         entry["settings"] = json.loads(settings.read_text())
@@ -131,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         members = [(str(path), path.read_bytes()) for path in args.members]
-        digest = hashlib.sha256(b"".join(data for _, data in members)).hexdigest()[:8]
+        digest = sha256_hex(b"".join(data for _, data in members))[:8]
         model = ensemble(members, args.version or f"ensemble{len(members)}-{digest}")
     except (OSError, ValueError) as error:
         parser.exit(2, f"error: {error}\n")
