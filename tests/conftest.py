@@ -101,3 +101,18 @@ def kafka_topics(kafka_bootstrap: str) -> str:
 
     ensure_topics(kafka_bootstrap)
     return kafka_bootstrap
+
+
+def require_tool(name: str) -> str:
+    """The path of system tool ``name`` (promtool, chromium, ...), installed by
+    ``scripts/system-deps``. Missing: a skip on a laptop, a failure in CI
+    (``CHUTEFLOW_REQUIRE_SYSTEM_TOOLS=1``), so CI cannot pass by skipping."""
+    import shutil
+
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} not found: run scripts/system-deps {name}"
+    if os.environ.get("CHUTEFLOW_REQUIRE_SYSTEM_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
