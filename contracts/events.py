@@ -18,13 +18,23 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from contracts.limits import (
     MAX_ATTEMPT,
-    MAX_DAY_TYPE_GROUP,
     MAX_INTERVAL_INDEX,
     MAX_RECORDS_PER_INTERVAL,
     MAX_STATION,
 )
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+EVENT_TYPE_DOC = (
+    "The record's type, which names its schema (the discriminator of the topic's records)."
+)
+SCHEMA_VERSION_DOC = (
+    "Major version of this record type's schema; a breaking change adds a new version (and "
+    "topic) beside the old one, so old records keep parsing."
+)
+PACKAGE_DOC = "The package's id (a barcode or WMS id), unique within the site's day."
+DESTINATION_DOC = "The destination (route, lane, customer) the package is sorted to."
+ATTEMPT_DOC = "Which induction of the package this is: 1 for the first, n for the n-th."
 
 RecirculationReason = Literal["no_chute_allocated", "chutes_full_or_swapping", "chute_over_rate"]
 """Why a package could not be ejected: its destination holds no chute; every chute it holds is
@@ -46,9 +56,18 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    event_id: Id
-    event_time: AwareDatetime
-    site_id: Id
+    event_id: Id = Field(
+        description="Unique id of this record, chosen by its producer; a redelivery of the same "
+        "record carries the same id."
+    )
+    event_time: AwareDatetime = Field(
+        description="When the event happened on the floor (or was decided), ISO-8601 in UTC "
+        "(offset Z or +00:00; any other offset is refused)."
+    )
+    site_id: Id = Field(
+        description="The sortation site the record belongs to; also the Kafka message key "
+        "(UTF-8), so one site's records share one partition."
+    )
 
     @field_validator("event_time")
     @classmethod
@@ -62,36 +81,47 @@ class Envelope(BaseModel):
 class PackageInducted(Envelope):
     """A package was placed on a drive at an induction station (first time or again)."""
 
-    event_type: Literal["package_inducted"] = "package_inducted"
-    schema_version: Literal[1] = 1
-    package_id: Id
-    destination: Id
-    station: int = Field(ge=0, le=MAX_STATION)
-    attempt: int = Field(
-        ge=1, le=MAX_ATTEMPT, description="1 for the first induction, n for the n-th."
+    event_type: Literal["package_inducted"] = Field(
+        default="package_inducted", description=EVENT_TYPE_DOC
     )
+    schema_version: Literal[1] = Field(default=1, description=SCHEMA_VERSION_DOC)
+    package_id: Id = Field(description=PACKAGE_DOC)
+    destination: Id = Field(description=DESTINATION_DOC)
+    station: int = Field(
+        ge=0, le=MAX_STATION, description="Index of the induction station that placed it."
+    )
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT, description=ATTEMPT_DOC)
 
 
 class PackageSorted(Envelope):
     """A package was ejected into a chute of its destination."""
 
-    event_type: Literal["package_sorted"] = "package_sorted"
-    schema_version: Literal[1] = 1
-    package_id: Id
-    destination: Id
-    chute_id: Id
-    attempt: int = Field(ge=1, le=MAX_ATTEMPT)
+    event_type: Literal["package_sorted"] = Field(
+        default="package_sorted", description=EVENT_TYPE_DOC
+    )
+    schema_version: Literal[1] = Field(default=1, description=SCHEMA_VERSION_DOC)
+    package_id: Id = Field(description=PACKAGE_DOC)
+    destination: Id = Field(description=DESTINATION_DOC)
+    chute_id: Id = Field(description="The eject chute the package went into.")
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT, description=ATTEMPT_DOC)
 
 
 class PackageRecirculated(Envelope):
     """A package went to the recirculation chute and will be inducted again."""
 
-    event_type: Literal["package_recirculated"] = "package_recirculated"
-    schema_version: Literal[1] = 1
-    package_id: Id
-    destination: Id
-    attempt: int = Field(ge=1, le=MAX_ATTEMPT)
-    reason: RecirculationReason
+    event_type: Literal["package_recirculated"] = Field(
+        default="package_recirculated", description=EVENT_TYPE_DOC
+    )
+    schema_version: Literal[1] = Field(default=1, description=SCHEMA_VERSION_DOC)
+    package_id: Id = Field(description=PACKAGE_DOC)
+    destination: Id = Field(description=DESTINATION_DOC)
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT, description=ATTEMPT_DOC)
+    reason: RecirculationReason = Field(
+        description="Why it could not be ejected: no_chute_allocated (its destination holds "
+        "no chute), chutes_full_or_swapping (every chute it holds is full, swapping its "
+        "container or out of service) or chute_over_rate (its open chutes could not eject "
+        "more packages at that instant)."
+    )
     to_exception: bool = Field(
         default=False,
         description="True when this was the package's last attempt: it leaves the loop for "
@@ -102,28 +132,45 @@ class PackageRecirculated(Envelope):
 class ChuteStateChanged(Envelope):
     """An eject chute changed state; ``destination`` is its owner at that time, if any."""
 
-    event_type: Literal["chute_state_changed"] = "chute_state_changed"
-    schema_version: Literal[1] = 1
-    chute_id: Id
-    state: ChuteState
-    destination: Id | None = None
+    event_type: Literal["chute_state_changed"] = Field(
+        default="chute_state_changed", description=EVENT_TYPE_DOC
+    )
+    schema_version: Literal[1] = Field(default=1, description=SCHEMA_VERSION_DOC)
+    chute_id: Id = Field(description="The eject chute whose state changed.")
+    state: ChuteState = Field(
+        description="The chute's new state: open, full (its container is full), "
+        "swap_started / swap_finished (container exchange), out_of_service or "
+        "back_in_service."
+    )
+    destination: Id | None = Field(
+        default=None,
+        description="The destination the chute held at that time; null when it held none.",
+    )
 
 
 class IntervalClosed(Envelope):
     """A decision interval ended; the engine decides the allocation for the next one."""
 
-    event_type: Literal["interval_closed"] = "interval_closed"
-    schema_version: Literal[1] = 1
-    interval_index: int = Field(ge=0, le=MAX_INTERVAL_INDEX)
-    interval_start: AwareDatetime
-    interval_end: AwareDatetime
+    event_type: Literal["interval_closed"] = Field(
+        default="interval_closed", description=EVENT_TYPE_DOC
+    )
+    schema_version: Literal[1] = Field(default=1, description=SCHEMA_VERSION_DOC)
+    interval_index: int = Field(
+        ge=0,
+        le=MAX_INTERVAL_INDEX,
+        description="Index of the interval that ended, counted from 0 at the day's start.",
+    )
+    interval_start: AwareDatetime = Field(description="Start of the interval that ended (UTC).")
+    interval_end: AwareDatetime = Field(
+        description="End of the interval that ended (UTC); after interval_start."
+    )
     events_in_interval: (
         dict[Id, Annotated[int, Field(ge=0, le=MAX_RECORDS_PER_INTERVAL)]] | None
     ) = Field(
         default=None,
         max_length=16,
         description="Optional, added in v1 with a default (old messages still parse): records "
-        "the producer published for this site on each floor topic (topic name -> count) since "
+        "the producer published for this site on each floor topic (topic name to count) since "
         "its previous interval_closed. Kafka orders records only within one partition of one "
         "topic, so a consumer that reads several topics may see this event before the last "
         "sortation or chute-state records of the interval; with the counts it waits for them.",
@@ -140,15 +187,25 @@ class DayStarted(Envelope):
     """A site's operating day begins; the engine decides the day's first allocation now.
 
     Added in v1 as a new event type (nothing existing changed). The first decision of a day has
-    no interval_closed before it, and a policy needs the day plan before it: ``day_type_group``
-    is the planner's forecast of the day type (an index into the site's day-type groups), from
-    which the worker takes the expected shares, exactly as the twin's day does.
+    no interval_closed before it. The plan a policy sees is the worker's own calendar forecast
+    over the site's day-type groups (``floor/forecast.py``), as in the twin, never a producer's
+    declaration: ``day_type_group`` is only an optional hint (an internal cluster index a WCS
+    cannot be expected to know), so an absent or unknown one never costs the day.
     """
 
-    event_type: Literal["day_started"] = "day_started"
-    schema_version: Literal[1] = 1
-    day_start: AwareDatetime
-    day_type_group: int = Field(ge=0, le=MAX_DAY_TYPE_GROUP)
+    event_type: Literal["day_started"] = Field(default="day_started", description=EVENT_TYPE_DOC)
+    schema_version: Literal[1] = Field(default=1, description=SCHEMA_VERSION_DOC)
+    day_start: AwareDatetime = Field(
+        description="When the site's operating day starts (UTC): interval 0 starts here and "
+        "interval k starts k interval lengths later."
+    )
+    day_type_group: int | None = Field(
+        default=None,
+        description="Optional hint, may be absent or null: the planner's guess of the day "
+        "type as an index into the site's day-type groups. The worker plans from its own "
+        "calendar forecast either way; a value the site does not know is ignored, never an "
+        "error.",
+    )
 
     def day_key(self) -> str:
         """The operating day's identity in decision ids: :func:`day_key` of this record."""
@@ -175,22 +232,50 @@ class AllocationDecided(Envelope):
     the same date, never repeats an id.
     """
 
-    event_type: Literal["allocation_decided"] = "allocation_decided"
-    schema_version: Literal[1] = 1
-    decision_id: Id
-    interval_index: int = Field(ge=0)
-    interval_start: AwareDatetime
-    chute_map: dict[Id, Id] = Field(description="chute id -> destination id; unlisted chutes idle")
-    chutes_per_destination: dict[Id, Annotated[int, Field(ge=0)]]
-    policy_name: Id
-    policy_version: Id
-    guardrail_version: Id
-    solver_status: SolverStatus
+    event_type: Literal["allocation_decided"] = Field(
+        default="allocation_decided", description=EVENT_TYPE_DOC
+    )
+    schema_version: Literal[1] = Field(default=1, description=SCHEMA_VERSION_DOC)
+    decision_id: Id = Field(
+        description="site/day/interval/policy@version, where day is the date and 8 hex digits "
+        "of a hash of the day_started record's id. The same for a redelivery (always with the "
+        "same content): a consumer keeps the first record of an id and drops repeats."
+    )
+    interval_index: int = Field(
+        ge=0, description="The interval this allocation applies to, counted from 0."
+    )
+    interval_start: AwareDatetime = Field(
+        description="Start of that interval (UTC); also the record's event_time, so a "
+        "redelivered decision is byte-identical."
+    )
+    chute_map: dict[Id, Id] = Field(
+        description="Chute id to destination id for every chute that holds a destination in "
+        "this interval; a chute not listed stays idle."
+    )
+    chutes_per_destination: dict[Id, Annotated[int, Field(ge=0)]] = Field(
+        description="Number of chutes each destination holds; equals the count of that "
+        "destination in chute_map (destinations with 0 may be listed)."
+    )
+    policy_name: Id = Field(description="The policy that decided (a built-in or a store name).")
+    policy_version: Id = Field(
+        description="Version of that policy (the first 16 hex digits of a store policy's "
+        "sha256, or the built-in's version)."
+    )
+    guardrail_version: Id = Field(
+        description="Version of the guardrail set the allocation was projected onto and "
+        "validated against."
+    )
+    solver_status: SolverStatus = Field(
+        description="optimal or feasible: the CP-SAT projection's own status. "
+        "fallback_previous: the solver gave no feasible answer in time and the previous "
+        "allocation, which still met the guardrails, was kept. fallback_repaired: the previous "
+        "allocation had to be repaired to meet the guardrails."
+    )
     policy_sha256: str | None = Field(
         default=None,
         max_length=64,
         description="Optional, added in v1 with a default (old messages still parse): the "
-        "sha256 of the ONNX artifact that decided (None for a built-in policy).",
+        "sha256 of the ONNX artifact that decided (null for a built-in policy).",
     )
     route_revision: int | None = Field(
         default=None,
@@ -203,13 +288,13 @@ class AllocationDecided(Envelope):
         max_length=500,
         description="Optional, added in v1: set when the routed policy raised, returned "
         "NaN/inf or a wrong shape, or missed its inference deadline, and the site's fallback "
-        "policy (``policy_name``) decided this interval instead.",
+        "policy (named in policy_name) decided this interval instead.",
     )
     fallback_from: str | None = Field(
         default=None,
         max_length=200,
-        description="Optional, added in v1: the routed policy (``name@version``) that the "
-        "fallback replaced; ``decision_id`` keeps naming it, so a redelivery keeps its id.",
+        description="Optional, added in v1: the routed policy (name@version) that the "
+        "fallback replaced; decision_id keeps naming it, so a redelivery keeps its id.",
     )
 
     @model_validator(mode="after")

@@ -1,22 +1,21 @@
-"""JSON Schema for every event, for WCS integrators who do not read Python."""
+"""JSON Schema files for every message type on every topic, for integrators who do not read
+Python (``chuteflow contracts export``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from contracts.events import EVENT_TYPES
+from contracts.catalog import json_schema, published_messages
 
 
 def export_schemas(directory: Path) -> list[Path]:
-    """Write ``<event_type>.v<version>.schema.json`` per event; returns the paths written."""
+    """Write ``<name>.v<version>.schema.json`` per message type of every topic; returns the
+    paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for event_type, model in EVENT_TYPES.items():
-        version = model.model_fields["schema_version"].default
-        schema = model.model_json_schema()
-        schema["$id"] = f"urn:chuteflow:{event_type}:v{version}"
-        path = directory / f"{event_type}.v{version}.schema.json"
-        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    for message in published_messages():
+        path = directory / message.file_name
+        path.write_text(json.dumps(json_schema(message), indent=2, sort_keys=True) + "\n")
         written.append(path)
     return written

@@ -27,21 +27,70 @@ class TopicSpec:
     configs: tuple[tuple[str, str], ...] = ()
     """Topic configs set when the topic is created (``cleanup.policy=compact``, ...); an
     existing topic must have them (``stream.admin.ensure_topics``)."""
+    records: tuple[str, ...] = ()
+    """Record types on the topic that are not routed to it by their ``event_type`` (the shadow
+    topic's ``allocation_decided``, audit records, dead letters, store records): names in
+    ``contracts.catalog.MESSAGE_TYPES``, which builds the JSON Schemas and AsyncAPI from both."""
+    summary: str = ""
+    """What the topic carries, for integrators, plain text (the AsyncAPI channel's
+    description)."""
 
 
 PARTITIONS = 6
 """Six partitions: enough for a handful of sites per worker; raise with the site count."""
 
-INDUCTIONS = TopicSpec("chuteflow.inductions.v1", PARTITIONS, ("package_inducted",))
-SORTATION = TopicSpec(
-    "chuteflow.sortation.v1", PARTITIONS, ("package_sorted", "package_recirculated")
+INDUCTIONS = TopicSpec(
+    "chuteflow.inductions.v1",
+    PARTITIONS,
+    ("package_inducted",),
+    summary="Floor events from the WCS: every induction of a package onto the sorter.",
 )
-CHUTE_STATE = TopicSpec("chuteflow.chute-state.v1", PARTITIONS, ("chute_state_changed",))
-INTERVALS = TopicSpec("chuteflow.intervals.v1", PARTITIONS, ("interval_closed", "day_started"))
-ALLOCATIONS = TopicSpec("chuteflow.allocations.v1", PARTITIONS, ("allocation_decided",))
-DECISIONS_AUDIT = TopicSpec("chuteflow.decisions-audit.v1", PARTITIONS, ())
-"""Inputs and solver result of every decision, for audit; free-form JSON, not a contract."""
-DEAD_LETTER = TopicSpec("chuteflow.dead-letter.v1", PARTITIONS, ())
+SORTATION = TopicSpec(
+    "chuteflow.sortation.v1",
+    PARTITIONS,
+    ("package_sorted", "package_recirculated"),
+    summary="Floor events from the WCS: every package ejected into a chute, and every package "
+    "that recirculated instead (with why).",
+)
+CHUTE_STATE = TopicSpec(
+    "chuteflow.chute-state.v1",
+    PARTITIONS,
+    ("chute_state_changed",),
+    summary="Floor events from the WCS: every eject chute state change (full, container swap, "
+    "out of service and back).",
+)
+INTERVALS = TopicSpec(
+    "chuteflow.intervals.v1",
+    PARTITIONS,
+    ("interval_closed", "day_started"),
+    summary="The site's clock from the WCS: day_started opens a site's day (the worker "
+    "decides its first allocation), interval_closed ends an interval (the worker decides the "
+    "next one).",
+)
+ALLOCATIONS = TopicSpec(
+    "chuteflow.allocations.v1",
+    PARTITIONS,
+    ("allocation_decided",),
+    summary="The worker's decisions: one allocation per site and interval, the chute plan the "
+    "WCS applies for that interval.",
+)
+DECISIONS_AUDIT = TopicSpec(
+    "chuteflow.decisions-audit.v1",
+    PARTITIONS,
+    (),
+    records=("decision_audit", "route_received"),
+    summary="Audit trail: the inputs and solver result of every served decision, and every "
+    "route a worker applied. Open records: consumers ignore fields they do not know.",
+)
+"""Inputs and solver result of every decision, for audit (``contracts/records.py``)."""
+DEAD_LETTER = TopicSpec(
+    "chuteflow.dead-letter.v1",
+    PARTITIONS,
+    (),
+    records=("dead_letter",),
+    summary="Every input record the worker refused, with the reason and the original bytes; "
+    "keyed like the original (unknown when it had no key).",
+)
 """Records that failed to decode or validate, with the reason and the original bytes."""
 
 POLICIES = TopicSpec(
@@ -50,6 +99,9 @@ POLICIES = TopicSpec(
     (),
     key="policy_version",
     configs=(("cleanup.policy", "compact"),),
+    records=("policy_store_record",),
+    summary="The policy store: one record per registered ONNX policy, keyed sha256:<hex> of "
+    "its bytes, with its metadata and the artifact. Compacted: read from the beginning.",
 )
 """The policy store: one record per registered ONNX policy, keyed ``sha256:<hex>`` of its bytes
 (metadata and the artifact, JSON). Compacted, so it keeps one record per version for good
@@ -60,11 +112,21 @@ CONTROL = TopicSpec(
     PARTITIONS,
     ("policy_route",),
     configs=(("cleanup.policy", "compact"),),
+    summary="Policy routing per site: the whole current route (serving policy, shadows, "
+    "fallback, canary) with a revision that only grows. Compacted: the latest route of every "
+    "site is kept for good.",
 )
 """Policy routing per site (``contracts/control.py``): keyed by site and partitioned like the
 floor topics, so a site's routes reach the worker that owns the site, in order with its
 records; compacted, so the latest route of every site is kept for good."""
-SHADOW = TopicSpec("chuteflow.shadow.v1", PARTITIONS, ())
+SHADOW = TopicSpec(
+    "chuteflow.shadow.v1",
+    PARTITIONS,
+    (),
+    records=("allocation_decided",),
+    summary="Shadow policies' decisions on the live state, in the allocation contract; no "
+    "floor applies them (they are compared with the served ones).",
+)
 """Shadow policies' decisions on the live state: ``allocation_decided`` records (the
 allocation topic's contract) that no floor applies. Not in :data:`TOPIC_FOR_EVENT`: a producer
 never routes an event here by its type."""
@@ -83,7 +145,19 @@ SITE_TOPICS: tuple[TopicSpec, ...] = (
 """The topics keyed by site, with :data:`PARTITIONS` partitions: what the worker reads and
 writes."""
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (*SITE_TOPICS, POLICIES)
+CANARY = TopicSpec(
+    "chuteflow.canary.v1",
+    PARTITIONS,
+    ("canary_check",),
+    summary="Every canary gate check and the verdict it leads to, keyed by site, as the gate "
+    "makes it (a history, not compacted); the verdict itself is a route on the control topic.",
+)
+"""Every canary gate check and verdict (``contracts.control.CanaryCheck``), keyed by site as it
+is made; not compacted: the checks are a history (the ops page and ``policy gate`` show them),
+the verdict itself is a route on :data:`CONTROL`. Written by the gate (``rollout/``), never read
+by the worker."""
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (*SITE_TOPICS, CANARY, POLICIES)
 """Every topic chuteflow owns (``chuteflow kafka topics`` creates them)."""
 
 TOPIC_FOR_EVENT: dict[str, TopicSpec] = {

@@ -1,6 +1,7 @@
-"""Run policies over the days of evaluation suites on the twin, in parallel processes.
+"""Run policies over the days of evaluation suites on the twin, fanned out (``evaluation.fanout``).
 
-Every run is independent and seeded, so the table is the same whatever the worker count.
+Every run is independent and seeded, so the table is the same whatever the worker count and
+wherever a run went (one process, a local Ray, a cluster).
 Evaluation seeds start at ``EVAL_SEED_BASE`` so they never coincide with training seeds.
 The days themselves are the suites' (``evaluation/suites.py``); a ``RunSpec`` carries a day's
 coordinates, so a worker process rebuilds exactly the day the parent listed.
@@ -8,13 +9,12 @@ coordinates, so a worker process rebuilds exactly the day the parent listed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from decision.build import build_engine
+from evaluation.fanout import FanOut, open_fanout
 from evaluation.suites import (
     GROUP_SUITES,
     SHIFT_FRACTION,
@@ -107,23 +107,16 @@ def run_all(
     specs: Sequence[RunSpec],
     workers: int | None = None,
     on_done: Callable[[int, int], None] | None = None,
+    *,
+    fanout: FanOut | None = None,
+    ray: str | None = None,
 ) -> list[dict[str, object]]:
-    """Run every spec; rows come back in the order of ``specs``."""
-    workers = workers or min(2, os.cpu_count() or 1)
-    if workers <= 1:
-        rows = []
-        for index, spec in enumerate(specs):
-            rows.append(run_one(spec))
-            if on_done is not None:
-                on_done(index + 1, len(specs))
-        return rows
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = []
-        for index, row in enumerate(pool.map(run_one, specs, chunksize=1)):
-            results.append(row)
-            if on_done is not None:
-                on_done(index + 1, len(specs))
-    return results
+    """Run every spec; rows come back in the order of ``specs``. On ``fanout`` when given,
+    else on the one ``open_fanout(ray, workers)`` opens for this call."""
+    if fanout is not None:
+        return fanout.map(run_one, specs, on_done)
+    with open_fanout(ray, workers) as opened:
+        return opened.map(run_one, specs, on_done)
 
 
 def specs_for(

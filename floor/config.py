@@ -43,6 +43,7 @@ def load_yaml_model(
         return model.model_validate(raw)
     except ValidationError as problem:
         first = problem.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "<root>"
+        where = ".".join(str(part) for part in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise error(f"{path}: {where}: {message}") from None
+        # A whole-model check has no location: its message starts with the field it names.
+        raise error(f"{path}: {where}: {message}" if where else f"{path}: {message}") from None

@@ -163,10 +163,20 @@ def default_groups_path(name: str) -> Path:
     return SCENARIO_DIR / f"groups-{name}.npz"
 
 
+def site_groups_path(scenario: Scenario) -> Path:
+    """Where ``scenario``'s groups live: ``groups-<name>.npz`` beside its YAML file when it was
+    loaded from one that has them (an onboarded site's bundle), else the shipped file."""
+    if scenario.source_dir is not None:
+        beside = scenario.source_dir / f"groups-{scenario.name}.npz"
+        if beside.is_file():
+            return beside
+    return default_groups_path(scenario.name)
+
+
 def default_groups(scenario: Scenario) -> DayTypeGroups:
-    """The shipped groups of a built-in scenario, checked against its shape (read once per
-    process: every day's plan needs them)."""
-    path = default_groups_path(scenario.name)
+    """The groups of a site (:func:`site_groups_path`), checked against its shape (read once
+    per process: every day's plan needs them)."""
+    path = site_groups_path(scenario)
     if not path.is_file():
         raise GroupsError(
             f"{path}: no default groups for scenario '{scenario.name}'; "

@@ -12,10 +12,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from floor.config import load_yaml_model
 from floor.errors import ChuteflowError
+from floor.guardrails import GuardrailSet
+from floor.site_guardrails import SiteGuardrails, check_against_site
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 BUILTIN_SCENARIOS = ("small", "large")
@@ -57,20 +59,53 @@ class Scenario(BaseModel):
     repair_minutes: NonNegative = Field(description="Mean time a failed chute stays out.")
     max_attempts: int = Field(ge=1, description="Inductions before a package goes to exception.")
     max_chutes_per_destination: int = Field(gt=0, description="Upper bound of an agent's action.")
+    guardrails: SiteGuardrails | None = Field(
+        default=None,
+        description="A site file's own guardrails (docs/site-format.md); built-in scenarios "
+        "keep theirs in floor/guardrail_sets/ instead.",
+    )
+
+    _source_dir: Path | None = PrivateAttr(default=None)
+    """The folder of the YAML file it was loaded from: a site's groups and guardrails sit
+    beside it (``groups-<name>.npz``, ``guardrails-<name>.yaml``), as the built-in ones do in
+    ``floor/scenarios``, so an onboarded site's bundle is usable by every room as it is."""
+
+    @property
+    def source_dir(self) -> Path | None:
+        return self._source_dir
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
+        # Messages start with the field at fault: floor.config prints them after the file name.
         if len(set(self.destinations)) != len(self.destinations):
-            raise ValueError("destination ids must be unique")
+            raise ValueError("destinations: ids must be unique")
         if self.eject_chutes < len(self.destinations) and self.eject_chutes < 1:
-            raise ValueError("a site needs at least one eject chute")
+            raise ValueError("eject_chutes: a site needs at least one eject chute")
+        if self.day_hours > 24:
+            raise ValueError(f"day_hours: must be <= 24 (got {self.day_hours:g})")
         ticks_per_interval = self.interval_minutes * 60 / self.tick_seconds
         if abs(ticks_per_interval - round(ticks_per_interval)) > 1e-9:
-            raise ValueError("interval_minutes must be a whole number of ticks")
+            raise ValueError(
+                f"interval_minutes: must be a whole number of ticks of tick_seconds "
+                f"({self.interval_minutes:g} min / {self.tick_seconds:g} s)"
+            )
         intervals = self.day_hours * 60 / self.interval_minutes
         if abs(intervals - round(intervals)) > 1e-9:
-            raise ValueError("day_hours must be a whole number of intervals")
+            raise ValueError(
+                f"day_hours: must be a whole number of intervals "
+                f"({self.day_hours:g} h / {self.interval_minutes:g} min)"
+            )
+        if self.guardrails is not None:
+            problem = check_against_site(self.guardrails, self.eject_chutes, self.destinations)
+            if problem is not None:
+                raise ValueError(problem)
         return self
+
+    def guardrail_set(self) -> GuardrailSet | None:
+        """The site file's own guardrails as a set (``None`` for a scenario without them)."""
+        if self.guardrails is None:
+            return None
+        return self.guardrails.to_set(self.name, self.eject_chutes, self.destinations)
 
     @cached_property
     def n_destinations(self) -> int:
@@ -104,6 +139,9 @@ class Scenario(BaseModel):
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """A built-in scenario by name (``small``, ``large``) or a YAML file by path."""
-    return load_yaml_model(
+    scenario = load_yaml_model(
         name_or_path, Scenario, SCENARIO_DIR, BUILTIN_SCENARIOS, ScenarioError, "scenario"
     )
+    if str(name_or_path) not in BUILTIN_SCENARIOS:
+        scenario._source_dir = Path(name_or_path).resolve().parent
+    return scenario

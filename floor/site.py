@@ -75,15 +75,19 @@ def load_site(
     scenario: str | Path | Scenario,
     guardrails: str | Path | GuardrailSet | None = None,
 ) -> Site:
-    """A site by scenario (name, YAML path or object) and guardrails (default: the set named
-    after the scenario), checked against each other.
+    """A site by scenario (name, YAML path or object) and guardrails (default: the site
+    file's own ``guardrails:`` section, else ``guardrails-<name>.yaml`` beside the scenario's
+    file, else the shipped set named after the scenario), checked against each other.
 
     Raises:
         ScenarioError, GuardrailError: one line naming the file and the problem.
     """
     scen = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    if guardrails is None and scen.guardrails is not None:
+        guardrails = scen.guardrail_set()  # a site file's own section comes first
     if guardrails is None:
-        guardrails = scen.name
+        beside = scen.source_dir / f"guardrails-{scen.name}.yaml" if scen.source_dir else None
+        guardrails = beside if beside is not None and beside.is_file() else scen.name
     rails = guardrails if isinstance(guardrails, GuardrailSet) else load_guardrails(guardrails)
     site = Site(scen, rails)
     site.check()

@@ -15,7 +15,7 @@ from contracts.events import AllocationDecided
 from contracts.topics import ALLOCATIONS, message_key
 from stream.clients import KafkaClientConfig
 from stream.routing import route_records
-from stream.topic_reader import read_to_end, site_partition
+from stream.topic_reader import read_to_end
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,15 @@ class Served:
 def served_history(
     client: str | KafkaClientConfig, site_id: str, day: str | None = None
 ) -> tuple[list[Served], list[PolicyRoute]]:
-    """Every allocation of ``site_id`` (of days whose key starts with ``day``), first copy of
-    each decision id, in interval order per day; and the site's routes in revision order."""
-    partition = [site_partition(site_id)]
+    """Every allocation of ``site_id`` (of day runs whose key starts with ``day``: a date, or
+    a day key ``YYYY-MM-DD.<8 hex>`` for one run), first copy of each decision id, in interval
+    order per day run; and the site's routes in revision order. Rows carry their day key, so
+    two runs of one date are listed apart, never merged."""
     key = message_key(site_id)
     rows: list[Served] = []
     seen: set[str] = set()
-    for record in read_to_end(client, [ALLOCATIONS.name], partitions=partition):
+    # every partition: a producer with another partitioner may have put the site anywhere
+    for record in read_to_end(client, [ALLOCATIONS.name]):
         if record.key != key or record.value is None:
             continue
         try:

@@ -1,9 +1,13 @@
 """One site-day as Kafka holds it: the floor's events, the served and shadow decisions, routes.
 
-The day is the one a ``day_started`` record opened (the latest, or the one ``--day`` names by
-date or day key); its records are the site's partition of each topic from that record's Kafka
-time on, up to the next day of the site. The floor's own KPIs are counted from its events,
-interval by interval, so the report can put them beside the counterfactual twin's.
+A day is a day *run*: the one a ``day_started`` record opened (the latest, or the one
+``day_run`` names by its ``day_started`` id or day key, or ``day`` by date when only one run
+has that date). Its records are the site's records (by key, on every partition: a producer
+with another partitioner may have used any) from that record's Kafka time up to the site's
+next ``day_started``; allocations and shadow decisions are the ones whose decision id names
+the day run. No time margin: two runs of the same date replayed back to back stay apart. The
+floor's own KPIs are counted from its events, interval by interval, so the report can put them
+beside the counterfactual twin's.
 """
 
 from __future__ import annotations
@@ -38,16 +42,14 @@ from floor.errors import ChuteflowError
 from floor.scenario import Scenario
 from stream.clients import KafkaClientConfig
 from stream.routing import route_records
-from stream.topic_reader import Record, read_to_end, site_partition
+from stream.topic_reader import Record, read_to_end
 
 IntArray = npt.NDArray[np.int64]
-MARGIN_MS = 60_000
-"""Records of the day may be written a little before its ``day_started`` (a floor clock
-ahead of the replay's); events are kept by their own time, within the day."""
 
 
 class DayNotFound(ChuteflowError):
-    """No ``day_started`` for the site (and day) on the intervals topic."""
+    """No ``day_started`` for the site (and day) on the intervals topic, or a date that names
+    several day runs (the message lists them: pass one as ``--day-run``)."""
 
 
 @dataclass
@@ -68,7 +70,8 @@ class SiteDay:
     site_id: str
     day_key: str
     day_start: datetime
-    day_type_group: int
+    day_type_group: int | None
+    """The day_started record's hint (optional in the contract; never the plan)."""
     floor_events: list[Envelope]
     closed_through: int
     """The last interval the floor closed (-1: none yet)."""
@@ -104,59 +107,103 @@ def _decoded(records: list[Record]) -> list[tuple[Record, Envelope]]:
     return out
 
 
+@dataclass(frozen=True)
+class DayRunStart:
+    """A site's ``day_started`` record and where it lies in Kafka time."""
+
+    started: DayStarted
+    timestamp_ms: int
+    until_ms: int | None
+    """Kafka time of the site's next ``day_started`` (None: the latest day run)."""
+
+    @property
+    def day_key(self) -> str:
+        return self.started.day_key()
+
+    def holds(self, timestamp_ms: int) -> bool:
+        return timestamp_ms >= self.timestamp_ms and (
+            self.until_ms is None or timestamp_ms < self.until_ms
+        )
+
+
+def day_runs(
+    client: str | KafkaClientConfig, site_id: str, *, timeout_s: float = 60.0
+) -> tuple[list[DayRunStart], list[tuple[Record, IntervalClosed]]]:
+    """The site's day runs in Kafka-time order (every partition of the intervals topic), and
+    its interval closes."""
+    key = message_key(site_id)
+    starts: dict[str, tuple[Record, DayStarted]] = {}
+    closes: list[tuple[Record, IntervalClosed]] = []
+    for record, event in _decoded(read_to_end(client, [INTERVALS.name], timeout_s=timeout_s)):
+        if record.key != key or event.site_id != site_id:
+            continue
+        if isinstance(event, DayStarted):
+            starts.setdefault(event.event_id, (record, event))  # a redelivery is the same run
+        elif isinstance(event, IntervalClosed):
+            closes.append((record, event))
+    ordered = sorted(
+        starts.values(), key=lambda s: (s[0].timestamp_ms, s[0].partition, s[0].offset)
+    )
+    runs = []
+    for index, (record, event) in enumerate(ordered):
+        later = ordered[index + 1][0].timestamp_ms if index + 1 < len(ordered) else None
+        runs.append(DayRunStart(event, record.timestamp_ms, later))
+    return runs, closes
+
+
+def pick_day_run(
+    site_id: str, runs: list[DayRunStart], day: str | None, day_run: str | None
+) -> DayRunStart:
+    """The day run ``day_run`` names (its ``day_started`` id or day key, or a unique prefix of
+    the key), else the one run of date (or day key) ``day``, else the latest."""
+    if day_run is not None:
+        chosen = [
+            r
+            for r in runs
+            if day_run in (r.started.event_id, r.day_key) or r.day_key.startswith(day_run)
+        ]
+    elif day is not None:
+        chosen = [r for r in runs if r.day_key == day or r.day_key.startswith(day)]
+    else:
+        chosen = runs[-1:]
+    if not chosen:
+        which = f"day run {day_run}" if day_run else f"day {day}" if day else "any day"
+        raise DayNotFound(f"site {site_id}: no day_started for {which} on {INTERVALS.name}")
+    if len(chosen) > 1:
+        listed = ", ".join(f"{r.day_key} (day_started {r.started.event_id})" for r in chosen)
+        raise DayNotFound(
+            f"site {site_id}: {day_run or day} names {len(chosen)} day runs: {listed}; "
+            "pass one as --day-run"
+        )
+    return chosen[0]
+
+
 def read_site_day(
     client: str | KafkaClientConfig,
     scenario: Scenario,
     day: str | None = None,
     *,
+    day_run: str | None = None,
     timeout_s: float = 60.0,
 ) -> SiteDay:
-    """The site-day ``day`` names (a date ``YYYY-MM-DD`` or a day key), default the latest."""
+    """The site-day run :func:`pick_day_run` selects (default the latest)."""
     site_id = scenario.site_id
-    partition = [site_partition(site_id)]
     key = message_key(site_id)
-    starts: list[tuple[Record, DayStarted]] = []
-    closes: list[tuple[Record, IntervalClosed]] = []
-    for record, event in _decoded(
-        read_to_end(client, [INTERVALS.name], partitions=partition, timeout_s=timeout_s)
-    ):
-        if record.key != key or event.site_id != site_id:
-            continue
-        if isinstance(event, DayStarted):
-            starts.append((record, event))
-        elif isinstance(event, IntervalClosed):
-            closes.append((record, event))
-    chosen = [
-        (r, e)
-        for r, e in starts
-        if day is None or e.day_key() == day or e.day_key().startswith(day)
-    ]
-    if not chosen:
-        which = f"day {day}" if day else "any day"
-        raise DayNotFound(f"site {site_id}: no day_started for {which} on {INTERVALS.name}")
-    start_record, started = chosen[-1]
-    later = [r.timestamp_ms for r, _ in starts if r.offset > start_record.offset]
-    until_ms = min(later) if later else None
-    day_key = started.day_key()
+    runs, closes = day_runs(client, site_id, timeout_s=timeout_s)
+    run = pick_day_run(site_id, runs, day, day_run)
+    started = run.started
+    day_key = run.day_key
     interval = timedelta(minutes=scenario.interval_minutes)
     day_end = started.day_start + interval * scenario.n_intervals
-
-    def in_day(record: Record) -> bool:
-        return until_ms is None or record.timestamp_ms < until_ms
-
     closed = [
         e.interval_index
         for r, e in closes
-        if r.offset > start_record.offset
-        and in_day(r)
-        and started.day_start <= e.interval_start < day_end
+        if run.holds(r.timestamp_ms) and started.day_start <= e.interval_start < day_end
     ]
-    since = start_record.timestamp_ms - MARGIN_MS
     records = read_to_end(
         client,
         [INDUCTIONS.name, SORTATION.name, CHUTE_STATE.name, ALLOCATIONS.name, SHADOW.name],
-        partitions=partition,
-        since_ms=since,
+        since_ms=run.timestamp_ms,
         timeout_s=timeout_s,
     )
     floor_events: list[Envelope] = []
@@ -164,7 +211,7 @@ def read_site_day(
     shadow: dict[str, dict[int, AllocationDecided]] = {}
     prefix = f"{site_id}/{day_key}/"
     for record, event in _decoded(records):
-        if record.key != key or event.site_id != site_id or not in_day(record):
+        if record.key != key or event.site_id != site_id:
             continue
         if isinstance(event, AllocationDecided):
             if not event.decision_id.startswith(prefix):
@@ -174,10 +221,10 @@ def read_site_day(
                 shadow.setdefault(label, {}).setdefault(event.interval_index, event)
             else:
                 allocations.setdefault(event.interval_index, event)
-        elif started.day_start <= event.event_time <= day_end:
+        elif run.holds(record.timestamp_ms) and started.day_start <= event.event_time <= day_end:
             # the day's last sortings end exactly at its end (the twin counts them in the day)
             floor_events.append(event)
-    routes = _routes_of_day(client, site_id, since, timeout_s)
+    routes = _routes_of_day(client, site_id, run.timestamp_ms, timeout_s)
     result = SiteDay(
         site_id=site_id,
         day_key=day_key,
@@ -230,4 +277,14 @@ def floor_counts(scenario: Scenario, day: SiteDay) -> FloorCounts:
     return FloorCounts(**counts)
 
 
-__all__ = ["DayNotFound", "FloorCounts", "SiteDay", "floor_counts", "policy_of", "read_site_day"]
+__all__ = [
+    "DayNotFound",
+    "DayRunStart",
+    "FloorCounts",
+    "SiteDay",
+    "day_runs",
+    "floor_counts",
+    "pick_day_run",
+    "policy_of",
+    "read_site_day",
+]

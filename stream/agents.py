@@ -38,7 +38,9 @@ import faust
 
 from contracts.topics import CONTROL, PARTITIONS, SITE_TOPICS, kafka_partition, message_key
 from stream.batching import set_batch_handler
-from stream.processor import INPUT_TOPICS, StreamProcessor
+from stream.health import Readiness
+from stream.inputs import INPUT_TOPICS
+from stream.processor import StreamProcessor
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,13 @@ def register(
     *,
     ready_file: Path | None = None,
     timer_seconds: float = 1.0,
+    readiness: Readiness | None = None,
 ) -> None:
-    """Attach the agent, the close timer and the readiness marker to ``app``."""
+    """Attach the agent, the close timer and the readiness marker to ``app``.
+
+    ``readiness`` (``/readyz``) is told when partitions are assigned and revoked, and its
+    event-loop tick comes from the close timer.
+    """
     source = app.topic(
         *(spec.name for spec in INPUT_TOPICS),
         key_type=bytes,
@@ -94,6 +101,8 @@ def register(
         # the site is then restored from the table (our own last snapshot), the same state.
         # A batch in flight finishes first and its outputs and snapshots are flushed, so the
         # next owner recovers a table that includes every record this worker applied.
+        if readiness is not None:
+            readiness.assigned = False
         await idle.wait()
         await app.producer.flush()
         lost = {tp.partition for tp in (revoked or ()) if tp.topic in input_names}
@@ -147,8 +156,13 @@ def register(
             if message.tp not in owned:
                 continue
             if message.key is not None:
+                # A record on another partition than its site's is dead-lettered by the
+                # processor; it must not load the site's state into a worker that does not
+                # own the site's partition either.
                 with contextlib.suppress(UnicodeDecodeError):
-                    restore(message.key.decode("utf-8"))
+                    site_id = message.key.decode("utf-8")
+                    if processor.wrong_partition(site_id, message.partition) is None:
+                        restore(site_id)
             out += processor.handle(
                 message.topic, message.key, message.value, message.partition, message.offset
             )
@@ -173,10 +187,19 @@ def register(
 
     @app.timer(interval=timer_seconds)  # type: ignore[untyped-decorator]
     async def close_timer() -> None:
+        if readiness is not None:
+            readiness.tick()
         out = processor.on_timer()
         if out:
             await publish(out)
             write_table()
+
+    if readiness is not None:
+
+        async def assigned(sender: Any, **kwargs: Any) -> None:
+            readiness.assigned = True
+
+        app.on_rebalance_complete.connect(assigned)  # type: ignore[arg-type]
 
     if ready_file is not None:
 

@@ -28,13 +28,33 @@ from typing import Any
 
 import faust
 
-from contracts.topics import PARTITIONS
+from contracts.topics import ALL_TOPICS, PARTITIONS, TopicSpec
 from stream.batching import install as install_batch_consumer
 from stream.clients import KafkaClientConfig
 
 DEFAULT_APP_ID = "chuteflow-worker"
 """The consumer group: workers with the same id share the site partitions."""
 TABLE_NAME = "site-state"
+
+
+def changelog_topic(app_id: str = DEFAULT_APP_ID) -> TopicSpec:
+    """The site-state table's changelog, named and configured as faust derives it
+    (``{app id}-{table name}-changelog``, the table's partition count, compacted), so that
+    ``chuteflow kafka topics`` can create it and a worker on a cluster with ACLs needs no
+    permission to create topics. faust skips creating a topic that exists."""
+    return TopicSpec(
+        f"{app_id}-{TABLE_NAME}-changelog",
+        PARTITIONS,
+        (),
+        configs=(("cleanup.policy", "compact"),),
+    )
+
+
+def worker_topics(app_id: str = DEFAULT_APP_ID) -> tuple[TopicSpec, ...]:
+    """Every topic a worker of group ``app_id`` reads or writes: chuteflow's own and faust's
+    changelog. faust's other internal topic, the leader-assignor topic, is switched off
+    (``topic_disable_leader``: chuteflow does not use a group leader)."""
+    return (*ALL_TOPICS, changelog_topic(app_id))
 
 
 def bootstrap_from_env(default: str = "127.0.0.1:9092") -> str:
@@ -92,6 +112,9 @@ def make_app(settings: AppSettings) -> faust.App:
         # (FAUST_DATADIR, faust's own variable, still wins).
         datadir=os.environ.get("FAUST_DATADIR", str(DEFAULT_DATADIR / "{conf.name}-data")),
         web_enabled=False,
+        # faust's "{id}-__assignor-__leader" topic serves app.is_leader(), which chuteflow
+        # never asks; without it the worker needs no topic of its own beyond the changelog.
+        topic_disable_leader=True,
         topic_partitions=PARTITIONS,
         topic_replication_factor=1,
         consumer_auto_offset_reset=settings.offset_reset,

@@ -487,6 +487,16 @@ def _error_text(error: Any) -> str:
     return " ".join(str(text).split())
 
 
+def _unresolved_everywhere(client: KafkaClientConfig, errors: list[Any]) -> bool:
+    """Whether every bootstrap host has failed to resolve (a typo, or a name that does not
+    exist): no retry will help, so the caller hears it at once instead of at its timeout."""
+    from confluent_kafka import KafkaError
+
+    texts = [_error_text(e) for e in errors if e.code() == KafkaError._RESOLVE]
+    hosts = [entry.rpartition(":")[0] or entry for entry in _bootstrap_entries(client)]
+    return all(any(f"'{host}:" in text or f"{host}:" in text for text in texts) for host in hosts)
+
+
 def connect_admin(
     client: KafkaClientConfig, timeout_s: float = 30.0, extra: Mapping[str, Any] | None = None
 ) -> tuple[AdminClient, Any]:
@@ -495,7 +505,8 @@ def connect_admin(
     Raises:
         KafkaAuthError: the broker refused the credentials, or TLS failed (wrong CA, host
             name): seconds, not ``timeout_s``.
-        KafkaUnreachableError: no metadata within ``timeout_s`` (with librdkafka's last error).
+        KafkaUnreachableError: no metadata within ``timeout_s`` (with librdkafka's last error),
+            or at once when no bootstrap host resolves.
     """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
@@ -525,6 +536,11 @@ def connect_admin(
                 who = f"user {client.sasl_username}" if client.uses_sasl else "this client"
                 raise KafkaAuthError(
                     f"Kafka authentication failed for {who} at {client.bootstrap} "
+                    f"({_error_text(reported)})"
+                )
+            if code == KafkaError._RESOLVE and _unresolved_everywhere(client, errors):
+                raise KafkaUnreachableError(
+                    f"cannot reach Kafka at {client.bootstrap}: no bootstrap host resolves "
                     f"({_error_text(reported)})"
                 )
             if code == KafkaError._SSL:

@@ -49,6 +49,9 @@ class RepeatFilter(logging.Filter):
     """
 
     SUMMARY_ATTR = "chuteflow_repeat_summary"
+    EXEMPT_ATTR = "chuteflow_repeat_exempt"
+    """A record with this attribute true always passes: lines bounded by nature (one per
+    decision per site and interval) that share one template but must never be dropped."""
 
     def __init__(
         self,
@@ -70,7 +73,7 @@ class RepeatFilter(logging.Filter):
         self._lock = threading.RLock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, self.SUMMARY_ATTR, False):
+        if getattr(record, self.SUMMARY_ATTR, False) or getattr(record, self.EXEMPT_ATTR, False):
             return True
         now = self._clock()
         key = (record.name, record.levelno, str(record.msg))

@@ -38,15 +38,12 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import numpy.typing as npt
 
 from contracts.codec import DecodeError, decode, decode_route, encode
-from contracts.control import PolicyRef, PolicyRoute
 from contracts.events import (
     AllocationDecided,
     DayStarted,
@@ -54,292 +51,31 @@ from contracts.events import (
     IntervalClosed,
     PackageInducted,
     PackageRecirculated,
-    day_key,
 )
 from contracts.limits import InputLimits
 from contracts.topics import (
     ALLOCATIONS,
-    CHUTE_STATE,
     CONTROL,
     DECISIONS_AUDIT,
-    INDUCTIONS,
-    INTERVALS,
     SHADOW,
-    SORTATION,
-    TopicSpec,
+    kafka_partition,
     message_key,
 )
 from decision.admission import (
     DAYS_REMEMBERED,
     SeenWindow,
-    SiteCalendar,
     check_day_started,
     check_floor_event,
     check_interval_closed,
 )
-from decision.engine import Decision, DecisionEngine
+from decision.engine import Decision
 from decision.state import SiteState
-from decision.tracker import SiteTracker, TrackerConfig, UnknownEntityError
+from decision.tracker import UnknownEntityError
 from floor.errors import ChuteflowError
-from floor.plan import DayPlan
 from stream.deadletter import OutRecord, dead_letter, reason_kind
-
-FloatArray = npt.NDArray[np.float64]
-
-FLOOR_TOPICS: tuple[TopicSpec, ...] = (INDUCTIONS, SORTATION, CHUTE_STATE)
-"""Topics whose records the tracker counts (and ``events_in_interval`` names)."""
-EVENT_TOPICS: tuple[TopicSpec, ...] = (*FLOOR_TOPICS, INTERVALS)
-"""Input topics of contract events (``contracts.events``)."""
-INPUT_TOPICS: tuple[TopicSpec, ...] = (*EVENT_TOPICS, CONTROL)
-"""Everything the worker's one agent consumes, in one stream so a site stays on one worker;
-the control topic too, so a site's routes reach the worker that owns it."""
-_BY_NAME = {spec.name: spec for spec in EVENT_TOPICS}
-_FLOOR_NAMES = frozenset(spec.name for spec in FLOOR_TOPICS)
-
-
-@dataclass(frozen=True)
-class DecisionObserved:
-    """What a decision looked like, for metrics (the processor stays free of a metrics lib)."""
-
-    site_id: str
-    interval_index: int
-    total_ms: float
-    solver_status: str
-    policy_error: str | None
-    policy_name: str
-    policy_version: str
-
-
-@dataclass
-class SiteRuntime:
-    """One site served by this worker: its layout, tracker, engine and close bookkeeping."""
-
-    config: TrackerConfig
-    engine: DecisionEngine
-    day_shares: Callable[[int], FloatArray]
-    """Expected shares ``[n_intervals, D]`` of a day-type group (raises IndexError if none)."""
-    interval_minutes: float
-    tracker: SiteTracker = field(init=False)
-    day_start: datetime | None = None
-    day_type_group: int | None = None
-    received: Counter[str] = field(default_factory=Counter)
-    received_next: Counter[str] = field(default_factory=Counter)
-    """Valid floor records of the interval after the open one (kept apart, see the tracker)."""
-    at_boundary: list[tuple[str, Envelope]] = field(default_factory=list)
-    """Records at exactly the open interval's end, waiting for its close's counts."""
-    counted_closes: bool = False
-    """The site's closes announce their records (``events_in_interval``): records past the
-    open interval wait for its close instead of closing it by event time."""
-    """Valid floor records applied per topic since the last close."""
-    pending: IntervalClosed | None = None
-    pending_since: float = 0.0
-    pending_next: IntervalClosed | None = None
-    """The next interval's close, read while the open one's still waits for its records."""
-    partition: int | None = None
-    """Partition the site's records arrive on (the table changelog partition)."""
-    offsets: dict[str, int] = field(default_factory=dict)
-    """Last input offset applied per ``topic/partition``: records at or below it were already
-    applied before a restart and are skipped, so none is counted twice."""
-    day_event_id: str | None = None
-    """``event_id`` of the open day's ``day_started`` (a redelivery has the same one)."""
-    days_seen: list[str] = field(default_factory=list)
-    """``event_id`` of the last days' ``day_started`` records (a copy is a duplicate)."""
-    seen: SeenWindow = field(default_factory=SeenWindow)
-    day_totals: Counter[str] = field(default_factory=Counter)
-    """Records of the day by kind (first inductions, recirculations): the observed rate."""
-    plan_for: Callable[[date, str], DayPlan] | None = None
-    """The honest plan of a date (``floor/forecast.py``), day key given; None: the declared
-    day type's shares are the plan."""
-    engine_for: Callable[[PolicyRef], DecisionEngine] | None = None
-    """Builds the engine of a routed policy (``stream.worker.make_site``); None: routes are
-    refused (the site serves its one engine)."""
-    route: PolicyRoute | None = None
-    """The site's control-topic route (``contracts/control.py``); None: ``engine`` serves."""
-    engines: dict[str, DecisionEngine] = field(default_factory=dict)
-    """Engines of the route's policies by ``PolicyRef.key``, made when the route arrived
-    (sessions loaded ahead of the boundary where they start to decide)."""
-    _calendar: SiteCalendar | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.tracker = SiteTracker(self.config)
-
-    def plan(self) -> DayPlan:
-        """The day's plan: the calendar forecast over the site's groups, updated online by the
-        engine, exactly as the twin and evaluation build it (``twin.closed_loop.day_plan``);
-        the ``day_started`` record's declared day type is not trusted as the plan."""
-        assert self.day_type_group is not None and self.day_start is not None
-        day = "" if self.day_event_id is None else day_key(self.day_start, self.day_event_id)
-        if self.plan_for is not None:
-            return self.plan_for(self.day_start.date(), day)
-        return DayPlan(expected_share=self.day_shares(self.day_type_group), day=day)
-
-    def belief(self) -> dict[str, Any] | None:
-        """The online plan's state (every engine of the site observes the same arrivals)."""
-        belief = self.serving().belief
-        return None if belief is None else belief.to_dict()
-
-    def calendar(self) -> SiteCalendar:
-        """The open interval's calendar, made once per interval (every record reads it)."""
-        assert self.day_start is not None
-        cached = self._calendar
-        if (
-            cached is None
-            or cached.day_start != self.day_start
-            or cached.open_index != self.tracker.interval_index
-        ):
-            cached = self._calendar = SiteCalendar(
-                day_start=self.day_start,
-                interval=timedelta(minutes=self.interval_minutes),
-                n_intervals=self.config.n_intervals,
-                open_index=self.tracker.interval_index,
-            )
-        return cached
-
-    @property
-    def route_revision(self) -> int:
-        return 0 if self.route is None else self.route.revision
-
-    def serving(self) -> DecisionEngine:
-        """The engine that decides the site's next allocation."""
-        if self.route is None:
-            return self.engine
-        return self.engines[self.route.serving.key]
-
-    def shadows(self) -> list[tuple[PolicyRef, DecisionEngine]]:
-        """The route's shadow policies and their engines."""
-        if self.route is None:
-            return []
-        return [(ref, self.engines[ref.key]) for ref in self.route.shadows]
-
-    def set_route(self, route: PolicyRoute | None) -> None:
-        """Serve ``route`` from the next decision on: its engines are made now (a policy that
-        cannot be loaded raises, and the current route stays), then swapped in. An engine that
-        joins mid-day resumes the day's plan with no solver hint."""
-        if route is None:
-            self.route, self.engines = None, {}
-            return
-        if self.engine_for is None:
-            raise ValueError("this worker serves one policy per site (no routing)")
-        engines = {}
-        for ref in route.policies():
-            engine = self.engines.get(ref.key)
-            if engine is None:
-                engine = self.engine_for(ref)
-                if self.day_open:
-                    engine.resume(self.plan(), None, self.belief())
-            engines[ref.key] = engine
-        self.route, self.engines = route, engines
-
-    def all_engines(self) -> dict[str, DecisionEngine]:
-        """The default engine and the route's, by key (``default`` for the ``--policy`` one)."""
-        return {"default": self.engine, **self.engines}
-
-    def reset(self) -> None:
-        """Forget everything (the site's partition went to another worker)."""
-        self.tracker = SiteTracker(self.config)
-        self.day_start = None
-        self.day_type_group = None
-        self.day_event_id = None
-        self.received.clear()
-        self.received_next.clear()
-        self.at_boundary = []
-        self.counted_closes = False
-        self.pending = None
-        self.pending_next = None
-        self.partition = None
-        self.offsets.clear()
-        self.days_seen = []
-        self.seen.clear()
-        self.day_totals.clear()
-        self.route, self.engines = None, {}
-
-    @property
-    def day_open(self) -> bool:
-        return self.day_start is not None
-
-    def interval_start(self, index: int) -> datetime:
-        assert self.day_start is not None
-        return self.day_start + timedelta(minutes=self.interval_minutes * index)
-
-    def snapshot(self) -> dict[str, Any]:
-        """JSON-ready state for the faust table (never pickle)."""
-        return {
-            "tracker": self.tracker.to_dict(),
-            "day_start": None if self.day_start is None else self.day_start.isoformat(),
-            "day_type_group": self.day_type_group,
-            "received": dict(self.received),
-            "received_next": dict(self.received_next),
-            "counted_closes": self.counted_closes,
-            "at_boundary": [[topic, encode(e).decode("utf-8")] for topic, e in self.at_boundary],
-            "pending": None if self.pending is None else encode(self.pending).decode("utf-8"),
-            "pending_next": (
-                None if self.pending_next is None else encode(self.pending_next).decode("utf-8")
-            ),
-            "offsets": dict(self.offsets),
-            "day_event_id": self.day_event_id,
-            "days_seen": list(self.days_seen),
-            "hint": None if self.engine.hint is None else self.engine.hint.tolist(),
-            "belief": self.belief() if self.day_open else None,
-            "route": None if self.route is None else encode(self.route).decode("utf-8"),
-            "route_hints": {
-                key: None if engine.hint is None else engine.hint.tolist()
-                for key, engine in self.engines.items()
-            },
-            "seen": self.seen.to_dict(),
-            "day_totals": dict(self.day_totals),
-        }
-
-    def restore(self, data: Mapping[str, Any]) -> None:
-        """Continue from a table snapshot after a restart or a partition hand-over: the state,
-        the input offsets it includes, the duplicate window and the solver hint, so every later
-        decision is the one an uninterrupted worker would have made."""
-        self.offsets = {str(k): int(v) for k, v in dict(data.get("offsets") or {}).items()}
-        self.days_seen = [str(d) for d in data.get("days_seen") or []]
-        # The snapshot's route, not one read at start-up: a redelivered close must be decided
-        # by the policy that decided it before; later control records follow in offset order.
-        route = data.get("route")
-        self.set_route(None if route is None else decode_route(str(route).encode("utf-8")))
-        if data.get("day_start") is None or data.get("day_type_group") is None:
-            return
-        group = int(data["day_type_group"])
-        shares = self.day_shares(group)
-        self.tracker = SiteTracker.from_dict(self.config, dict(data["tracker"]), shares)
-        self.day_start = datetime.fromisoformat(str(data["day_start"]))
-        self.day_type_group = group
-        event_id = data.get("day_event_id")
-        self.day_event_id = None if event_id is None else str(event_id)
-        hint = data.get("hint")
-        belief = data.get("belief")
-        plan = self.plan()
-        self.engine.resume(plan, None if hint is None else np.asarray(hint), belief)
-        hints = dict(data.get("route_hints") or {})
-        for key, engine in self.engines.items():
-            routed = hints.get(key)
-            engine.resume(plan, None if routed is None else np.asarray(routed), belief)
-        self.seen = SeenWindow.from_dict(data.get("seen"), self.seen.depth)
-        self.day_totals = Counter(
-            {str(k): int(v) for k, v in (data.get("day_totals") or {}).items()}
-        )
-        self.received = Counter({str(k): int(v) for k, v in dict(data["received"]).items()})
-        upcoming = dict(data.get("received_next") or {})
-        self.received_next = Counter({str(k): int(v) for k, v in upcoming.items()})
-        self.counted_closes = bool(data.get("counted_closes", False))
-        self.at_boundary = [
-            (str(topic), decode(str(value).encode("utf-8"), _BY_NAME[str(topic)]))
-            for topic, value in data.get("at_boundary") or []
-        ]
-        following = data.get("pending_next")
-        self.pending_next = None
-        if following is not None:
-            event = decode(str(following).encode("utf-8"), INTERVALS)
-            self.pending_next = event if isinstance(event, IntervalClosed) else None
-        pending = data.get("pending")
-        self.pending = None
-        if pending is not None:
-            event = decode(str(pending).encode("utf-8"), INTERVALS)
-            if isinstance(event, IntervalClosed):
-                self.pending = event
-                self.pending_since = time.monotonic()
+from stream.inputs import BY_NAME, EVENT_TOPICS, FLOOR_NAMES, FLOOR_TOPICS, INPUT_TOPICS
+from stream.observations import UNKNOWN_SITE, DeadLetterObserved, DecisionObserved
+from stream.site_runtime import SiteRuntime
 
 
 class StreamProcessor:
@@ -355,7 +91,12 @@ class StreamProcessor:
         worker_id: who decides (``host/pid`` in ``chuteflow worker``); written on every audit
             record as ``worker`` so an audit shows which worker of a group decided a site.
         limits: input plausibility (``contracts/limits.py``).
-        on_decision: called with every decision's summary (metrics).
+        on_decision: called with every decision's summary, served and shadow (metrics, log).
+        on_dead_letter: called with every dead letter's summary (metrics, log).
+        partitions: the input topics' partition count. When given (the worker gives
+            ``contracts.topics.PARTITIONS``), a record that arrived on a partition other than
+            the one its site's key hashes to is dead-lettered as ``wrong_partition`` (see
+            :meth:`handle`); None (in-memory tests, tools) does not check.
     """
 
     def __init__(
@@ -368,6 +109,8 @@ class StreamProcessor:
         worker_id: str | None = None,
         limits: InputLimits | None = None,
         on_decision: Callable[[DecisionObserved], None] | None = None,
+        on_dead_letter: Callable[[DeadLetterObserved], None] | None = None,
+        partitions: int | None = None,
     ) -> None:
         self.sites = dict(sites)
         self.stall_seconds = stall_seconds
@@ -380,14 +123,28 @@ class StreamProcessor:
                 self.limits.event_time_skew_s, site.interval_minutes * 60.0
             )
         self.on_decision = on_decision
+        self.on_dead_letter = on_dead_letter
+        self.partitions = partitions
         self.prefetch: Callable[[list[bytes]], None] = lambda values: None
         """Loads the policies that control records name ahead of :meth:`handle` (the worker
         fetches store artifacts into its cache; a thread may run it)."""
         self.dirty: set[str] = set()
         """Sites whose snapshot changed since the agent last wrote the table."""
         self.stats: Counter[str] = Counter()
-        self.dead_letters: Counter[str] = Counter()
-        """Dead letters by reason kind (``stream.deadletter.reason_kind``)."""
+        # Monotonic counts for metrics, by site (the served site a record's key names, else
+        # UNKNOWN_SITE); read when Prometheus scrapes, so the hot path only adds to a Counter.
+        self.records: Counter[tuple[str, str]] = Counter()
+        """Input records handled (not skipped as redeliveries) by (site, topic)."""
+        self.dead_letters: Counter[tuple[str, str]] = Counter()
+        """Dead letters by (site, reason kind) (``stream.deadletter.reason_kind``)."""
+        self.redelivered: Counter[str] = Counter()
+        """Records skipped as applied before a restart, by site."""
+        self.allocations: Counter[str] = Counter()
+        """Allocations published, by site."""
+        self.inducted: Counter[str] = Counter()
+        """Packages inducted for the first time (``attempt == 1``), by site."""
+        self.recirculated: Counter[str] = Counter()
+        """Packages sent round again, by site."""
 
     # ------------------------------------------------------------------ input
 
@@ -398,6 +155,14 @@ class StreamProcessor:
             return self.sites.get(key.decode("utf-8"))
         except UnicodeDecodeError:
             return None
+
+    def wrong_partition(self, site_id: str, partition: int) -> int | None:
+        """The partition ``site_id``'s records belong on, if ``partition`` is not it (else
+        None; also None when this processor does not check partitions)."""
+        if self.partitions is None or partition < 0:
+            return None
+        expected = kafka_partition(message_key(site_id), self.partitions)
+        return None if expected == partition else expected
 
     def handle(
         self,
@@ -412,25 +177,72 @@ class StreamProcessor:
         A record of a served site (by key) at or below the site's last applied offset on its
         topic was applied before a restart: it is skipped, with no output, so state and
         dead letters are exactly-once per record.
+
+        A record of a served site on a partition other than the one its key hashes to
+        (murmur2, Java's default partitioner: ``contracts.topics.kafka_partition``) is
+        dead-lettered as ``wrong_partition``, never applied. Why not apply it: a worker owns
+        a site's state only through the site's partition (its table changelog partition, its
+        input offsets); the worker that consumes another partition may not hold that state
+        at all, or hold a stale copy, and applying the record there would fork the site's
+        state or lose the record at the next hand-over. Dead-lettering it keeps the original
+        bytes for re-publishing, and the count (``chuteflow_dead_letters_total{reason=
+        "wrong_partition"}``) shows operators the misconfigured producer (librdkafka's
+        default ``consistent_random`` partitioner instead of ``murmur2_random``). Such a
+        dead letter is at-least-once (no site state records the offsets of a partition the
+        site does not live on), unlike every other.
         """
         keyed = self.site_of_key(key)
+        label = UNKNOWN_SITE if keyed is None else keyed.config.site_id
+        if keyed is not None:
+            expected = self.wrong_partition(label, partition)
+            if expected is not None:
+                self.stats["records"] += 1
+                self.records[(label, topic)] += 1
+                reason = _misplaced(label, topic, partition, expected)
+                return self._letters([reason], label, topic, key, value, partition, offset)
         if keyed is not None and offset >= 0:
             # per topic *and* partition: a producer with another partitioner can put records
             # with a site's key on other partitions, whose offsets say nothing about this one
             where = f"{topic}/{partition}"
             if offset <= keyed.offsets.get(where, -1):
                 self.stats["redelivered_skipped"] += 1
+                self.redelivered[label] += 1
                 return []
             keyed.offsets[where] = offset
             keyed.partition = partition if partition >= 0 else keyed.partition
             self.dirty.add(keyed.config.site_id)
         self.stats["records"] += 1
+        self.records[(label, topic)] += 1
         out = self._route(topic, key, value, partition)
-        kinds = [reason_kind(r.reason) for r in out if isinstance(r, _Rejected)]
-        if kinds:
-            self.stats["dead_lettered"] += len(kinds)
-            self.dead_letters.update(kinds)
-            out = [
+        if any(isinstance(r, _Rejected) for r in out):
+            return self._letters(out, label, topic, key, value, partition, offset)
+        self.stats["accepted"] += 1
+        return [r for r in out if isinstance(r, OutRecord)]
+
+    def _letters(
+        self,
+        out: list[OutRecord | _Rejected],
+        site: str,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int,
+        offset: int,
+    ) -> list[OutRecord]:
+        """``out`` with each rejection turned into its dead-letter record, counted."""
+        records = []
+        for r in out:
+            if isinstance(r, OutRecord):
+                records.append(r)
+                continue
+            kind = reason_kind(r.reason)
+            self.stats["dead_lettered"] += 1
+            self.dead_letters[(site, kind)] += 1
+            if self.on_dead_letter is not None:
+                self.on_dead_letter(
+                    DeadLetterObserved(site, topic, partition, offset, kind, r.reason)
+                )
+            records.append(
                 dead_letter(
                     r.reason,
                     topic=topic,
@@ -440,20 +252,15 @@ class StreamProcessor:
                     offset=offset,
                     max_value_bytes=self.limits.dead_letter_value_bytes,
                 )
-                if isinstance(r, _Rejected)
-                else r
-                for r in out
-            ]
-        else:
-            self.stats["accepted"] += 1
-        return [r for r in out if isinstance(r, OutRecord)]
+            )
+        return records
 
     def _route(
         self, topic: str, key: bytes | None, value: bytes, partition: int
     ) -> list[OutRecord | _Rejected]:
         if topic == CONTROL.name:
-            return self._control(key, value)
-        spec = _BY_NAME.get(topic)
+            return self._control(key, value, partition)
+        spec = BY_NAME.get(topic)
         if spec is None:
             return [_Rejected(f"not_input_topic: {topic[:200]} is not an input topic")]
         try:
@@ -471,6 +278,9 @@ class StreamProcessor:
                     f"unknown_site: {event.site_id!r}: this worker serves {sorted(self.sites)}"
                 )
             ]
+        expected = self.wrong_partition(event.site_id, partition)
+        if expected is not None:  # a key-less record (a keyed one was checked in handle)
+            return [_misplaced(event.site_id, topic, partition, expected)]
         if partition >= 0:
             site.partition = partition
         if isinstance(event, DayStarted):
@@ -525,8 +335,10 @@ class StreamProcessor:
             self._apply(site, topic, event, upcoming=False)
         if isinstance(event, PackageInducted) and event.attempt == 1:
             site.day_totals["first_inductions"] += 1
+            self.inducted[event.site_id] += 1
         elif isinstance(event, PackageRecirculated):
             site.day_totals["recirculated"] += 1
+            self.recirculated[event.site_id] += 1
         self.dirty.add(event.site_id)
         return out + self._try_close(site)
 
@@ -549,7 +361,9 @@ class StreamProcessor:
         for topic, event in held:
             self._apply(site, topic, event, upcoming=counted and self._counted_full(site, topic))
 
-    def _control(self, key: bytes | None, value: bytes) -> list[OutRecord | _Rejected]:
+    def _control(
+        self, key: bytes | None, value: bytes, partition: int = -1
+    ) -> list[OutRecord | _Rejected]:
         """A route for a site: applied from the site's next decision on; an old revision (a
         redelivery, or a route read at start-up) is ignored."""
         try:
@@ -567,6 +381,9 @@ class StreamProcessor:
                     f"unknown_site: {route.site_id!r}: this worker serves {sorted(self.sites)}"
                 )
             ]
+        expected = self.wrong_partition(route.site_id, partition)
+        if expected is not None:
+            return [_misplaced(route.site_id, CONTROL.name, partition, expected)]
         if route.revision <= site.route_revision:
             self.stats["routes_stale"] += 1
             return []
@@ -624,15 +441,23 @@ class StreamProcessor:
         problem = check_day_started(event, site.days_seen, day_length)
         if problem is not None:
             return [_Rejected(problem)]
-        try:
-            shares = site.day_shares(event.day_type_group)
-        except IndexError:
-            return [_Rejected(f"implausible_field: unknown day_type_group {event.day_type_group}")]
+        # day_type_group is only a hint: the engines plan from the site's own forecast, so an
+        # absent or unknown one never costs the day (only a site without a forecast needs it)
+        group = event.day_type_group if site.knows_group(event.day_type_group) else None
+        if group is None and site.plan_for is None:
+            return [
+                _Rejected(
+                    f"implausible_field: day_type_group {event.day_type_group!r} is not a group "
+                    "of this site, and it has no forecast to plan from"
+                )
+            ]
+        if group != event.day_type_group:
+            self.stats["day_type_group_ignored"] += 1
         site.day_start = event.day_start
-        site.day_type_group = event.day_type_group
+        site.day_type_group = group
         site.day_event_id = event.event_id
         site.days_seen = [*site.days_seen, event.event_id][-DAYS_REMEMBERED:]
-        site.tracker.start_day(shares)
+        site.tracker.start_day(site.tracker_shares())
         plan = site.plan()
         for engine in site.all_engines().values():
             engine.start_day(plan)
@@ -649,7 +474,7 @@ class StreamProcessor:
     def _interval_closed(
         self, site: SiteRuntime, event: IntervalClosed
     ) -> list[OutRecord | _Rejected]:
-        problem = check_interval_closed(event, site.calendar(), self.limits, _FLOOR_NAMES)
+        problem = check_interval_closed(event, site.calendar(), self.limits, FLOOR_NAMES)
         if problem is not None:
             return [_Rejected(problem)]
         if site.pending is not None and site.pending.interval_index >= event.interval_index:
@@ -725,8 +550,9 @@ class StreamProcessor:
         )
         site.tracker.apply_owner(decision.owner, state.interval_index)
         self.stats["decisions"] += 1
+        self.allocations[site.config.site_id] += 1
         if self.on_decision is not None:
-            self.on_decision(_observed(site.config.site_id, decision))
+            self.on_decision(_observed(site, decision, role="served", how=how, revision=revision))
         key = message_key(site.config.site_id)
         audit = {
             "decision_id": decision.event.decision_id,
@@ -764,6 +590,8 @@ class StreamProcessor:
             # never the tracker's chute owners (the floor runs the served allocation).
             shadow = engine.decide(state, interval_start=start, now=start, route_revision=revision)
             out.append(OutRecord(SHADOW.name, key, encode(shadow.event)))
+            if self.on_decision is not None:
+                self.on_decision(_observed(site, shadow, role="shadow", how=how, revision=revision))
             shadows.append(
                 {
                     "policy": ref.label,
@@ -785,19 +613,46 @@ class _Rejected:
     reason: str
 
 
-def _observed(site_id: str, decision: Decision) -> DecisionObserved:
+def _misplaced(site_id: str, topic: str, partition: int, expected: int) -> _Rejected:
+    return _Rejected(
+        f"wrong_partition: site {site_id!r} record on {topic[:200]} partition {partition}; "
+        f"its key hashes to partition {expected} (murmur2, Java's default partitioner: "
+        "librdkafka producers need partitioner=murmur2_random)"
+    )
+
+
+def _observed(
+    site: SiteRuntime, decision: Decision, *, role: str, how: str, revision: int
+) -> DecisionObserved:
     event = decision.event
     return DecisionObserved(
-        site_id=site_id,
+        site_id=site.config.site_id,
         interval_index=event.interval_index,
         total_ms=decision.timings_ms.get("total", 0.0),
         solver_status=event.solver_status,
         policy_error=decision.policy_error,
         policy_name=event.policy_name,
         policy_version=event.policy_version,
+        fallback_from=event.fallback_from,
+        role=role,
+        day="" if site.day_start is None else site.day_start.date().isoformat(),
+        route_revision=revision,
+        fallback_reason=decision.fallback_reason,
+        trigger=how,
     )
 
 
 def events_of(records: Iterable[OutRecord], topic: str) -> list[Envelope]:
     """Decoded contract events among ``records`` on ``topic`` (for tests and tools)."""
     return [decode(r.value) for r in records if r.topic == topic]
+
+
+__all__ = [
+    "EVENT_TOPICS",
+    "FLOOR_TOPICS",
+    "INPUT_TOPICS",
+    "DecisionObserved",
+    "SiteRuntime",
+    "StreamProcessor",
+    "events_of",
+]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.codec import DecodeError, decode_route, encode
-from contracts.control import PolicyRoute
+from contracts.control import BUILTIN_SERVABLE, PolicyRef, PolicyRoute
 from contracts.topics import CONTROL, DEAD_LETTER, DECISIONS_AUDIT, message_key
 from floor.errors import ChuteflowError
 from stream.clients import KafkaClientConfig, as_client, produce_all
@@ -31,14 +31,13 @@ class RoutingError(ChuteflowError):
 def route_records(
     bootstrap: str | KafkaClientConfig, site_id: str | None = None, *, timeout_s: float = 30.0
 ) -> list[tuple[int, PolicyRoute]]:
-    """(Kafka timestamp, route) of every valid control record, of one site (its partition)
-    or of all, in offset order per partition. A record that does not decode, or whose key is
-    not its site, is skipped: the worker dead-letters it, a reader ignores it."""
-    partitions = None if site_id is None else [site_partition(site_id, CONTROL.partitions)]
+    """(Kafka timestamp, route) of every valid control record, of one site or of all, in
+    offset order per partition. Every partition is read, not only the one the site's key maps
+    to (a producer with another partitioner may have put a route elsewhere). A record that does
+    not decode, or whose key is not its site, is skipped: the worker dead-letters it, a reader
+    ignores it."""
     out = []
-    for record in read_to_end(
-        bootstrap, [CONTROL.name], partitions=partitions, timeout_s=timeout_s
-    ):
+    for record in read_to_end(bootstrap, [CONTROL.name], timeout_s=timeout_s):
         if record.value is None:
             continue
         try:
@@ -116,6 +115,37 @@ def publish_routes(
     return watch.wait(timeout_s)
 
 
+def servable_ref(name: str, sha256: str | None) -> PolicyRef | None:
+    """The route reference of what a worker serves: a servable built-in, or a store version
+    (it has the artifact's hash); None for a file outside the store (no route can name it)."""
+    if sha256 is not None:
+        return PolicyRef(name=name, sha256=sha256)
+    return PolicyRef(name=name) if name in BUILTIN_SERVABLE else None
+
+
+def worker_default_routes(
+    current: dict[str, PolicyRoute], served: dict[str, PolicyRef | None], worker: str
+) -> list[PolicyRoute]:
+    """Revision-1 routes (action ``worker-default``) for the sites a worker serves with its
+    ``--policy`` that have no route yet: so ``policy routes`` shows what serves them and a
+    rollback can return to it. A site that already has a route, or whose policy no route can
+    name, gets none. If an operator's revision 1 races with it, the later one is stale for the
+    workers (``policy routes`` shows which holds), as for any two writers."""
+    out = []
+    for site_id, ref in sorted(served.items()):
+        if site_id in current or ref is None:
+            continue
+        route = new_route(
+            None,
+            site_id,
+            serving=ref,
+            action="worker-default",
+            reason=f"served by worker {worker}'s --policy (no route on the control topic)",
+        )
+        out.append(route)
+    return out
+
+
 class _Acknowledgements:
     """Reads the sites' audit and dead-letter partitions from their end before the routes are
     written, for the worker's answer to each."""
@@ -178,4 +208,12 @@ class _Acknowledgements:
         return None
 
 
-__all__ = ["RoutingError", "new_route", "publish_routes", "read_routes", "route_records"]
+__all__ = [
+    "RoutingError",
+    "new_route",
+    "publish_routes",
+    "read_routes",
+    "route_records",
+    "servable_ref",
+    "worker_default_routes",
+]

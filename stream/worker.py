@@ -93,26 +93,40 @@ def run_worker(
     stall_seconds: float,
     live_grace_seconds: float | None,
     ready_file: Path | None,
-    loglevel: str,
+    loglevel: str = "INFO",
+    log_format: str = "text",
+    library_loglevel: str = "WARNING",
     limits: InputLimits | None = None,
     metrics_port: int | None = None,
+    ready_max_lag: int | None = None,
     prefetch: Callable[[list[bytes]], None] | None = None,
 ) -> None:
     """Create the topics, then run the faust worker for ``sites`` until it is stopped.
 
-    With ``metrics_port``, a Prometheus endpoint serves the worker's metrics
-    (:mod:`stream.metrics`) on that port.
+    Logging is set up first (:mod:`stream.worker_log`: the worker's own lines at
+    ``loglevel``, faust's and aiokafka's at ``library_loglevel``, ``text`` or ``json``). With
+    ``metrics_port``, one HTTP endpoint serves ``/metrics`` (:mod:`stream.metrics`),
+    ``/healthz`` and ``/readyz`` (:mod:`stream.health`, ready within ``ready_max_lag``
+    records of each input partition's end).
     """
     import faust
 
+    from contracts.topics import PARTITIONS
     from stream.admin import ensure_topics
     from stream.agents import register
-    from stream.app import make_app, make_table
+    from stream.app import make_app, make_table, worker_topics
+    from stream.health import DEFAULT_READY_MAX_LAG, Readiness, serve
+    from stream.inputs import INPUT_TOPICS
+    from stream.metrics import WorkerMetrics, faust_lag
+    from stream.observations import DecisionObserved
     from stream.processor import StreamProcessor
+    from stream.worker_log import configure_logging, log_dead_letter, log_decision, log_event
 
+    configure_logging(loglevel, log_format, library_level=library_loglevel)
     # Also the credentials check: a wrong password is a one-line KafkaAuthError here, not a
     # faust start-up traceback that never says "authentication" (design-facts.md#kafka-auth).
-    ensure_topics(settings.kafka_client())
+    # With the topics made beforehand (``chuteflow kafka topics``) it only reads metadata.
+    ensure_topics(settings.kafka_client(), worker_topics(settings.app_id))
     _apply_routes(sites, settings)
     app = make_app(settings)
     table = make_table(app)
@@ -122,20 +136,79 @@ def run_worker(
         live_grace_seconds=live_grace_seconds,
         worker_id=f"{socket.gethostname()}/{os.getpid()}",
         limits=limits,
+        on_dead_letter=log_dead_letter,
+        partitions=PARTITIONS,
     )
     if prefetch is not None:
         processor.prefetch = prefetch
+    input_names = frozenset(s.name for s in INPUT_TOPICS)
+    readiness = Readiness(
+        lag=faust_lag(app, input_names),
+        max_lag=DEFAULT_READY_MAX_LAG if ready_max_lag is None else ready_max_lag,
+        busy=lambda: bool(app.rebalancing or getattr(app, "in_recovery", False)),
+    )
+    observers: list[Callable[[DecisionObserved], None]] = [log_decision]
     if metrics_port is not None:
-        from stream.metrics import WorkerMetrics, faust_lag
-        from stream.processor import INPUT_TOPICS
+        metrics = WorkerMetrics(processor, readiness.lag, readiness.ready)
+        observers.append(metrics.observe)
+        serve(metrics.registry, readiness, metrics_port)
 
-        metrics = WorkerMetrics(processor, faust_lag(app, frozenset(s.name for s in INPUT_TOPICS)))
-        processor.on_decision = metrics.observe
-        metrics.serve(metrics_port)
-    register(app, processor, table, ready_file=ready_file)
+    def observe(decision: DecisionObserved) -> None:
+        for observer in observers:
+            observer(decision)
+
+    processor.on_decision = observe
+    register(app, processor, table, ready_file=ready_file, readiness=readiness)
     app.timer(interval=5.0)(_roll_log_windows)  # a burst's summary also when it has stopped
-    worker = _bounded_logging_worker(faust.Worker)(app, loglevel=loglevel, quiet=True)
+    readiness.policies_loaded = True  # every site's engine and route are built by now
+    text, fields = startup_summary(sites, settings, metrics_port)
+    log_event(logging.getLogger("chuteflow.worker"), logging.INFO, text, fields)
+    worker = _quiet_worker(faust.Worker)(app, quiet=True, override_logging=False)
     worker.execute_from_commandline()
+
+
+def startup_summary(
+    sites: Mapping[str, SiteRuntime], settings: AppSettings, metrics_port: int | None
+) -> tuple[str, dict[str, object]]:
+    """The one line that says what this worker serves and where (text, JSON fields)."""
+    from contracts.topics import ALLOCATIONS, DEAD_LETTER, DECISIONS_AUDIT, SHADOW
+    from stream.app import changelog_topic
+    from stream.inputs import INPUT_TOPICS
+
+    served = {}
+    for site_id, site in sorted(sites.items()):
+        engine = site.serving()
+        fallback = engine.fallback
+        served[site_id] = {
+            "policy": f"{engine.policy.name}@{engine.policy.version}",
+            "route_revision": site.route_revision,
+            "shadows": [ref.label for ref in site.route.shadows] if site.route else [],
+            "fallback": "none" if fallback is None else f"{fallback.name}@{fallback.version}",
+        }
+    inputs = [spec.name for spec in INPUT_TOPICS]
+    outputs = [s.name for s in (ALLOCATIONS, SHADOW, DECISIONS_AUDIT, DEAD_LETTER)]
+    changelog = changelog_topic(settings.app_id).name
+    fields: dict[str, object] = {
+        "event": "worker_started",
+        "sites": served,
+        "bootstrap": settings.bootstrap,
+        "group": settings.app_id,
+        "input_topics": inputs,
+        "output_topics": outputs,
+        "changelog_topic": changelog,
+        "metrics_port": metrics_port,
+    }
+    listed = "; ".join(
+        f"{site_id} policy={s['policy']} route_revision={s['route_revision']} "
+        f"shadows={','.join(s['shadows']) or '-'} fallback={s['fallback']}"  # type: ignore[arg-type]
+        for site_id, s in served.items()
+    )
+    text = (
+        f"worker starting: sites [{listed}] bootstrap={settings.bootstrap} "
+        f"group={settings.app_id} inputs={','.join(inputs)} outputs={','.join(outputs)} "
+        f"changelog={changelog} metrics_port={metrics_port or '-'}"
+    )
+    return text, fields
 
 
 def _apply_routes(sites: Mapping[str, SiteRuntime], settings: AppSettings) -> None:
@@ -143,10 +216,21 @@ def _apply_routes(sites: Mapping[str, SiteRuntime], settings: AppSettings) -> No
     that starts at the end of the topics would never read it). A site restored from its table
     snapshot takes the snapshot's route instead, and later control records in offset order."""
     from floor.errors import ChuteflowError
-    from stream.routing import read_routes
+    from stream.routing import publish_routes, read_routes, servable_ref, worker_default_routes
 
     log = logging.getLogger(__name__)
-    for site_id, route in read_routes(settings.kafka_client()).items():
+    routes = read_routes(settings.kafka_client())
+    # a site with no route shows what serves it (``worker-default``), for `policy routes`
+    # and so a rollback can return to it (stream/routing.py)
+    served = {
+        site_id: servable_ref(site.serving().policy.name, site.serving().policy_sha256)
+        for site_id, site in sites.items()
+    }
+    defaults = worker_default_routes(routes, served, f"{socket.gethostname()}/{os.getpid()}")
+    if defaults:
+        publish_routes(settings.kafka_client(), defaults)
+        routes.update({route.site_id: route for route in defaults})
+    for site_id, route in routes.items():
         site = sites.get(site_id)
         if site is None:
             continue
@@ -166,20 +250,20 @@ async def _roll_log_windows() -> None:
     roll_installed()
 
 
-def _bounded_logging_worker(base: type[faust.Worker]) -> type[faust.Worker]:
-    """``faust.Worker`` that bounds repeated log records once faust has set up logging.
+def _quiet_worker(base: type[faust.Worker]) -> type[faust.Worker]:
+    """``faust.Worker`` without its terminal spinner, flushing the log's repeat counts at exit.
 
-    faust (mode) configures the root logger's handlers in ``_setup_logging`` during the
-    worker's first start and then calls ``on_setup_root_logger``; that is the hook where
-    the handlers exist. Without the bound, aiokafka's reconnect loops log every attempt while
-    the broker is away (:mod:`stream.logs`).
+    faust makes a spinner whatever ``quiet`` says and, when it sets up logging itself, hooks
+    it to every record; the spinner writes terminal control sequences (``ESC[?25l``) even
+    to a file or a pipe. The worker sets logging up itself (:mod:`stream.worker_log`,
+    ``override_logging=False``) and drops the spinner.
     """
-    from stream.logs import flush_installed, install_repeat_filter
+    from stream.logs import flush_installed
 
     class Worker(base):  # type: ignore[misc, valid-type]
-        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-            super().on_setup_root_logger(logger, level)
-            install_repeat_filter(logger)
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.spinner = None
 
         def on_worker_shutdown(self) -> None:
             super().on_worker_shutdown()
@@ -188,4 +272,4 @@ def _bounded_logging_worker(base: type[faust.Worker]) -> type[faust.Worker]:
     return Worker
 
 
-__all__ = ["DEFAULT_DEADLINE_S", "make_site", "run_worker"]
+__all__ = ["DEFAULT_DEADLINE_S", "make_site", "run_worker", "startup_summary"]

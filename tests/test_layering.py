@@ -9,7 +9,8 @@ peer or a higher one:
     3 twin | stream             the simulated floor | the worker's Kafka I/O (peers: neither
                                 imports the other, so the worker never loads the simulator)
     4 replay | evaluation | localkafka | rollout
-    5 training
+    5 training | ops | onboarding  MARL/DRMARL training | the live operations page | a new
+                                site to a gated policy bundle
     6 chuteflow                 the CLI
 
 Every import counts, including the ones inside functions: a lazy import still ties the rooms
@@ -39,6 +40,8 @@ LAYERS: dict[str, int] = {
     "localkafka": 4,
     "rollout": 4,
     "training": 5,
+    "ops": 5,
+    "onboarding": 5,
     "chuteflow": 6,
 }
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from decision.build import build_engine
 from decision.engine import DecisionEngine
+from evaluation.fanout import open_fanout
 from evaluation.suites import with_drift
 from floor.daytypes import default_groups
 from floor.scenario import Scenario, load_scenario
@@ -74,12 +74,13 @@ def pick(scores: dict[str, dict[str, float]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", required=True)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="local Ray CPUs (1: serial)")
+    parser.add_argument("--ray", default=None, help="an existing Ray cluster's address")
     parser.add_argument("policies", nargs="+")
     args = parser.parse_args(argv)
     jobs = [(args.scenario, p) for p in args.policies]
-    with ProcessPoolExecutor(args.workers) as pool:
-        scores = dict(pool.map(_score, jobs))
+    with open_fanout(args.ray, args.workers) as fanout:
+        scores = dict(fanout.map(_score, jobs))
     by_algo: dict[str, dict[str, dict[str, float]]] = {}
     for policy, score in scores.items():
         by_algo.setdefault(Path(policy).stem.rsplit("-", 1)[0], {})[policy] = score

@@ -16,14 +16,13 @@ Evaluation days use seeds from ``EVAL_SEED_BASE`` on, disjoint from every traini
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from evaluation.fanout import FanOut, SerialFanOut, open_fanout
 from evaluation.plots import group_bars
 from evaluation.report import relative as relative_change
 from evaluation.report import summarize, write_report
@@ -72,15 +71,12 @@ def _finished_run(settings: Settings, out: Path) -> dict[str, object] | None:
 
 
 def train_all(
-    jobs: Sequence[tuple[str, Settings]], out: Path, workers: int
+    jobs: Sequence[tuple[str, Settings]], out: Path, fanout: FanOut | None = None
 ) -> dict[str, dict[str, object]]:
-    """Train each named job into ``out/<name>``; returns name -> run summary."""
+    """Train each named job into ``out/<name>`` on ``fanout`` (default: here, in turn);
+    returns name -> run summary. A job already trained with the same settings is reused."""
     payload = [(settings, str(out / name)) for name, settings in jobs]
-    if workers <= 1:
-        results = [_train_one(job) for job in payload]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_train_one, payload))
+    results = (fanout or SerialFanOut()).map(_train_one, payload)
     return {name: result for (name, _), result in zip(jobs, results, strict=True)}
 
 
@@ -107,7 +103,7 @@ def _rate_stats(summary: dict[str, object], policy: str) -> dict[str, float]:
 
 
 def small_table(
-    out: Path, episodes: int, seeds: int, workers: int, log: Callable[[str], None] = print
+    out: Path, episodes: int, seeds: int, fanout: FanOut, log: Callable[[str], None] = print
 ) -> dict[str, object]:
     """Table 1 on the small site."""
     base = recipe("small", "marl", episodes=episodes)
@@ -120,7 +116,7 @@ def small_table(
     ]
     jobs += [(f"marl-group{g}", replace(base, train_group=g)) for g in range(n_groups)]
     log(f"training {len(jobs)} policies on the small site ({episodes} episodes each)")
-    trained = train_all(jobs, out / "policies", workers)
+    trained = train_all(jobs, out / "policies", fanout)
     groups = list(range(n_groups))
     policies = ["static", "proportional", "lookahead"] + [str(trained[a]["onnx"]) for a in ALGOS]
     specs = specs_for("small", policies, groups, seeds, "small")
@@ -130,7 +126,7 @@ def small_table(
             for spec in specs_for("small", ["x"], [g], seeds, "small")
         ]
     log(f"evaluating {len(specs)} days")
-    rows = run_all(specs, workers=workers)
+    rows = run_all(specs, fanout=fanout)
     # per-group marl policies all carry the name "marl": relabel the oracle's rows
     oracle_rows = rows[len(specs) - n_groups * seeds :]
     main_rows = rows[: len(specs) - n_groups * seeds]
@@ -182,7 +178,7 @@ def _table1_markdown(table: list[dict[str, object]], trained: dict[str, dict[str
 
 
 def large_table(
-    out: Path, episodes: int, seeds: int, workers: int, log: Callable[[str], None] = print
+    out: Path, episodes: int, seeds: int, fanout: FanOut, log: Callable[[str], None] = print
 ) -> dict[str, object]:
     """Table 2 on the large site, with stress days."""
     jobs: list[tuple[str, Settings]] = [
@@ -190,7 +186,7 @@ def large_table(
         ("drmarl", recipe("large", "drmarl", episodes=episodes)),
     ]
     log(f"training marl and drmarl on the large site ({episodes} episodes each)")
-    trained = train_all(jobs, out / "policies", workers)
+    trained = train_all(jobs, out / "policies", fanout)
     from floor.daytypes import default_groups
     from floor.scenario import load_scenario
 
@@ -206,7 +202,7 @@ def large_table(
     for kind, kind_seeds in (("group", seeds), ("spike", 1), ("shifted", 1)):
         specs: list[RunSpec] = specs_for("large", policies, groups, kind_seeds, "large", kind)
         log(f"evaluating {len(specs)} {kind} days")
-        sections[kind] = run_all(specs, workers=workers)
+        sections[kind] = run_all(specs, fanout=fanout)
         summary = summaries[kind] = summarize(sections[kind])
         write_report(
             summary, sections[kind], out / f"evaluation-{kind}", f"Large site, {kind} days"
@@ -254,9 +250,16 @@ def _table2_markdown(
 
 
 def run_table(
-    scenario: str, out: Path, episodes: int, seeds: int, workers: int | None
+    scenario: str,
+    out: Path,
+    episodes: int,
+    seeds: int,
+    workers: int | None,
+    ray: str | None = None,
 ) -> dict[str, object]:
-    workers = workers or min(2, os.cpu_count() or 1)
+    """Train and evaluate the table's policies, fanned out on ``open_fanout(ray, workers)``."""
+    if scenario not in ("small", "large"):
+        raise ValueError("--table exists for the small and large scenarios")
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     from floor.daytypes import default_groups
@@ -266,11 +269,8 @@ def run_table(
     # Robustness needs groups that differ: the table starts from their spread.
     spread = format_group_table(default_groups(load_scenario(scenario)))
     (out / "groups.md").write_text(f"# Day-type groups ({scenario})\n\n```\n{spread}\n```\n")
-    if scenario == "small":
-        result = small_table(out, episodes, seeds, workers)
-    elif scenario == "large":
-        result = large_table(out, episodes, seeds, workers)
-    else:
-        raise ValueError("--table exists for the small and large scenarios")
+    with open_fanout(ray, workers) as fanout:
+        table = small_table if scenario == "small" else large_table
+        result = table(out, episodes, seeds, fanout)
     result["wall_seconds"] = time.perf_counter() - start
     return result

@@ -199,9 +199,13 @@ def _bumps(x: FloatArray, peak: FloatArray, width: FloatArray) -> FloatArray:
 
 
 def generate_history(
-    scenario: Scenario, start: date, n_days: int, seed: int
+    scenario: Scenario, start: date, n_days: int, seed: int, seasonality: float = 1.0
 ) -> Iterator[HistoricalDay]:
     """Yield ``n_days`` consecutive synthetic days from ``start``; deterministic per seed.
+
+    ``seasonality`` scales the yearly and weekly volume swings (0: flat calendar, 1: the
+    built-in sites' calendar, 2: twice their amplitude); promotions, spikes and the mix are
+    unchanged by it. At 1 the days are exactly the built-in sites' days.
 
     Each day's counts are Poisson around its rate matrix, so the daily total scatters around
     the calendar-driven volume like a real day does. A day's draws depend only on
@@ -224,7 +228,11 @@ def generate_history(
             site.drift_amp * np.sin(2 * math.pi * t / periods[None, :] + site.drift_phase)
         ).sum(axis=1)
         share = np.exp(log_share)
-        volume = base_volume * _season_factor(day) * _WEEKDAY[day.weekday()]
+        season, week = _season_factor(day), _WEEKDAY[day.weekday()]
+        if seasonality != 1.0:  # at 1 the built-in histories stay bit for bit the same
+            season = max(0.05, 1.0 + seasonality * (season - 1.0))
+            week = max(0.05, 1.0 + seasonality * (week - 1.0))
+        volume = base_volume * season * week
         volume *= (1.0 + YEARLY_GROWTH) ** ((day - GROWTH_ANCHOR).days / 365.25)
         volume *= math.exp(rng.normal(0.0, DAY_NOISE_SIGMA) - DAY_NOISE_SIGMA**2 / 2)
         promo_name = None

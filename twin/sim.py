@@ -421,6 +421,62 @@ class SortationTwin:
             return _NEVER
         return int(self._outage_start[self._outage_next])
 
+    def observe_more(self, demand: DayDemand, outages: Sequence[Outage]) -> None:
+        """Continue under more of an observed day: a live floor reports its first inductions
+        and chute outages as they happen, so a twin re-running it (the canary gate's
+        counterfactual, ``rollout/``) learns the day interval by interval instead of being
+        rebuilt and re-run from tick 0 every time.
+
+        The past cannot change: first inductions before :attr:`tick`, and outages that started
+        before it, must be the ones simulated, except that an outage's end unknown so far
+        (``None``) may become known if it lies at or after :attr:`tick` (the chute was out
+        until now either way, so the floor so far is exactly the one the whole schedule gives;
+        its chute reopens at ``max(end, swap, move)`` as if the end had been known all along).
+        Anything else raises ``ValueError``: re-run the day from its start instead.
+        """
+        if not self._scheduled:
+            raise ValueError("only a twin replaying reported outages can observe more of its day")
+        t = self.tick
+        arrivals = np.ascontiguousarray(demand.arrivals, dtype=np.int64)
+        if arrivals.shape != self._arrivals.shape or not np.array_equal(
+            arrivals[:t], self._arrivals[:t]
+        ):
+            raise ValueError("first inductions before the next tick changed")
+        done = self._outage_next
+        old = sorted(
+            zip(
+                self._outage_chute[:done].tolist(),
+                self._outage_start[:done].tolist(),
+                self._outage_end[:done].tolist(),
+                strict=True,
+            )
+        )
+        started = sorted(
+            (o.chute, o.start_tick, _NEVER if o.end_tick is None else o.end_tick)
+            for o in outages
+            if o.start_tick < t
+        )
+        if len(old) != len(started):
+            raise ValueError("outages that already started changed")
+        ended: set[int] = set()
+        for (chute, start, end), (new_chute, new_start, new_end) in zip(old, started, strict=True):
+            if (chute, start) != (new_chute, new_start):
+                raise ValueError("outages that already started changed")
+            if end != new_end:
+                if end != _NEVER or new_end < t:
+                    raise ValueError("an outage end before the next tick changed")
+                ended.add(chute)
+        self._set_demand(demand)
+        self._set_outages(outages)
+        self._outage_next = int(np.searchsorted(self._outage_start, t, side="left"))
+        self._next_failure_min = self._next_outage_tick()
+        for chute in ended:
+            ends = [end for c, _, end in started if c == chute]
+            self._out_until[chute] = max(ends)
+            self._open_from[chute] = max(
+                self._out_until[chute], self._swap_until[chute], self._move_until[chute]
+            )
+
     def _failure_clock(self, start: int, n: int) -> IntArray:
         """Tick of the next failure of ``n`` chutes in service from ``start`` on.
 

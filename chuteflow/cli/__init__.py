@@ -5,7 +5,9 @@ Every verb module has a ``NAME`` and ``register(sub)``, which adds its parser (a
 subcommands) and sets ``func(args) -> int``; :data:`VERBS` is the one list of them.
 
 Errors a user can fix (bad files, unknown scenarios, unusable guardrails) derive from
-:class:`floor.errors.ChuteflowError` and print as one line with exit code 2.
+:class:`floor.errors.ChuteflowError` and print as one line with exit code 2; so do usage errors
+(:class:`chuteflow.cli._shared.ChuteflowParser`). The grammar every verb follows (flag names,
+defaults, ``--json``, numbers, Kafka connections) is in ``chuteflow/cli/_shared.py``.
 
 Importing this package loads no numpy (the verb modules import their packages only when they
 register or run), so :func:`main` can still set the BLAS thread defaults first.
@@ -24,14 +26,16 @@ from chuteflow.cli import (
     demo,
     evaluate,
     kafka,
+    ops,
     policy,
     replay,
     shadow,
     simulate,
+    site,
     train,
     worker,
 )
-from chuteflow.cli._shared import Verb
+from chuteflow.cli._shared import ChuteflowParser, Verb
 from floor.errors import ChuteflowError
 from floor.threads import limit_blas_threads
 
@@ -48,15 +52,29 @@ VERBS: tuple[Verb, ...] = (
     replay,
     contracts,
     bench,
+    ops,
+    site,
 )
 """Every verb of ``chuteflow``, in the order ``chuteflow --help`` lists them."""
 
 
+def version() -> str:
+    """The installed distribution's version (``pyproject.toml``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("chuteflow")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ChuteflowParser(
         prog="chuteflow",
         description="Robust multi-agent chute allocation for robotic sortation, on Kafka.",
     )
+    parser.add_argument("--version", action="version", version=f"chuteflow {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for verb in VERBS:
         verb.register(sub)
@@ -74,7 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        # A broker failure the verb did not expect (it went away mid-command): one line too.
+        if not type(error).__module__.startswith("confluent_kafka"):
+            raise
+        print(f"chuteflow: Kafka: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
     return code
 
 
-__all__ = ["VERBS", "build_parser", "main"]
+__all__ = ["VERBS", "build_parser", "main", "version"]

@@ -10,7 +10,17 @@ import contextlib
 import json
 import os
 
-from chuteflow.cli._shared import Subparsers, add_kafka_options, kafka_client, print_result
+from chuteflow.cli._shared import (
+    POLICY_HELP,
+    Subparsers,
+    add_kafka_options,
+    add_scenario,
+    kafka_client,
+    non_negative_int,
+    positive_int,
+    print_json,
+    print_result,
+)
 
 NAME = "bench"
 
@@ -24,54 +34,110 @@ def register(sub: Subparsers) -> None:
         ("decision", "p50/p99 ms of one decision cycle", 3, run_decision),
     ):
         on_twin = bench_sub.add_parser(name, help=help_text)
-        on_twin.add_argument("--scenario", default="large")
-        on_twin.add_argument("--days", type=int, default=days)
-        on_twin.add_argument("--seed", type=int, default=0)
-        on_twin.add_argument("--json", action="store_true")
+        add_scenario(on_twin)
+        on_twin.add_argument("--days", type=positive_int, default=days, help="days simulated")
+        on_twin.add_argument("--seed", type=non_negative_int, default=0, help="first day's seed")
+        on_twin.add_argument("--json", action="store_true", help="one JSON object on stdout")
         on_twin.set_defaults(func=func)
 
     replay = bench_sub.add_parser("replay", help="a day through broker + worker: events/s, wall s")
-    replay.add_argument("--scenario", default="large")
-    replay.add_argument("--group", type=int, default=0)
-    replay.add_argument("--seed", type=int, default=0)
-    replay.add_argument("--policy", default="proportional")
-    replay.add_argument("--intervals", type=int, default=None, help="only the first N intervals")
+    add_scenario(replay)
+    replay.add_argument("--group", type=non_negative_int, default=0, help="day-type group")
+    replay.add_argument("--seed", type=non_negative_int, default=0, help="seed of the day")
+    replay.add_argument("--policy", default="proportional", help="the worker's; " + POLICY_HELP)
+    replay.add_argument(
+        "--intervals", type=positive_int, default=None, help="only the first N intervals"
+    )
     add_kafka_options(
         replay,
         bootstrap_help="Kafka bootstrap servers (default: bootstrap.servers of --kafka-config, "
         "else $KAFKA_BOOTSTRAP_SERVERS, else a temporary local broker)",
     )
-    replay.add_argument("--json", action="store_true")
+    replay.add_argument("--json", action="store_true", help="one JSON object on stdout")
     replay.set_defaults(func=run_replay)
 
     shadow = bench_sub.add_parser(
         "shadow", help="shadow report vs simulate on 6 days, and the cost of one shadow"
     )
-    shadow.add_argument("--scenario", default="large")
-    shadow.add_argument("--served", default="proportional")
-    shadow.add_argument("--shadow", default=None, help="ONNX policy (default: shipped drmarl)")
-    shadow.add_argument("--seed", type=int, default=3)
+    add_scenario(shadow)
+    shadow.add_argument("--served", default="proportional", help="the policy serving the floor")
+    shadow.add_argument("--shadow", default="drmarl", help="the policy in shadow; " + POLICY_HELP)
+    shadow.add_argument("--seed", type=non_negative_int, default=3, help="the floor's twin seed")
+    shadow.add_argument("--json", action="store_true", help="one JSON object on stdout")
     shadow.set_defaults(func=run_shadow)
 
+    canary = bench_sub.add_parser(
+        "canary",
+        help="intervals a bad canary serves after its first failing check (before/mid-day)",
+    )
+    add_scenario(canary)
+    canary.add_argument("--group", type=non_negative_int, default=0, help="day-type group")
+    canary.add_argument("--seed", type=non_negative_int, default=0, help="seed of the day")
+    canary.add_argument("--window", type=positive_int, default=12, help="the gate's window")
+    canary.add_argument(
+        "--run-for",
+        type=positive_int,
+        default=16,
+        help="intervals replayed when opened before the day",
+    )
+    add_kafka_options(
+        canary,
+        bootstrap_help="Kafka bootstrap servers (default: bootstrap.servers of --kafka-config, "
+        "else $KAFKA_BOOTSTRAP_SERVERS, else a temporary local broker)",
+    )
+    canary.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    canary.set_defaults(func=run_canary)
+
     train = bench_sub.add_parser("train", help="env steps/s and s/episode per algorithm")
-    train.add_argument("--scenario", default="large")
-    train.add_argument("--episodes", type=int, default=2)
-    train.add_argument("--json", action="store_true")
+    add_scenario(train)
+    train.add_argument("--episodes", type=positive_int, default=2, help="episodes per algorithm")
+    train.add_argument("--json", action="store_true", help="one JSON object on stdout")
     train.set_defaults(func=run_train)
 
 
+def run_canary(args: argparse.Namespace) -> int:
+    """``chuteflow/canary_bench.py`` against the broker given, else a temporary local one."""
+    from localkafka import temporary_broker
+    from chuteflow.canary_bench import bench_canary
+    from stream.clients import KafkaClientConfig
+
+    given = args.bootstrap or args.kafka_config or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    with contextlib.ExitStack() as stack:
+        if given:
+            client = kafka_client(args)
+        else:
+            client = KafkaClientConfig(stack.enter_context(temporary_broker(timeout=90.0)))
+        result = bench_canary(
+            client,
+            args.scenario,
+            seed=args.seed,
+            group=args.group,
+            window=args.window,
+            run_for=args.run_for,
+        )
+    if args.json:
+        print_json(result)
+    else:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
 def run_shadow(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from dataclasses import asdict
 
+    from floor.scenario import load_scenario
     from rollout.bench import bench_shadow
+    from rollout.refs import resolve_policy
 
-    shadow = args.shadow or str(
-        Path(__file__).resolve().parents[2]
-        / "decision"
-        / "policies"
-        / f"drmarl-{args.scenario}.onnx"
-    )
-    result = bench_shadow(args.scenario, args.served, shadow, args.seed)
+    name = load_scenario(args.scenario).name
+    served = str(resolve_policy(args.served, name).engine_policy)
+    shadow = str(resolve_policy(args.shadow, name).engine_policy)
+    result = bench_shadow(args.scenario, served, shadow, args.seed)
+    if args.json:
+        print_json(
+            {"days": [asdict(day) for day in result["days"]], "overhead": result["overhead"]}
+        )
+        return 0
     print(f"{'day':28s} {'report P':>9s} {'report Q':>9s} {'simulate Q, 5 seeds':>28s} in rank")
     for c in result["days"]:
         low, high = 100 * min(c.simulate_q), 100 * max(c.simulate_q)
@@ -129,5 +195,8 @@ def run_train(args: argparse.Namespace) -> int:
     from training.bench import bench_train
 
     result = bench_train(args.scenario, args.episodes)
-    print(json.dumps(result, sort_keys=True) if args.json else json.dumps(result, indent=2))
+    if args.json:
+        print_json(result)
+    else:
+        print(json.dumps(result, indent=2, sort_keys=True))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chuteflow.cli._shared import Subparsers
+from chuteflow.cli._shared import Subparsers, add_scenario, non_negative_int, positive_int
 
 NAME = "days"
 
@@ -15,13 +15,13 @@ def register(sub: Subparsers) -> None:
     days_sub = parser.add_subparsers(dest="days_command", required=True)
 
     generate = days_sub.add_parser("generate", help="write a synthetic history as day files")
-    generate.add_argument("--scenario", required=True, help="small, large or a scenario YAML")
+    add_scenario(generate)
     generate.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
-    generate.add_argument("--days", type=int, required=True, help="number of days")
+    generate.add_argument("--days", type=positive_int, required=True, help="number of days")
     generate.add_argument("--out", required=True, help="folder for YYYY-MM-DD.csv files")
     generate.add_argument(
         "--seed",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="history seed (default: the site's own history, the seed its shipped day-type "
         "groups were fitted on: 2025; another seed is another site with the same layout)",
@@ -30,13 +30,13 @@ def register(sub: Subparsers) -> None:
     generate.set_defaults(func=run_generate)
 
     fit = days_sub.add_parser("fit-groups", help="fit day-type groups from a folder of days")
-    fit.add_argument("--scenario", required=True, help="small, large or a scenario YAML")
+    add_scenario(fit)
     fit.add_argument("--days", required=True, help="folder of .csv / .csv.gz day files")
     fit.add_argument(
-        "--groups", type=int, default=None, help="number of groups (default: scenario's)"
+        "--groups", type=positive_int, default=None, help="number of groups (default: scenario's)"
     )
     fit.add_argument("--out", required=True, help="groups file to write (.npz)")
-    fit.add_argument("--seed", type=int, default=0, help="k-means seed")
+    fit.add_argument("--seed", type=non_negative_int, default=0, help="k-means seed")
     fit.set_defaults(func=run_fit_groups)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chuteflow.cli._shared import Subparsers
+from chuteflow.cli._shared import Subparsers, non_negative_int
 
 NAME = "demo"
 
@@ -15,7 +15,9 @@ NAME = "demo"
 def register(sub: Subparsers) -> None:
     parser = sub.add_parser(NAME, help="the main job: a spike day, static vs adaptive policies")
     parser.add_argument("--out", default="out/demo", help="where tables and plots go")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=7, help="seed of the spike day and the twin"
+    )
     parser.add_argument(
         "--offline",
         action="store_true",

@@ -8,7 +8,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chuteflow.cli._shared import Subparsers
+from chuteflow.cli._shared import (
+    POLICY_HELP,
+    Subparsers,
+    add_kafka_options,
+    add_scenario,
+    broker_given,
+    kafka_client,
+    non_negative_int,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from evaluation.run import RunSpec
@@ -27,8 +36,12 @@ SUITE_HELP = (
 
 def register(sub: Subparsers) -> None:
     parser = sub.add_parser(NAME, help="policies x evaluation suites: tables and plots")
-    parser.add_argument("--scenario", default="large")
-    parser.add_argument("--policies", default="static,proportional,lookahead")
+    add_scenario(parser)
+    parser.add_argument(
+        "--policies",
+        default="static,proportional,lookahead",
+        help="comma list; each one " + POLICY_HELP,
+    )
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--suite", metavar="SUITES", help=SUITE_HELP)
     which.add_argument(
@@ -44,11 +57,11 @@ def register(sub: Subparsers) -> None:
         "--groups", default="all", help="'all' or a comma list (group-based suites)"
     )
     parser.add_argument(
-        "--seeds", type=int, default=5, help="days sampled per group (group-based suites)"
+        "--seeds", type=positive_int, default=5, help="days sampled per group (group-based suites)"
     )
     parser.add_argument(
         "--history-days",
-        type=int,
+        type=non_negative_int,
         default=60,
         help="days of the history and other suites (default 60, from the day after the "
         "groups' fit period: 2025-01-01 for the shipped groups)",
@@ -72,9 +85,40 @@ def register(sub: Subparsers) -> None:
         "(e.g. drmarl); default: the last of --policies",
     )
     parser.add_argument("--guardrails", help="guardrail set name or YAML")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default 2)")
+    parser.add_argument(
+        "--workers", type=positive_int, default=None, help="local Ray CPUs (default 2; 1: serial)"
+    )
+    parser.add_argument(
+        "--ray", default=None, metavar="ADDRESS", help="run the days on an existing Ray cluster"
+    )
     parser.add_argument("--out", default="out/evaluate", help="report directory")
+    add_kafka_options(
+        parser,
+        bootstrap_help="Kafka of the policy store, read only for store versions in --policies "
+        "(default: bootstrap.servers of --kafka-config, else $KAFKA_BOOTSTRAP_SERVERS)",
+    )
     parser.set_defaults(func=run)
+
+
+def _policy_files(args: argparse.Namespace, scenario_name: str) -> list[str]:
+    """Each of ``--policies`` as what a worker process builds its engine from: a built-in
+    name or an ONNX path (a store version: its hash-checked file in the policy cache)."""
+    from floor.errors import ChuteflowError
+    from rollout.refs import resolve_policy
+    from stream.policy_store import cache_dir
+
+    texts = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if not texts:
+        raise ChuteflowError("--policies: name at least one policy")
+    client = kafka_client(args) if broker_given(args) else None
+    out = []
+    for text in texts:
+        named = resolve_policy(text, scenario_name, client)
+        if named.artifact is not None:
+            out.append(str(cache_dir() / f"{named.artifact.sha256}.onnx"))
+        else:
+            out.append(str(named.engine_policy))
+    return out
 
 
 def parse_groups(text: str, n_groups: int) -> list[int]:
@@ -115,11 +159,7 @@ def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     site_groups = default_groups(scenario)
     groups = parse_groups(args.groups, site_groups.n_groups)
-    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    if not policies:
-        raise ChuteflowError("--policies: name at least one policy")
-    if args.seeds < 1:
-        raise ChuteflowError("--seeds must be at least 1")
+    policies = _policy_files(args, scenario.name)
     site = load_site(scenario, args.guardrails)
     labels = [policy_label(p, build_engine(site, p).policy.name) for p in policies]
     compare = args.compare or labels[-1]
@@ -147,7 +187,12 @@ def run(args: argparse.Namespace) -> int:
     }
     specs = [spec for suite_list in per_suite.values() for spec in suite_list]
     progress = Progress(len(specs), "evaluate")
-    rows = run_all(specs, workers=args.workers, on_done=lambda done, _: progress.update(done))
+    rows = run_all(
+        specs,
+        workers=args.workers,
+        on_done=lambda done, _: progress.update(done),
+        ray=args.ray,
+    )
     progress.close()
     out = Path(args.out)
     if legacy:

@@ -6,7 +6,13 @@ import argparse
 import sys
 import time
 
-from chuteflow.cli._shared import Subparsers, add_kafka_options, kafka_client, print_json
+from chuteflow.cli._shared import (
+    Subparsers,
+    add_deprecated,
+    add_kafka_options,
+    kafka_client,
+    print_json,
+)
 from localkafka import DEFAULT_PORT
 
 NAME = "kafka"
@@ -26,7 +32,14 @@ def register(sub: Subparsers) -> None:
 
     up = kafka_sub.add_parser("up", help="start the broker (fetches jars with mvn once)")
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help="PLAINTEXT port (0: any)")
-    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for ready")
+    up.add_argument(
+        "--timeout-seconds",
+        dest="timeout",
+        type=float,
+        default=60.0,
+        help="how long to wait for the broker to be ready",
+    )
+    add_deprecated(up, "--timeout", "--timeout-seconds", "timeout", type=float)
     up.add_argument(
         "--sasl-ssl",
         action="store_true",
@@ -50,9 +63,20 @@ def register(sub: Subparsers) -> None:
     _state_option(status)
     status.set_defaults(func=run_status)
 
-    topics = kafka_sub.add_parser("topics", help="create every chuteflow topic (idempotent)")
+    topics = kafka_sub.add_parser(
+        "topics",
+        help="create every topic chuteflow and its workers use, the workers' table changelog "
+        "included (idempotent; workers then need no create permission)",
+    )
     add_kafka_options(topics)
     topics.add_argument("--replication", type=int, default=1)
+    topics.add_argument(
+        "--app-id",
+        action="append",
+        default=None,
+        help="worker group (chuteflow worker --app-id) whose table changelog to create; "
+        "repeat for several groups (default: chuteflow-worker)",
+    )
     topics.set_defaults(func=run_topics)
 
 
@@ -97,9 +121,13 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_topics(args: argparse.Namespace) -> int:
+    from contracts.topics import ALL_TOPICS
     from stream.admin import ensure_topics
+    from stream.app import DEFAULT_APP_ID, changelog_topic
 
     client = kafka_client(args)
-    for name, outcome in ensure_topics(client, replication=args.replication).items():
+    groups = args.app_id or [DEFAULT_APP_ID]
+    specs = (*ALL_TOPICS, *(changelog_topic(group) for group in dict.fromkeys(groups)))
+    for name, outcome in ensure_topics(client, specs, replication=args.replication).items():
         print(f"{name}\t{outcome}")
     return 0

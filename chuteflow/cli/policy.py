@@ -8,10 +8,11 @@ or ``--policy sha256:HEX``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from chuteflow.cli._shared import Subparsers, add_kafka_options, kafka_client, print_json
+from chuteflow.cli.canary import add_canary_commands
+from chuteflow.cli.policy_names import add_alias_commands, add_show
 from chuteflow.cli.routes import add_commands
 
 NAME = "policy"
@@ -46,12 +47,11 @@ def register(sub: Subparsers) -> None:
     add_kafka_options(listing)
     listing.set_defaults(func=run_list)
 
-    show = policy_sub.add_parser("show", help="all metadata of one version, as JSON")
-    show.add_argument("ref", metavar="NAME@VERSION|sha256:HEX")
-    add_kafka_options(show)
-    show.set_defaults(func=run_show)
+    add_show(policy_sub)  # any policy name of the one grammar (chuteflow/cli/policy_names.py)
+    add_alias_commands(policy_sub)
 
     add_commands(policy_sub)
+    add_canary_commands(policy_sub)
 
 
 def run_register(args: argparse.Namespace) -> int:
@@ -103,13 +103,4 @@ def run_list(args: argparse.Namespace) -> int:
     for *cells, registered_at in rows:
         padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=True)]
         print("  ".join([*padded, registered_at]))
-    return 0
-
-
-def run_show(args: argparse.Namespace) -> int:
-    from stream.policy_store import describe, parse_ref, read_store, resolve
-
-    parse_ref(args.ref)  # a malformed reference is one line before connecting
-    record = resolve(read_store(kafka_client(args)), args.ref)
-    print(json.dumps(describe(record), indent=2, sort_keys=True))
     return 0

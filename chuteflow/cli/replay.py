@@ -10,9 +10,13 @@ import sys
 from chuteflow.cli._shared import (
     Subparsers,
     add_day_source,
+    add_deprecated,
     add_kafka_options,
     kafka_client,
     load_day,
+    positive_float,
+    print_json,
+    print_result,
 )
 
 NAME = "replay"
@@ -33,25 +37,27 @@ def speed(text: str) -> float | None:
 
 def register(sub: Subparsers) -> None:
     parser = sub.add_parser(NAME, help="publish a day to Kafka, closing the loop with the twin")
-    add_day_source(parser, "small", day_help="play a historical day file (CSV)")
+    add_day_source(parser, day_help="play a historical day file (CSV)")
     parser.add_argument("--site", help="site id to publish as (default: the scenario's)")
     parser.add_argument(
         "--speed", type=speed, default=None, help="event-time factor, or 'max' (lockstep)"
     )
     add_kafka_options(parser)
     parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait per allocation"
+        "--timeout-seconds",
+        type=positive_float,
+        default=60.0,
+        help="how long to wait for each allocation",
     )
+    add_deprecated(parser, "--timeout", "--timeout-seconds", "timeout_seconds", type=positive_float)
     parser.add_argument("--json", action="store_true", help="the KPIs as one JSON object")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from replay.loop import day_type_group, replay_day
-    from stream.clients import connect_admin
 
-    client = kafka_client(args)
-    connect_admin(client, timeout_s=30.0)  # wrong credentials: one line now, not a timeout
+    client = kafka_client(args)  # unreachable, wrong credentials: one line within seconds
     scenario, groups, demand = load_day(args)
     if args.day is not None:  # a sampled group day fits its group by construction
         from twin.fit import day_fit
@@ -65,14 +71,12 @@ def run(args: argparse.Namespace) -> int:
         client,
         day_type_group(groups, demand),
         speed=args.speed,
-        allocation_timeout_s=args.timeout,
+        allocation_timeout_s=args.timeout_seconds,
     )
     kpis = result.kpis.to_dict()
     if args.json:
-        print(json.dumps(kpis, sort_keys=True))
+        print_json(kpis)
     else:
         print(f"{scenario.site_id}: {demand.label} through Kafka")
-        for key, value in kpis.items():
-            print(f"  {key:22s} {value}")
-        print(f"  {'replay':22s} {json.dumps(result.summary(), sort_keys=True)}")
+        print_result({**kpis, "replay": json.dumps(result.summary(), sort_keys=True)}, False)
     return 0

@@ -1,20 +1,25 @@
-"""``chuteflow policy route|shadow|canary|gate|promote|abort|rollback|routes|history``: live
-policy operations on the control topic (``contracts/control.py``, ``rollout/``).
+"""``chuteflow policy route|shadow|rollback|routes|history``: live policy operations on the
+control topic (``contracts/control.py``, ``rollout/``); the canary verbs are
+``chuteflow/cli/canary.py``.
 
 Every command writes one route per site (revision + 1) and returns; workers apply it at the
-site's next interval boundary. ``canary`` also watches its gate (``rollout/canary.py``) until it
-passes or fails, unless ``--no-watch``; ``gate`` picks the watching up again.
+site's next interval boundary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
-from chuteflow.cli._shared import Subparsers, add_kafka_options, kafka_client, print_json
+from chuteflow.cli._shared import (
+    Subparsers,
+    add_deprecated,
+    add_kafka_options,
+    kafka_client,
+    non_negative_float,
+    print_json,
+)
 
 
 def add_commands(sub: Subparsers) -> None:
@@ -23,8 +28,27 @@ def add_commands(sub: Subparsers) -> None:
     route.add_argument("--site", required=True, action="append", help="site id; repeat for several")
     route.add_argument("--serve", required=True, metavar="POLICY", help=_POLICY_HELP)
     route.add_argument("--shadow", action="append", default=None, metavar="POLICY")
-    route.add_argument("--fallback", choices=("proportional", "static"), default=None)
-    route.add_argument("--deadline-ms", type=float, default=None, help="inference deadline")
+    # One flag name per meaning: the worker's names (chuteflow/cli/_shared.py).
+    route.add_argument(
+        "--fallback-policy",
+        dest="fallback",
+        choices=("proportional", "static"),
+        default=None,
+        help="decides an interval whose policy fails or misses the deadline (default: keep)",
+    )
+    add_deprecated(
+        route, "--fallback", "--fallback-policy", "fallback", choices=("proportional", "static")
+    )
+    route.add_argument(
+        "--inference-deadline-ms",
+        dest="deadline_ms",
+        type=non_negative_float,
+        default=None,
+        help="inference deadline in ms (default: keep)",
+    )
+    add_deprecated(
+        route, "--deadline-ms", "--inference-deadline-ms", "deadline_ms", type=non_negative_float
+    )
     route.add_argument("--reason", default="set by operator")
     _common(route, run_route)
 
@@ -34,52 +58,19 @@ def add_commands(sub: Subparsers) -> None:
     shadow.add_argument("--reason", default="shadow set by operator")
     _common(shadow, run_shadow)
 
-    canary = sub.add_parser(
-        "canary", help="serve a candidate on some sites, gated on KPIs against the incumbent"
+    rollback = sub.add_parser(
+        "rollback",
+        help="serve the site's previous policy again (with its shadows), from the next interval",
+        description="Serve the policy that served before the current one, with the shadows it "
+        "had. A version a canary gate failed on the site is never served again this way (the "
+        "rollback goes further back) unless --force. Inside a canary: the incumbent.",
     )
-    canary.add_argument("policy", metavar="NAME@VERSION", help=_POLICY_HELP)
-    canary.add_argument("--sites", required=True, nargs="+")
-    canary.add_argument(
-        "--incumbent", default=None, help="what it is compared with (default: what serves now)"
+    rollback.add_argument("--site", required=True, action="append", help="site id; repeat")
+    rollback.add_argument("--reason", default="rollback by operator", help="written on the route")
+    rollback.add_argument(
+        "--force", action="store_true", help="serve the previous policy even if a gate failed it"
     )
-    canary.add_argument("--gate", metavar="FILE.yaml", help="gate settings (rollout CanaryGate)")
-    canary.add_argument("--window", type=int, default=None, help="checks before it passes")
-    canary.add_argument("--max-ratio", type=float, default=None, help="x incumbent's rate")
-    canary.add_argument("--slack", type=float, default=None, help="absolute rate slack")
-    canary.add_argument("--failure-limit", type=int, default=None, help="failed checks to fail")
-    canary.add_argument("--min-inductions", type=int, default=None)
-    canary.add_argument(
-        "--promote-to", nargs="+", default=None, help="sites (or 'all') to serve it on a pass"
-    )
-    canary.add_argument("--no-watch", action="store_true", help="start it and return")
-    canary.add_argument("--timeout-seconds", type=float, default=3600.0)
-    canary.add_argument(
-        "--scenario", action="append", help="scenario of a site (default: built-in)"
-    )
-    _common(canary, run_canary)
-
-    gate = sub.add_parser("gate", help="watch the open canaries' gates until they decide")
-    gate.add_argument("--scenario", action="append", help="scenario of a site (default: built-in)")
-    gate.add_argument("--timeout-seconds", type=float, default=3600.0)
-    _common(gate, run_gate)
-
-    for name, helptext, func in (
-        (
-            "promote",
-            "end a site's canary now: the candidate serves (and its promote-to)",
-            run_promote,
-        ),
-        ("abort", "end a site's canary now: the incumbent serves again", run_abort),
-        (
-            "rollback",
-            "serve the site's previous policy again, from the next interval",
-            run_rollback,
-        ),
-    ):
-        cmd = sub.add_parser(name, help=helptext)
-        cmd.add_argument("--site", required=True, action="append")
-        cmd.add_argument("--reason", default=f"{name} by operator")
-        _common(cmd, func)
+    _common(rollback, run_rollback)
 
     routes = sub.add_parser("routes", help="every site's current route")
     _common(routes, run_routes)
@@ -110,19 +101,23 @@ def _publish(args: argparse.Namespace, routes: list[Any]) -> int:
 
     wait = not getattr(args, "no_wait", False)
     answers = publish_routes(kafka_client(args), routes, wait_applied=wait)
-    refused = False
+    refused = any(answers[route.site_id].startswith("refused") for route in routes)
+    if args.json:
+        print_json(
+            [
+                {**json.loads(route.model_dump_json()), "worker_answer": answers[route.site_id]}
+                for route in routes
+            ]
+        )
+        return 2 if refused else 0
     for route in routes:
         answer = answers[route.site_id]
-        refused |= answer.startswith("refused")
-        if args.json:
-            print_json({**json.loads(route.model_dump_json()), "worker_answer": answer})
-        else:
-            shadows = ", ".join(r.label for r in route.shadows) or "none"
-            print(
-                f"{route.site_id}: revision {route.revision} ({route.action}): "
-                f"{route.serving.label} serves, shadow {shadows}; {answer}"
-                + ("; from the next interval" if answer.startswith("applied") else "")
-            )
+        shadows = ", ".join(r.label for r in route.shadows) or "none"
+        print(
+            f"{route.site_id}: revision {route.revision} ({route.action}): "
+            f"{route.serving.label} serves, shadow {shadows}; {answer}"
+            + ("; from the next interval" if answer.startswith("applied") else "")
+        )
     return 2 if refused else 0
 
 
@@ -165,120 +160,12 @@ def run_shadow(args: argparse.Namespace) -> int:
     return _publish(args, out)
 
 
-def _gate(args: argparse.Namespace) -> Any:
-    import yaml
-
-    from contracts.control import CanaryGate
-
-    fields: dict[str, Any] = {}
-    if args.gate:
-        loaded = yaml.safe_load(Path(args.gate).read_text())
-        fields.update(loaded or {})
-    for flag, name in (
-        ("window", "window_intervals"),
-        ("max_ratio", "max_ratio"),
-        ("slack", "slack"),
-        ("failure_limit", "failure_limit"),
-        ("min_inductions", "min_inductions"),
-    ):
-        value = getattr(args, flag)
-        if value is not None:
-            fields[name] = value
-    if args.promote_to is not None:
-        fields["promote_to"] = "all" if args.promote_to == ["all"] else args.promote_to
-    return CanaryGate.model_validate(fields, strict=False)
-
-
-def run_canary(args: argparse.Namespace) -> int:
-    from contracts.control import CanaryState
-    from rollout.canary import canary_route
-    from rollout.refs import RefError, policy_ref
-    from stream.routing import read_routes
-
-    client = kafka_client(args)
-    candidate = policy_ref(client, args.policy)
-    gate = _gate(args)
-    current = read_routes(client)
-    out = []
-    for site in args.sites:
-        now = current.get(site)
-        if args.incumbent is not None:
-            incumbent = policy_ref(client, args.incumbent)
-        elif now is not None:
-            incumbent = now.serving
-        else:
-            raise RefError(f"site {site}: no route yet, so give --incumbent")
-        if incumbent.key == candidate.key:
-            raise RefError(f"site {site}: {candidate.label} already serves")
-        revision = (0 if now is None else now.revision) + 1
-        state = CanaryState(incumbent=incumbent, gate=gate, started_revision=revision)
-        out.append(canary_route(now, site, candidate, incumbent, state))
-    _publish(args, out)
-    if args.no_watch:
-        return 0
-    return _watch(args, client, args.sites)
-
-
-def _watch(args: argparse.Namespace, client: Any, sites: list[str] | None) -> int:
-    from rollout.canary import GateVerdict, watch
-    from rollout.refs import scenarios_by_site
-    from stream.policy_store import ArtifactFetcher
-
-    scenarios = scenarios_by_site(args.scenario)
-    if sites is not None:
-        scenarios = {s: scenarios[s] for s in sites if s in scenarios}
-
-    def report(verdict: GateVerdict) -> None:
-        print(f"{verdict.site_id}: {verdict.outcome}: {verdict.reason}", flush=True)
-
-    verdicts = watch(
-        client, scenarios, ArtifactFetcher(client), timeout_s=args.timeout_seconds, report=report
-    )
-    failed = [v for v in verdicts.values() if v.outcome == "fail"]
-    pending = [v for v in verdicts.values() if v.outcome == "pending"]
-    if pending:
-        print(f"gate still open on {', '.join(v.site_id for v in pending)}", file=sys.stderr)
-        return 3
-    return 1 if failed else 0
-
-
-def run_gate(args: argparse.Namespace) -> int:
-    return _watch(args, kafka_client(args), None)
-
-
-def _canary_routes(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    from rollout.refs import RefError
-    from stream.routing import read_routes
-
-    client = kafka_client(args)
-    current = read_routes(client)
-    for site in args.site:
-        if site not in current or current[site].canary is None:
-            raise RefError(f"site {site}: no canary in progress")
-    return client, current
-
-
-def run_promote(args: argparse.Namespace) -> int:
-    from rollout.canary import promote_routes
-
-    _, current = _canary_routes(args)
-    out = [r for site in args.site for r in promote_routes(current, site, args.reason)]
-    return _publish(args, out)
-
-
-def run_abort(args: argparse.Namespace) -> int:
-    from rollout.canary import rollback_route
-
-    _, current = _canary_routes(args)
-    return _publish(args, [rollback_route(current[s], args.reason, "abort") for s in args.site])
-
-
 def run_rollback(args: argparse.Namespace) -> int:
-    """The previous serving policy: the canary's incumbent, else the latest earlier route that
-    served another policy."""
-    from rollout.canary import rollback_route
+    """The previous serving policy with its shadows (``rollout/rollback.py``): the canary's
+    incumbent, else the latest earlier route that served another policy a gate did not fail."""
     from rollout.refs import RefError
-    from stream.routing import new_route, read_routes, route_records
+    from rollout.rollback import canary_checks, plan_rollback
+    from stream.routing import read_routes, route_records
 
     client = kafka_client(args)
     current = read_routes(client)
@@ -287,20 +174,13 @@ def run_rollback(args: argparse.Namespace) -> int:
         now = current.get(site)
         if now is None:
             raise RefError(f"site {site}: no route to roll back")
-        if now.canary is not None:
-            out.append(rollback_route(now, args.reason))
-            continue
-        routes = sorted((r for _, r in route_records(client, site)), key=lambda r: r.revision)
-        earlier = [r for r in routes if r.revision < now.revision and r.serving != now.serving]
-        if not earlier:
-            raise RefError(f"site {site}: no earlier policy than {now.serving.label}")
-        previous = earlier[-1].serving
-        shadows = [r for r in now.shadows if r.key != previous.key]
-        out.append(
-            new_route(
-                now, site, serving=previous, shadows=shadows, action="rollback", reason=args.reason
-            )
+        history = [r for _, r in route_records(client, site)]
+        plan = plan_rollback(
+            now, history, canary_checks(client, site), args.reason, force=args.force
         )
+        if not args.json:
+            print(f"{site}: {plan.describe()}")
+        out.append(plan.route)
     return _publish(args, out)
 
 
@@ -308,10 +188,10 @@ def run_routes(args: argparse.Namespace) -> int:
     from stream.routing import read_routes
 
     routes = read_routes(kafka_client(args))
+    if args.json:
+        print_json([json.loads(route.model_dump_json()) for _, route in sorted(routes.items())])
+        return 0
     for site, route in sorted(routes.items()):
-        if args.json:
-            print_json(json.loads(route.model_dump_json()))
-            continue
         canary = "" if route.canary is None else f", canary vs {route.canary.incumbent.label}"
         shadows = ", ".join(r.label for r in route.shadows) or "none"
         print(

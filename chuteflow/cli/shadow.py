@@ -19,7 +19,18 @@ def register(sub: Subparsers) -> None:
         "report", help="recirculation, throughput, moves per policy: running or for the day"
     )
     report.add_argument("--site", required=True)
-    report.add_argument("--day", default=None, help="date or day key (default: the latest day)")
+    report.add_argument(
+        "--day",
+        default=None,
+        help="date YYYY-MM-DD or day key (default: the latest day run); a date that several "
+        "day runs share (a day replayed twice) is refused with their list: pass --day-run",
+    )
+    report.add_argument(
+        "--day-run",
+        default=None,
+        metavar="ID",
+        help="the day run: its day_started id or day key (YYYY-MM-DD.<8 hex>, as in decision ids)",
+    )
     report.add_argument("--scenario", action="append", help="scenario of the site")
     report.add_argument("--guardrails", default=None)
     report.add_argument(
@@ -38,10 +49,10 @@ def run_report(args: argparse.Namespace) -> int:
     from rollout.shadow import compare, format_table
     from stream.policy_store import ArtifactFetcher
 
+    scenario = scenario_of(args.site, args.scenario)  # an unknown site: one line, no broker
     client = kafka_client(args)
-    scenario = scenario_of(args.site, args.scenario)
-    day = read_site_day(client, scenario, args.day)
-    extra = [policy_ref(client, p) for p in args.also]
+    day = read_site_day(client, scenario, args.day, day_run=args.day_run)
+    extra = [policy_ref(client, p, scenario.name) for p in args.also]
     result = compare(
         scenario, day, ArtifactFetcher(client), guardrails=args.guardrails, extra=extra
     )

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chuteflow.cli._shared import Subparsers
+from chuteflow.cli._shared import DEFAULT_SCENARIO, Subparsers, non_negative_int, positive_int
 
 if TYPE_CHECKING:
     from training.settings import Settings
@@ -47,7 +47,17 @@ def register(sub: Subparsers) -> None:
             parser.add_argument(flag, choices=ALGOS, default=default, help=helps.get(f.name))
         elif f.name == "train_group":
             parser.add_argument(
-                "--group", dest="train_group", type=int, default=None, help=helps.get(f.name)
+                "--group",
+                dest="train_group",
+                type=non_negative_int,
+                default=None,
+                help=helps.get(f.name),
+            )
+        elif f.name == "scenario":  # the one default scenario of every verb
+            parser.add_argument(flag, default=DEFAULT_SCENARIO, help=helps.get(f.name))
+        elif isinstance(default, int) and not isinstance(default, bool):
+            parser.add_argument(
+                flag, type=non_negative_int, default=default, help=helps.get(f.name)
             )
         else:
             parser.add_argument(flag, type=type(default), default=default, help=helps.get(f.name))
@@ -59,8 +69,15 @@ def register(sub: Subparsers) -> None:
         help="train every policy of the paper's table for --scenario and evaluate them "
         "(small: Table 1, large: Table 2); --algo is ignored",
     )
-    parser.add_argument("--eval-seeds", type=int, default=5, help="--table: days per group")
-    parser.add_argument("--workers", type=int, default=None, help="--table: processes")
+    parser.add_argument(
+        "--eval-seeds", type=positive_int, default=5, help="--table: days per group"
+    )
+    parser.add_argument(
+        "--workers", type=positive_int, default=None, help="--table: local Ray CPUs (1: serial)"
+    )
+    parser.add_argument(
+        "--ray", default=None, metavar="ADDRESS", help="--table: an existing Ray cluster"
+    )
     parser.set_defaults(func=run)
 
 
@@ -83,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
         from training.tables import run_table
 
         result = run_table(
-            settings.scenario, Path(args.out), settings.episodes, args.eval_seeds, args.workers
+            settings.scenario,
+            Path(args.out),
+            settings.episodes,
+            args.eval_seeds,
+            args.workers,
+            args.ray,
         )
         name = "table1.md" if settings.scenario == "small" else "table2.md"
         print((Path(args.out) / name).read_text())

@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from chuteflow.cli._shared import Subparsers, add_kafka_options, kafka_client
+from chuteflow.cli._shared import (
+    DEFAULT_SCENARIO,
+    POLICY_HELP,
+    Subparsers,
+    add_kafka_options,
+    kafka_client,
+)
 
 NAME = "worker"
 
@@ -16,15 +22,15 @@ def register(sub: Subparsers) -> None:
     parser.add_argument(
         "--scenario",
         action="append",
-        help="site to serve: small, large or a scenario YAML; repeat for several sites",
+        help=f"site to serve: small, large or a scenario YAML; repeat for several sites "
+        f"(default: {DEFAULT_SCENARIO})",
     )
     parser.add_argument(
         "--policy",
         default="proportional",
-        help="static, proportional, PATH.onnx, or a policy-store version: NAME@VERSION (a "
-        "unique sha256 prefix of at least 8 hex digits will do) or sha256:HEX, fetched into "
-        "$CHUTEFLOW_POLICY_CACHE (default ~/.cache/chuteflow/policies) and checked against "
-        "its hash",
+        help=POLICY_HELP.replace("lookahead", "not lookahead")
+        + "; a store version is fetched into $CHUTEFLOW_POLICY_CACHE (default "
+        "~/.cache/chuteflow/policies) and checked against its hash (default: proportional)",
     )
     parser.add_argument("--guardrails", help="guardrail set name or YAML (default: scenario's)")
     parser.add_argument(
@@ -91,16 +97,44 @@ def register(sub: Subparsers) -> None:
         "--ready-file",
         help="written after every rebalance (for tests): JSON with the pid and input partitions",
     )
-    parser.add_argument("--loglevel", default="WARNING")
+    parser.add_argument(
+        "--ready-max-lag",
+        type=int,
+        default=None,
+        help="records an input partition may be behind its end with /readyz still 200 "
+        "(default 1000)",
+    )
+    parser.add_argument(
+        "--loglevel",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="the worker's own log: INFO has one line per decision per site and one per dead "
+        "letter; DEBUG adds shadow decisions (default INFO)",
+    )
+    parser.add_argument(
+        "--library-loglevel",
+        default="WARNING",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="faust's, mode's and aiokafka's log (default WARNING)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object per line (ts, level, logger, msg and the "
+        "event's fields) for log shippers",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from contracts.limits import InputLimits
-    from decision.artifacts import PolicyArtifact
     from floor.scenario import load_scenario
+    from rollout.refs import resolve_policy
     from stream.app import AppSettings
-    from stream.policy_store import ArtifactFetcher, fetch_policy, is_store_ref
+    from stream.policy_store import ArtifactFetcher
     from stream.processor import SiteRuntime
     from stream.worker import make_site, run_worker
 
@@ -110,19 +144,18 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     client = kafka_client(args)  # a bad setting is one line before any site loads
-    policy: str | PolicyArtifact = args.policy
-    if is_store_ref(args.policy):
-        # Fetched once, hash checked; every site's engine is made from these very bytes.
-        policy = fetch_policy(client, args.policy)
     fetcher = ArtifactFetcher(client)
     fallback = None if args.fallback_policy == "none" else args.fallback_policy
     deadline_s = args.inference_deadline_ms / 1e3 if args.inference_deadline_ms > 0 else None
     sites: dict[str, SiteRuntime] = {}
-    for name in args.scenario or ["small"]:
+    for name in args.scenario or [DEFAULT_SCENARIO]:
         scenario = load_scenario(name)
         if scenario.site_id in sites:
             print(f"site {scenario.site_id} given twice", file=sys.stderr)
             return 2
+        # One grammar (rollout/refs.py): a store version is fetched and hash checked (then
+        # served from the cache), a shipped short name (drmarl) is this scenario's file.
+        policy = resolve_policy(args.policy, scenario.name, client).engine_policy
         sites[scenario.site_id] = make_site(
             scenario,
             policy,
@@ -148,5 +181,8 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         prefetch=fetcher.prefetch,
         loglevel=args.loglevel,
+        log_format=args.log_format,
+        library_loglevel=args.library_loglevel,
+        ready_max_lag=args.ready_max_lag,
     )
     return 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +171,101 @@ def test_roll_emits_ended_windows_without_waiting_for_a_record(
     ]
     repeat.roll()
     assert len(_lines(out)) == 6
+
+
+# ---------------------------------------------------------------- the worker's own log lines
+
+
+def _capture(fmt: str) -> tuple[io.StringIO, logging.Handler]:
+    from stream.worker_log import JsonFormatter, TextFormatter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    return out, handler
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_decision_and_dead_letter_lines_carry_their_fields_and_no_control_characters(
+    fmt: str,
+) -> None:
+    import json
+
+    from stream.observations import DeadLetterObserved, DecisionObserved
+    from stream.worker_log import log_dead_letter, log_decision
+
+    out, handler = _capture(fmt)
+    for name in ("chuteflow.decisions", "chuteflow.dead_letters"):
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
+    try:
+        served = DecisionObserved(
+            "site-small", 3, 1.25, "optimal", "PolicyTimeout: late", "proportional", "1",
+            day="2025-01-06", route_revision=2, fallback_reason="PolicyTimeout: late",
+            fallback_from="drmarl@4", trigger="interval_closed",
+        )  # fmt: skip
+        log_decision(served)
+        log_decision(DecisionObserved("site-small", 3, 2.0, "optimal", None, "x", "1", "shadow"))
+        log_dead_letter(
+            DeadLetterObserved("unknown", "t", 0, 7, "decode", "decode: bad byte \x1b[?25l")
+        )
+    finally:
+        for name in ("chuteflow.decisions", "chuteflow.dead_letters"):
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    text = out.getvalue()
+    assert "\x1b" not in text
+    lines = text.splitlines()
+    assert len(lines) == 2  # the shadow decision is DEBUG
+    if fmt == "json":
+        decision, letter = (json.loads(line) for line in lines)
+        assert decision["logger"] == "chuteflow.decisions" and decision["level"] == "INFO"
+        assert decision["site"] == "site-small" and decision["interval"] == 3
+        assert decision["policy"] == "proportional@1" and decision["fallback"] is True
+        assert decision["fallback_from"] == "drmarl@4" and decision["latency_ms"] == 1.25
+        assert letter["reason_kind"] == "decode" and letter["level"] == "WARNING"
+        assert "\\x1b" in letter["msg"]
+    else:
+        assert lines[0].endswith(
+            "INFO chuteflow.decisions served decision site=site-small day=2025-01-06 "
+            "interval=3 policy=proportional@1 route_revision=2 status=optimal "
+            "fallback_from=drmarl@4 fallback_reason='PolicyTimeout: late' latency_ms=1.2"
+        )
+        assert "WARNING chuteflow.dead_letters dead letter (decode) site=unknown" in lines[1]
+        assert "\\x1b[?25l" in lines[1]
+
+
+@pytest.mark.kafka
+def test_a_json_worker_log_is_one_object_per_line_and_one_decision_per_interval(
+    kafka_topics: str, tmp_path: Path
+) -> None:
+    import json
+    import uuid
+
+    from floor.daytypes import default_groups
+    from floor.scenario import load_scenario
+    from replay.loop import day_type_group, replay_day
+    from replay.workers import start_worker, stop_worker
+    from twin.groups import sample_day
+
+    scenario = load_scenario("small")
+    groups = default_groups(scenario)
+    demand = sample_day(groups, 3, scenario, seed=9)
+    app_id = f"logs-{uuid.uuid4().hex[:8]}"
+    extra = ["--log-format", "json"]
+    worker = start_worker(kafka_topics, ["small"], tmp_path, app_id=app_id, extra=extra)
+    try:
+        replay_day(demand, 9, kafka_topics, day_type_group(groups, demand), run_id=app_id)
+        time.sleep(1.0)
+    finally:
+        stop_worker(worker)
+    raw = (tmp_path / f"{app_id}.log").read_bytes()
+    assert b"\x1b" not in raw
+    records = [json.loads(line) for line in raw.decode().splitlines()]  # every line parses
+    assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
+    decisions = [r for r in records if r.get("event") == "decision" and r["role"] == "served"]
+    assert sorted(r["interval"] for r in decisions) == list(range(scenario.n_intervals))
+    assert {r["site"] for r in decisions} == {scenario.site_id}
+    started = [r for r in records if r.get("event") == "worker_started"]
+    assert len(started) == 1 and started[0]["group"] == app_id
+    assert scenario.site_id in started[0]["sites"]

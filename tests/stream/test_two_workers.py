@@ -359,8 +359,11 @@ def test_a_per_site_canary_is_applied_by_the_sites_owner_also_after_a_rebalance(
     groups = default_groups(scenario)
     demand = sample_day(groups, 2, scenario, seed=77)
     incumbent, candidate = PolicyRef(name="proportional"), PolicyRef(name="static")
-    state = CanaryState(incumbent=incumbent, gate=CanaryGate(), started_revision=1)
-    routed = canary_route(None, site_id, candidate, incumbent, state)
+    # the workers published each site's --policy as revision 1 (worker-default)
+    before = read_routes(group.bootstrap)[site_id]
+    assert before.action == "worker-default" and before.revision == 1
+    state = CanaryState(incumbent=incumbent, gate=CanaryGate(), started_revision=2)
+    routed = canary_route(before, site_id, candidate, incumbent, state)
     assert publish_routes(group.bootstrap, [routed], wait_applied=True)[site_id].startswith(
         "applied"
     )
@@ -382,7 +385,7 @@ def test_a_per_site_canary_is_applied_by_the_sites_owner_also_after_a_rebalance(
     )
     n = scenario.n_intervals
     served = [(a.interval_index, a.policy_name, a.route_revision) for a in result.allocations]
-    assert served == [(k, "static", 1) if k <= 5 else (k, "proportional", 2) for k in range(n)], (
+    assert served == [(k, "static", 2) if k <= 5 else (k, "proportional", 3) for k in range(n)], (
         served
     )
     key = site_id.encode()
@@ -398,4 +401,5 @@ def test_a_per_site_canary_is_applied_by_the_sites_owner_also_after_a_rebalance(
     assert {deciders[k] for k in range(3)} == {owner.pid}
     assert {deciders[k] for k in range(3, n)} == {survivor.pid}
     others = read_routes(group.bootstrap)
-    assert [s for s in SITES if s in others] == [site_id]  # no other site was routed
+    # no other site was routed beyond its worker's default
+    assert all(others[s].revision == 1 for s in SITES if s != site_id)

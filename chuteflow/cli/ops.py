@@ -1,0 +1,125 @@
+"""``chuteflow ops serve``: the live operations page (``ops/``).
+
+The page's promote, abort and rollback buttons run ``chuteflow policy promote|abort|rollback``
+themselves: :func:`policy_actions` parses the same arguments through the ``policy`` verb's own
+parser and calls its function, so the page can never drift from the CLI (same checks, same
+routes, same wait for the worker's answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from chuteflow.cli._shared import Subparsers, add_kafka_options
+
+if TYPE_CHECKING:
+    from ops.server import Actions
+
+NAME = "ops"
+TOKEN_ENV = "CHUTEFLOW_OPS_TOKEN"
+
+
+def register(sub: Subparsers) -> None:
+    parser = sub.add_parser(NAME, help="the live operations page")
+    ops_sub = parser.add_subparsers(dest="ops_command", required=True)
+    serve = ops_sub.add_parser(
+        "serve",
+        help="serve a web page with every site's route, canaries and their gate checks, KPIs "
+        "by interval, route history, worker health and dead letters, updated live from Kafka",
+    )
+    serve.add_argument("--port", type=int, default=8750, help="HTTP port (default 8750; 0: any)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--worker-metrics",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a worker's metrics endpoint (http://HOST:PORT of `worker --metrics-port`): its "
+        "/readyz and /metrics are shown; repeat for several workers",
+    )
+    serve.add_argument(
+        "--token",
+        default=None,
+        help=f"enables promote/abort/rollback for requests that carry it (default: ${TOKEN_ENV}; "
+        "without a token the page is read-only)",
+    )
+    serve.add_argument(
+        "--scenario",
+        action="append",
+        help="scenario of a site (small, large or a YAML; repeat; default: the built-in ones): "
+        "the page then knows its day's intervals before they close",
+    )
+    add_kafka_options(serve)
+    serve.set_defaults(func=run_serve)
+
+
+def policy_actions(args: argparse.Namespace) -> Actions:
+    """The page's actions: ``chuteflow policy ACTION --site S --reason R --json`` with this
+    verb's Kafka settings, run in this process; returns (exit code, what it printed)."""
+    from chuteflow.cli import policy
+    from floor.errors import ChuteflowError
+
+    kafka: list[str] = []
+    if args.bootstrap:
+        kafka += ["--bootstrap", args.bootstrap]
+    if args.kafka_config:
+        kafka += ["--kafka-config", args.kafka_config]
+
+    def run(action: str, site: str, reason: str) -> tuple[int, str]:
+        parser = argparse.ArgumentParser(prog="chuteflow", exit_on_error=False)
+        policy.register(parser.add_subparsers(dest="command"))
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                parsed = parser.parse_args(
+                    ["policy", action, "--site", site, "--reason", reason, "--json", *kafka]
+                )
+                code = int(parsed.func(parsed))
+        except ChuteflowError as error:
+            return 2, f"chuteflow: {error}"
+        except (argparse.ArgumentError, SystemExit) as error:
+            return 2, f"chuteflow policy {action}: {error}"
+        return code, out.getvalue().strip()
+
+    return run
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from chuteflow.cli._shared import kafka_client
+    from ops.feed import KafkaFeed, gate_topic
+    from ops.health import HealthScraper
+    from ops.model import OpsModel
+    from ops.server import OpsPage, OpsSettings, serve
+    from rollout.refs import scenarios_by_site
+
+    client = kafka_client(args)  # a bad setting is one line before anything starts
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    topic = gate_topic()
+    scenarios = scenarios_by_site(args.scenario)
+    shapes = {s: (60.0 * c.interval_minutes, c.n_intervals) for s, c in scenarios.items()}
+    model = OpsModel(gate_topic=topic, days=shapes)
+    page = OpsPage(
+        model,
+        OpsSettings(token=token, actions=policy_actions(args) if token else None),
+        feed=KafkaFeed(client, model, gate_topic=topic),
+        health=HealthScraper(args.worker_metrics),
+    )
+
+    def ready(url: str) -> None:
+        mode = "promote/abort/rollback need the token" if token else "read-only"
+        print(f"ops page on {url} ({mode}); Kafka {client.bootstrap}", flush=True)
+
+    try:
+        serve(page, args.host, args.port, ready)
+    except OSError as error:
+        where = f"{args.host}:{args.port}"
+        print(f"chuteflow ops serve: cannot listen on {where}: {error.strerror}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,195 @@
+"""One way to fan work out: submit independent tasks, get their results in submission order.
+
+Evaluation day-runs, training members and candidate scoring are all independent, seeded
+function calls. They run through a :class:`FanOut`:
+
+- :class:`SerialFanOut`: in this process, one after another (tests, one-worker runs, a plain
+  install without Ray);
+- :class:`RayFanOut`: as Ray tasks, on a local Ray this process starts (``address=None``) or
+  on an existing cluster (``address="HOST:PORT"``, what a network of sites needs).
+
+Results do not depend on where a task ran: every task carries its own seeds (nothing reads a
+global RNG), and every Ray worker runs BLAS single-threaded (``floor/threads.py``'s variables,
+passed in the job's runtime environment so they hold on a cluster's nodes too), so the same
+tasks give the same bytes on one process, a local Ray or two nodes.
+
+Ray is an optional dependency (the ``onboard`` extra): it is imported here, lazily, and only
+when a Ray fan-out is opened, so the worker's plain install never needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
+
+from floor.errors import ChuteflowError
+
+Task = TypeVar("Task")
+Result = TypeVar("Result")
+OnDone = Callable[[int, int], None]
+"""Called with (tasks finished, tasks in all) as results arrive."""
+
+SINGLE_THREAD_ENV = {
+    name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+}
+"""What every Ray worker runs with: one BLAS thread, as ``floor.threads`` gives local
+processes (threaded BLAS reductions may sum in another order: not the same bytes)."""
+
+
+class FanOutError(ChuteflowError):
+    """A fan-out that cannot start (no Ray installed, a cluster address that does not answer)."""
+
+
+class FanOut(Protocol):
+    """Runs a function over tasks; results come back in the order of the tasks."""
+
+    name: str
+    """How it is reported: ``serial``, ``ray (local, N CPUs)``, ``ray (HOST:PORT, N CPUs)``."""
+    cpus: int
+    """Tasks it runs at once (what a time budget is sized by)."""
+
+    def map(
+        self,
+        function: Callable[[Task], Result],
+        tasks: Sequence[Task],
+        on_done: OnDone | None = None,
+    ) -> list[Result]: ...
+
+
+class SerialFanOut:
+    """Every task in this process, in order: the reference the other backends must match."""
+
+    name = "serial"
+    cpus = 1
+
+    def map(
+        self,
+        function: Callable[[Task], Result],
+        tasks: Sequence[Task],
+        on_done: OnDone | None = None,
+    ) -> list[Result]:
+        results = []
+        for index, task in enumerate(tasks):
+            results.append(function(task))
+            if on_done is not None:
+                on_done(index + 1, len(tasks))
+        return results
+
+
+class RayFanOut:
+    """Every task a Ray task (one CPU each) on the cluster ``ray.init`` connected to."""
+
+    def __init__(self, ray: Any, name: str, cpus: int) -> None:
+        self._ray = ray
+        self.name = name
+        self.cpus = cpus
+
+    def map(
+        self,
+        function: Callable[[Task], Result],
+        tasks: Sequence[Task],
+        on_done: OnDone | None = None,
+    ) -> list[Result]:
+        ray = self._ray
+        remote = ray.remote(num_cpus=1, max_retries=0)(function)
+        refs = [remote.remote(task) for task in tasks]
+        position = {ref: index for index, ref in enumerate(refs)}
+        results: list[Any] = [None] * len(refs)
+        pending = list(refs)
+        done = 0
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                try:
+                    results[position[ref]] = ray.get(ref)
+                except ray.exceptions.RayTaskError as error:
+                    for other in pending:
+                        ray.cancel(other)
+                    # the task's own exception (a ChuteflowError keeps its one-line message)
+                    raise error.cause from None
+                done += 1
+                if on_done is not None:
+                    on_done(done, len(refs))
+        return results
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise FanOutError(
+            "Ray is not installed: pip install 'chuteflow[onboard]' (or run with --workers 1)"
+        ) from None
+    return ray
+
+
+def ray_available() -> bool:
+    """Whether Ray can be imported here (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+@contextmanager
+def ray_fanout(address: str | None = None, cpus: int | None = None) -> Iterator[RayFanOut]:
+    """A Ray fan-out: a local Ray with ``cpus`` CPUs started here and stopped on exit
+    (``address=None``), or the running cluster at ``address`` (left running)."""
+    if address is None and cpus is not None and cpus < 1:
+        raise FanOutError(f"a local Ray needs at least one CPU, got {cpus}")
+    ray = _import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        options: dict[str, Any] = {
+            "runtime_env": {"env_vars": dict(SINGLE_THREAD_ENV)},
+            "include_dashboard": False,
+            "logging_level": logging.WARNING,
+            "log_to_driver": False,
+            "configure_logging": True,
+        }
+        if address is None:
+            options["num_cpus"] = cpus or min(2, os.cpu_count() or 1)
+        try:
+            ray.init(address=address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise FanOutError(f"cannot connect to Ray at {address or 'local'}: {first}") from None
+    cpus_total = int(ray.cluster_resources().get("CPU", 0))
+    where = address or "local"
+    try:
+        yield RayFanOut(ray, f"ray ({where}, {cpus_total} CPUs)", max(cpus_total, 1))
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+@contextmanager
+def open_fanout(ray: str | None = None, workers: int | None = None) -> Iterator[FanOut]:
+    """The fan-out a command asked for: ``ray`` (an address, or ``local``) -> Ray; else
+    ``workers`` <= 1 -> serial; else a local Ray with ``workers`` CPUs when Ray is installed,
+    serial when it is not (a plain install runs everything, only slower)."""
+    if ray is not None:
+        with ray_fanout(None if ray == "local" else ray, workers) as fan:
+            yield fan
+        return
+    count = workers or min(2, os.cpu_count() or 1)
+    if count <= 1 or not ray_available():
+        yield SerialFanOut()
+        return
+    with ray_fanout(None, count) as fan:
+        yield fan
+
+
+__all__ = [
+    "SINGLE_THREAD_ENV",
+    "FanOut",
+    "FanOutError",
+    "OnDone",
+    "RayFanOut",
+    "SerialFanOut",
+    "open_fanout",
+    "ray_available",
+    "ray_fanout",
+]

@@ -1,0 +1,402 @@
+"""``chuteflow site onboard``: a site file and its history in, a gated policy bundle out.
+
+Stages, in order, each recorded in a journal (``BUNDLE.partial/journal.json``) when it ends,
+so an interrupted run (a crash, Ctrl-C) resumes from the last finished stage, and inside
+training from the last finished member (``onboarding.tasks.train_member`` reuses them):
+
+1. ``split``: read and check the history, split it in time (fit / validation / held out);
+2. ``groups``: fit day-type groups on the fit days, their count by silhouette;
+3. ``train``: MARL and DRMARL candidates, recipes x seeds sized from the budget;
+4. ``select``: score every candidate on the validation days, pick by the written rule
+   (``training.selection.pick``), build the value ensemble, keep the better by the same rule;
+5. ``evaluate``: every suite on the held-out days: static, proportional, lookahead, learned;
+6. ``bundle``: the release gate, ``report.md`` with plots, ``manifest.json``; then the
+   partial folder is renamed to the bundle (atomic on one filesystem).
+
+Bad input (site file, history, options) fails before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from evaluation.fanout import FanOut
+from evaluation.report import summarize
+from floor.daytypes import DayTypeGroups
+from floor.errors import ChuteflowError
+from floor.scenario import Scenario, load_scenario
+from floor.seeds import Stream, derive, evaluation_seed
+from floor.site import load_site
+from onboarding.gate import release_gate
+from onboarding.groups import choose_groups, k_range
+from onboarding.history import HistoryDay, HistorySplit, read_history, split_history
+from onboarding.plan import OnboardOptions, TrainingPlan, size_training
+from onboarding.report import write_report
+from onboarding.tasks import (
+    RULE_DRIFTED,
+    RULE_SAMPLED,
+    DayJob,
+    MemberJob,
+    run_day_job,
+    train_member,
+)
+from training.ensemble import ensemble
+from training.selection import pick
+
+STAGES = ("split", "groups", "train", "select", "evaluate", "bundle")
+REFERENCES = ("static", "proportional", "lookahead")
+LEARNED = "learned"
+FILE_KEY = 1_000_000
+"""Group key of validation file days in the ``VALIDATION_DAY`` seed stream (beyond any group)."""
+
+Log = Callable[[str], None]
+StageProgress = Callable[[str, int, int], None]
+"""(stage, done, total): the CLI turns it into a progress line with an ETA."""
+
+
+class OnboardError(ChuteflowError):
+    """Input or state that onboarding cannot use; one line."""
+
+
+@dataclass(frozen=True)
+class OnboardResult:
+    bundle: Path
+    recommended: str
+    skipped: tuple[str, ...]
+    """Stages read back from the journal instead of run."""
+    manifest: dict[str, Any]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Journal:
+    """The stage journal: what finished, how long it took and what it produced."""
+
+    def __init__(self, path: Path, inputs: str) -> None:
+        self.path = path
+        if path.is_file():
+            self.data: dict[str, Any] = json.loads(path.read_text())
+            if self.data.get("inputs") != inputs:
+                raise OnboardError(
+                    f"{path.parent}: an unfinished onboarding of other inputs or options; "
+                    "remove it or rerun with the same arguments"
+                )
+        else:
+            self.data = {"inputs": inputs, "stages": {}}
+
+    def done(self, stage: str) -> dict[str, Any] | None:
+        entry = self.data["stages"].get(stage)
+        return None if entry is None else dict(entry["result"])
+
+    def finish(self, stage: str, seconds: float, result: dict[str, Any]) -> None:
+        self.data["stages"][stage] = {"seconds": round(seconds, 3), "result": result}
+        self.save()
+
+    def seconds(self) -> dict[str, float]:
+        return {s: float(e["seconds"]) for s, e in self.data["stages"].items()}
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+        tmp.replace(self.path)
+
+
+def _inputs_key(site: Path, days: Sequence[HistoryDay], options: OnboardOptions) -> str:
+    """What the journal belongs to: the site file, every history file's name and size, the
+    options. A resume with anything else refuses instead of mixing two runs."""
+    digest = hashlib.sha256(site.read_bytes())
+    for day in days:
+        digest.update(f"{day.path.name}:{day.path.stat().st_size}".encode())
+    digest.update(json.dumps(options.__dict__, sort_keys=True, default=list).encode())
+    return digest.hexdigest()
+
+
+def check_inputs(site: Path, history: Path, out: Path, options: OnboardOptions) -> tuple[Scenario, list[HistoryDay], HistorySplit]:
+    """Everything that can be wrong with the input, checked before a file is written.
+
+    Raises:
+        ChuteflowError: one line (site file, guardrails, history, split, options, output).
+    """
+    try:
+        options.check()
+    except ValueError as error:
+        raise OnboardError(str(error)) from None
+    if out.exists():
+        raise OnboardError(f"{out}: already exists; choose another --out")
+    scenario = load_scenario(site)
+    load_site(scenario)  # the guardrails must hold on the layout (an impossible layout fails)
+    days = read_history(history, scenario)
+    split = split_history(days, options.heldout_days, options.validation_days, options.min_fit_days)
+    return scenario, days, split
+
+
+def onboard(
+    site: Path,
+    history: Path,
+    out: Path,
+    options: OnboardOptions,
+    fanout: FanOut,
+    log: Log = lambda line: print(line, file=sys.stderr),
+    progress: StageProgress | None = None,
+) -> OnboardResult:
+    """Run (or resume) every stage and write the bundle at ``out``; see the module doc."""
+    started = time.perf_counter()
+    scenario, days, split = check_inputs(site, history, out, options)
+    partial = out.with_name(out.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    journal = Journal(partial / "journal.json", _inputs_key(site, days, options))
+    site_file = partial / "site.yaml"
+    if not site_file.is_file():
+        shutil.copyfile(site, site_file)
+    site_path = str(site_file.resolve())
+    skipped: list[str] = []
+
+    def stage(name: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        result = journal.done(name)
+        if result is not None:
+            skipped.append(name)
+            log(f"stage {name}: done before, skipped (journal)")
+            return result
+        log(f"stage {name}: running")
+        begin = time.perf_counter()
+        result = body()
+        journal.finish(name, time.perf_counter() - begin, result)
+        log(f"stage {name}: done in {time.perf_counter() - begin:.1f} s")
+        return result
+
+    def on(name: str) -> Callable[[int, int], None]:
+        return lambda done, total: progress(name, done, total) if progress else None
+
+    stage("split", lambda: {"dates": split.dates()})
+    groups_result = stage("groups", lambda: _fit_groups(scenario, split, partial, options))
+    log(f"groups: k = {groups_result['k']} by {groups_result['criterion']}")
+    train_result = stage(
+        "train", lambda: _train(site_path, scenario, partial, options, fanout, on("train"))
+    )
+    select_result = stage(
+        "select",
+        lambda: _select(site_path, scenario, split, partial, train_result, options, fanout, on("select")),
+    )
+    eval_result = stage(
+        "evaluate",
+        lambda: _evaluate(site_path, scenario, split, partial, select_result, options, fanout, on("evaluate")),
+    )
+    summaries = {suite: summarize(rows) for suite, rows in eval_result["rows"].items()}
+    verdict = release_gate(summaries, LEARNED)
+    bundle_begin = time.perf_counter()
+    seconds = {**journal.seconds(), "bundle": 0.0}
+    manifest = {
+        "format_version": 1,
+        "site": scenario.name,
+        "site_id": scenario.site_id,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "fanout": fanout.name,
+        "split": split.dates(),
+        "groups": {k: groups_result[k] for k in ("k", "criterion", "silhouettes", "file")},
+        "training": train_result["plan"],
+        "selection": {k: select_result[k] for k in ("picked", "scores", "ensemble", "policy")},
+        "gate": {
+            "recommended": verdict.recommended,
+            "passed": verdict.passed,
+            "shortfalls": [s.line() for s in verdict.shortfalls],
+            "suites": list(verdict.checked),
+        },
+        "recommended_policy": select_result["policy"] if verdict.passed else "proportional",
+        "stage_seconds": seconds,
+        "resumed_stages": skipped,
+    }
+    write_report(partial, scenario, manifest, summaries, verdict, select_result, groups_result)
+    (partial / "evaluation").mkdir(exist_ok=True)
+    for suite, rows in eval_result["rows"].items():
+        (partial / "evaluation" / f"{suite}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    seconds["bundle"] = round(time.perf_counter() - bundle_begin, 3)
+    manifest["stage_seconds"] = seconds
+    manifest["total_seconds"] = round(time.perf_counter() - started, 3)
+    manifest["files"] = {
+        str(p.relative_to(partial)): _sha256(p)
+        for p in sorted(partial.rglob("*"))
+        if p.is_file() and p.name not in ("journal.json", "manifest.json")
+    }
+    (partial / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    partial.rename(out)
+    return OnboardResult(out, verdict.recommended, tuple(skipped), manifest)
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for package in ("chuteflow", "numpy", "onnxruntime", "ortools", "ray"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _fit_groups(scenario: Scenario, split: HistorySplit, partial: Path, options: OnboardOptions) -> dict[str, Any]:
+    fit = split.fit
+    choice = choose_groups(
+        [d.counts for d in fit],
+        [d.day.isoformat() for d in fit],
+        scenario.name,
+        k_range(len(fit), options.k_min, options.k_max),
+        {"fit_first": fit[0].day.isoformat(), "fit_last": fit[-1].day.isoformat()},
+    )
+    path = partial / f"groups-{scenario.name}.npz"
+    choice.groups.save(path)
+    return {
+        "k": choice.k,
+        "criterion": choice.criterion,
+        "silhouettes": {str(k): s for k, s in choice.silhouettes.items()},
+        "file": path.name,
+        "sizes": [len(m) for m in choice.groups.members],
+    }
+
+
+def _day_seconds(site_path: str) -> float:
+    """One proportional day-run's wall time here: what the training budget is sized by."""
+    begin = time.perf_counter()
+    run_day_job(DayJob(site_path, "proportional", "proportional", RULE_SAMPLED, derive(Stream.VALIDATION_DAY, 0, 0), 0, 0))
+    return time.perf_counter() - begin
+
+
+def _train(site_path: str, scenario: Scenario, partial: Path, options: OnboardOptions, fanout: FanOut, on_done: Callable[[int, int], None]) -> dict[str, Any]:
+    plan_file = partial / "plan.json"
+    if plan_file.is_file():  # a resumed run trains the members it planned
+        plan = TrainingPlan(**json.loads(plan_file.read_text()))
+        plan = TrainingPlan(plan.episodes, plan.seeds, tuple(plan.recipes), plan.day_seconds, plan.cpus, plan.reason, plan.overrides)
+    else:
+        plan = size_training(options, _day_seconds(site_path), fanout.cpus)
+        plan_file.write_text(json.dumps(plan.to_json(), indent=1) + "\n")
+    members = plan.members(site_path)
+    jobs = [MemberJob(name, settings, str(partial / "candidates" / name)) for name, settings in members]
+    results = fanout.map(train_member, jobs, on_done)
+    trained = {
+        job.name: {**result, "onnx": str(Path(str(result["onnx"])).relative_to(partial)), "algo": job.settings.algo}
+        for job, result in zip(jobs, results, strict=True)
+    }
+    return {"plan": plan.to_json(), "members": trained}
+
+
+def _validation_jobs(site_path: str, groups: DayTypeGroups, split: HistorySplit, policy: str, label: str, per_group: int) -> list[DayJob]:
+    """The selection rule's days (every group x ``per_group``, as sampled and drifted) and the
+    validation weeks' own day files."""
+    jobs = []
+    for g in range(groups.n_groups):
+        for k in range(per_group):
+            seed = derive(Stream.VALIDATION_DAY, g, k)
+            for kind in (RULE_SAMPLED, RULE_DRIFTED):
+                jobs.append(DayJob(site_path, policy, label, kind, seed, len(jobs), g))
+    for i, day in enumerate(split.validation):
+        seed = derive(Stream.VALIDATION_DAY, FILE_KEY, i)
+        jobs.append(DayJob(site_path, policy, label, "validation", seed, len(jobs), file=str(day.path)))
+    return jobs
+
+
+def _score(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The rule's score: mean recirculation over the days, and the worst group's mean."""
+    per_group: dict[int, list[float]] = {}
+    for row in rows:
+        per_group.setdefault(int(row["group"]), []).append(float(row["recirculation_rate"]))
+    rates = [r for values in per_group.values() for r in values]
+    return {
+        "mean": sum(rates) / len(rates),
+        "worst_group": max(sum(v) / len(v) for v in per_group.values()),
+    }
+
+
+def _select(site_path: str, scenario: Scenario, split: HistorySplit, partial: Path, train_result: dict[str, Any], options: OnboardOptions, fanout: FanOut, on_done: Callable[[int, int], None]) -> dict[str, Any]:
+    groups = DayTypeGroups.load(partial / f"groups-{scenario.name}.npz")
+    members: dict[str, dict[str, Any]] = train_result["members"]
+    policies = {name: str(partial / m["onnx"]) for name, m in members.items()}
+    policies["proportional"] = "proportional"
+    jobs = [
+        job
+        for name, policy in policies.items()
+        for job in _validation_jobs(site_path, groups, split, policy, name, options.validation_per_group)
+    ]
+    rows = fanout.map(run_day_job, jobs, on_done)
+    scores = {name: _score([r for r in rows if r["policy"] == name]) for name in policies}
+    candidates = {name: s for name, s in scores.items() if name in members}
+    picked = pick(candidates)
+    algo = members[picked]["algo"]
+    same_algo = sorted(
+        (n for n in candidates if members[n]["algo"] == algo),
+        key=lambda n: (candidates[n]["mean"], candidates[n]["worst_group"]),
+    )[: options.ensemble_size]
+    policy_dir = partial / "policy"
+    policy_dir.mkdir(exist_ok=True)
+    ensemble_info: dict[str, Any] = {"members": same_algo, "built": False}
+    final = picked
+    if len(same_algo) >= 2:
+        data = [(n, (partial / members[n]["onnx"]).read_bytes()) for n in same_algo]
+        digest = hashlib.sha256(b"".join(d for _, d in data)).hexdigest()[:8]
+        model = ensemble(data, f"{scenario.name}-ensemble{len(data)}-{digest}")
+        ens_path = policy_dir / "ensemble.onnx"
+        ens_path.write_bytes(model.SerializeToString())
+        ens_rows = fanout.map(
+            run_day_job,
+            _validation_jobs(site_path, groups, split, str(ens_path), "ensemble", options.validation_per_group),
+        )
+        scores["ensemble"] = _score(ens_rows)
+        ensemble_info.update(built=True, score=scores["ensemble"])
+        final = pick({picked: scores[picked], "ensemble": scores["ensemble"]})
+    chosen = policy_dir / f"{algo}-{scenario.name}.onnx"
+    source = policy_dir / "ensemble.onnx" if final == "ensemble" else partial / members[final]["onnx"]
+    shutil.copyfile(source, chosen)
+    member_names = same_algo if final == "ensemble" else [final]
+    provenance = [
+        {
+            "name": n,
+            "onnx": members[n]["onnx"],
+            "sha256": _sha256(partial / members[n]["onnx"]),
+            "settings": json.loads((partial / Path(members[n]["onnx"]).parent / "settings.json").read_text()),
+        }
+        for n in member_names
+    ]
+    (policy_dir / "members.json").write_text(json.dumps(provenance, indent=1) + "\n")
+    (policy_dir / "settings.json").write_text(json.dumps(provenance[0]["settings"], indent=1, sort_keys=True) + "\n")
+    return {
+        "picked": picked,
+        "final": final,
+        "algo": algo,
+        "scores": scores,
+        "ensemble": ensemble_info,
+        "policy": str(chosen.relative_to(partial)),
+    }
+
+
+def _evaluate(site_path: str, scenario: Scenario, split: HistorySplit, partial: Path, select_result: dict[str, Any], options: OnboardOptions, fanout: FanOut, on_done: Callable[[int, int], None]) -> dict[str, Any]:
+    groups = DayTypeGroups.load(partial / f"groups-{scenario.name}.npz")
+    learned = str(partial / select_result["policy"])
+    policies = [(name, name) for name in REFERENCES] + [(learned, LEARNED)]
+    jobs: list[DayJob] = []
+    for policy, label in policies:
+        for i, day in enumerate(split.heldout):
+            jobs.append(DayJob(site_path, policy, label, "history", evaluation_seed(i), i, file=str(day.path)))
+        for suite in options.suites:
+            index = 0
+            for g in range(groups.n_groups):
+                for k in range(options.eval_seeds):
+                    jobs.append(DayJob(site_path, policy, label, suite, evaluation_seed(k), index, g))
+                    index += 1
+    rows = fanout.map(run_day_job, jobs, on_done)
+    by_suite: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_suite.setdefault(str(row["day_kind"]), []).append(row)
+    return {"rows": by_suite}
+
+
+__all__ = ["LEARNED", "STAGES", "OnboardError", "OnboardResult", "check_inputs", "onboard"]

@@ -1,0 +1,159 @@
+"""What an onboarding run does, sized: the split, the group range, the candidates and the
+evaluation, from a time budget (or pinned by hand, for runs that must match elsewhere).
+
+The plan is written into the stage journal the first time and read back on a resume, so a
+resumed run trains exactly the members it planned (a re-measured budget could otherwise
+change the episode count and throw the finished members away).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from training.settings import SHIPPED_RECIPES, Settings
+
+RECIPES: dict[str, tuple[str, dict[str, object]]] = {
+    "marl": ("marl", dict(SHIPPED_RECIPES[("small", "marl")])),
+    "drmarl-mixture": ("drmarl", dict(SHIPPED_RECIPES[("small", "drmarl")])),
+    "drmarl-rule": ("drmarl", dict(SHIPPED_RECIPES[("large", "drmarl")])),
+}
+"""The candidates' recipes: the shipped policies' settings (``training.settings``), named by
+what distinguishes them. MARL as in the paper; DRMARL with the small site's robust recipe
+(contamination 0.1, drifted days, group adversary) and with the large site's (checkpoint by
+the selection rule's days)."""
+
+EPISODE_COST = {"marl": 3.0, "drmarl": 12.0}
+"""A training episode's cost in plain day-runs (measured on the small site: MARL ~2.5x a
+proportional day, DRMARL ~12x with its worst-group branches and probes)."""
+TRAIN_SHARE = 0.55
+"""Share of the budget's CPU-seconds that training gets (evaluation and selection the rest)."""
+MIN_EPISODES, MAX_EPISODES = 30, 300
+QUICK_TRAINING: dict[str, object] = {
+    "episodes": 4,
+    "learning_starts": 5,
+    "validate_every": 2,
+    "predictor_episodes": 2,
+    "predictor_epochs": 3,
+    "batch_transitions": 4,
+    "group_dro_probe_every": 2,
+}
+"""``--quick``: ``training.settings.Settings.quick``'s knobs (seconds per member)."""
+
+
+@dataclass(frozen=True)
+class OnboardOptions:
+    """Every knob of an onboarding run (``chuteflow site onboard --help`` lists them)."""
+
+    minutes: float = 30.0
+    """Wall-clock budget; sizes the training episodes and seeds."""
+    heldout_days: int = 28
+    """The last days of history: only judged on, never tuned on."""
+    validation_days: int = 28
+    """The days before them: candidates are picked on these (and the rule's sampled days)."""
+    min_fit_days: int = 56
+    """The least history the groups may be fitted on."""
+    k_min: int = 2
+    k_max: int = 12
+    """Range of day-type group counts tried (``onboarding.groups``)."""
+    recipes: tuple[str, ...] = tuple(RECIPES)
+    seeds: int | None = None
+    """Training seeds per recipe; None: as many (1-3) as the budget allows."""
+    episodes: int | None = None
+    """Episodes per member; None: sized from the budget."""
+    eval_seeds: int = 2
+    """Days per group in the group-based suites."""
+    suites: tuple[str, ...] = ("group", "spike", "shifted", "drift-25", "drift-50", "drift-100")
+    """Stress suites run on the fitted groups, next to the held-out history."""
+    validation_per_group: int = 3
+    """The selection rule's sampled days per group (each also drifted)."""
+    ensemble_size: int = 3
+    """Members of the value ensemble (the picked algorithm's best seeds)."""
+    quick: bool = False
+    """CI-sized: tiny training (``QUICK_TRAINING``), one seed, one day per group."""
+
+    @classmethod
+    def quick_run(cls, **overrides: Any) -> OnboardOptions:
+        tiny: dict[str, Any] = {
+            "minutes": 2.0,
+            "heldout_days": 7,
+            "validation_days": 7,
+            "min_fit_days": 14,
+            "k_max": 3,
+            "recipes": ("marl", "drmarl-mixture"),
+            "seeds": 2,
+            "episodes": 4,
+            "eval_seeds": 1,
+            "suites": ("group", "spike", "drift-50"),
+            "validation_per_group": 1,
+            "ensemble_size": 2,
+            "quick": True,
+        }
+        return cls(**{**tiny, **overrides})
+
+    def check(self) -> None:
+        """Raise ``ValueError`` with one line for an option that cannot work."""
+        for recipe in self.recipes:
+            if recipe not in RECIPES:
+                raise ValueError(f"unknown recipe {recipe!r}: use {', '.join(RECIPES)}")
+        if self.minutes <= 0:
+            raise ValueError("--minutes must be positive")
+        if min(self.heldout_days, self.validation_days, self.min_fit_days) < 1:
+            raise ValueError("every part of the split needs at least one day")
+        if not 1 <= self.k_min <= self.k_max:
+            raise ValueError(f"need 1 <= k-min <= k-max, got {self.k_min}..{self.k_max}")
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The members to train: recipes x seeds at ``episodes`` each, and why that size."""
+
+    episodes: int
+    seeds: int
+    recipes: tuple[str, ...]
+    day_seconds: float
+    """The measured cost of one day-run (what the sizing used)."""
+    cpus: int
+    reason: str
+    overrides: dict[str, object] = field(default_factory=dict)
+
+    def members(self, site: str) -> list[tuple[str, Settings]]:
+        jobs = []
+        for recipe in self.recipes:
+            algo, settings = RECIPES[recipe]
+            for seed in range(1, self.seeds + 1):
+                values: dict[str, Any] = {**settings, **self.overrides}
+                values.update(scenario=site, algo=algo, seed=seed, episodes=self.episodes)
+                jobs.append((f"{recipe}-s{seed}", Settings(**values)))
+        return jobs
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def size_training(options: OnboardOptions, day_seconds: float, cpus: int) -> TrainingPlan:
+    """Episodes and seeds from the budget: the most seeds (3 down to 1) that still leave at
+    least 150 episodes per member, episodes capped at the paper's 300."""
+    overrides = {k: v for k, v in QUICK_TRAINING.items() if k != "episodes"} if options.quick else {}
+    algos = [RECIPES[r][0] for r in options.recipes]
+    per_seed_cost = sum(EPISODE_COST[a] for a in algos) * day_seconds
+    budget = TRAIN_SHARE * options.minutes * 60.0 * cpus
+    if options.episodes is not None and options.seeds is not None:
+        return TrainingPlan(
+            options.episodes, options.seeds, options.recipes, day_seconds, cpus, "pinned", overrides
+        )
+    for seeds in ([options.seeds] if options.seeds is not None else [3, 2, 1]):
+        episodes = int(budget / max(per_seed_cost * seeds, 1e-9))
+        if options.episodes is not None:
+            episodes = options.episodes
+        if episodes >= 150 or seeds == 1 or options.seeds is not None:
+            episodes = max(MIN_EPISODES, min(MAX_EPISODES, episodes))
+            reason = (
+                f"{budget / 60:.0f} CPU-minutes for training ({TRAIN_SHARE:.0%} of "
+                f"{options.minutes:g} min x {cpus} CPUs), a day-run {day_seconds:.3f} s"
+            )
+            return TrainingPlan(episodes, seeds, options.recipes, day_seconds, cpus, reason, overrides)
+    raise AssertionError("unreachable: seeds == 1 always returns")
+
+
+__all__ = ["RECIPES", "OnboardOptions", "TrainingPlan", "size_training"]

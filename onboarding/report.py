@@ -1,0 +1,111 @@
+"""The bundle's ``report.md``: the split, the groups and why that many, the candidates and the
+pick, every suite against the references, and the release gate's verdict with its reasons."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from evaluation.plots import group_bars
+from evaluation.report import headline
+from floor.scenario import Scenario
+from onboarding.gate import GateVerdict
+
+LOOKAHEAD = "lookahead"
+
+
+def suite_table(summaries: Mapping[str, dict[str, object]]) -> list[str]:
+    """One row per suite: each policy's mean (worst group) recirculation rate, and the learned
+    policy's ratio to the lookahead's mean."""
+    policies = list(next(iter(summaries.values()))) if summaries else []
+    lines = [
+        "| suite | " + " | ".join(policies) + " | learned / lookahead |",
+        "|---|" + "---|" * (len(policies) + 1),
+    ]
+    for suite, summary in summaries.items():
+        cells = []
+        for policy in policies:
+            mean, _, worst = headline(summary, policy)
+            cells.append(f"{100 * mean:.2f}% ({100 * worst:.2f}%)")
+        ratio = ""
+        if "learned" in summary and LOOKAHEAD in summary:
+            look = headline(summary, LOOKAHEAD)[0]
+            ratio = f"{headline(summary, 'learned')[0] / look:.2f}x" if look > 0 else "n/a"
+        lines.append(f"| {suite} | " + " | ".join(cells) + f" | {ratio} |")
+    return lines
+
+
+def write_report(
+    folder: Path,
+    scenario: Scenario,
+    manifest: Mapping[str, Any],
+    summaries: Mapping[str, dict[str, object]],
+    verdict: GateVerdict,
+    selection: Mapping[str, Any],
+    groups: Mapping[str, Any],
+) -> Path:
+    """Write ``report.md`` and its plots (``plots/<suite>.png``) into ``folder``."""
+    plots = folder / "plots"
+    plots.mkdir(exist_ok=True)
+    split = manifest["split"]
+    lines = [
+        f"# Onboarding report: {scenario.name} ({scenario.site_id})",
+        "",
+        f"**Recommended policy: {manifest['recommended_policy']}** "
+        f"(release gate {'passed' if verdict.passed else 'refused the learned policy'}).",
+        "",
+        verdict.explanation(),
+        "",
+        "## Split in time",
+        "",
+        "| part | first | last | days |",
+        "|---|---|---|---|",
+        *(f"| {name} | {p['first']} | {p['last']} | {p['days']} |" for name, p in split.items()),
+        "",
+        "Groups are fitted on the fit days, candidates picked on the validation days; the "
+        "held-out days only judge.",
+        "",
+        "## Day-type groups",
+        "",
+        f"{groups['k']} groups, chosen by {groups['criterion']} over k = "
+        f"{', '.join(groups['silhouettes'])}:",
+        "",
+        "| k | silhouette |",
+        "|---|---|",
+        *(f"| {k} | {s:.4f} |" for k, s in groups["silhouettes"].items()),
+        "",
+        f"Days per group: {', '.join(str(n) for n in groups['sizes'])}.",
+        "",
+        "## Candidates (validation days; the rule of docs/policy-selection.md)",
+        "",
+        "| candidate | mean | worst group |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {100 * s['mean']:.2f}% | {100 * s['worst_group']:.2f}% |"
+            for name, s in selection["scores"].items()
+        ),
+        "",
+        f"Picked: {selection['picked']}; ensemble of {', '.join(selection['ensemble']['members'])}"
+        f" {'built' if selection['ensemble']['built'] else 'not built (one member)'}; shipped: "
+        f"{selection['final']} as `{selection['policy']}`.",
+        "",
+        "## Held-out evaluation",
+        "",
+        "Recirculation rate, mean (worst group); `history` is the held-out day files "
+        "(groups: each day's nearest), the others are stress suites on the fitted groups.",
+        "",
+        *suite_table(summaries),
+        "",
+    ]
+    for suite, summary in summaries.items():
+        path = group_bars(summary, plots / f"{suite}.png", title=f"{scenario.name}: {suite}")
+        lines.append(f"![{suite}](plots/{path.name})")
+    lines += ["", "## Stage times (s)", ""]
+    lines += [f"- {stage}: {seconds:.1f}" for stage, seconds in manifest["stage_seconds"].items()]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+__all__ = ["suite_table", "write_report"]

@@ -1,0 +1,126 @@
+"""The units onboarding fans out (``evaluation.fanout``): one training member, one day run.
+
+Each task is a frozen dataclass of plain values (paths, names, seeds) and a module-level
+function, so it pickles to any Ray worker, rebuilds exactly the same inputs there and returns
+plain JSON-ready values. Every seed is in the task; nothing reads a global RNG.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from decision.build import build_engine
+from evaluation.suites import GROUP_SUITES, build_day, with_drift
+from floor.daytypes import default_groups
+from floor.scenario import load_scenario
+from floor.site import load_site
+from training.dqn import Trainer, write_run
+from training.settings import Settings
+from twin.closed_loop import run_day
+from twin.dayfile import read_day_csv
+from twin.fit import GroupFit
+from twin.groups import sample_day
+
+RULE_SAMPLED = "rule-sampled"
+RULE_DRIFTED = "rule-drifted"
+"""The selection rule's validation days (``docs/policy-selection.md``): a group's sample as
+drawn, and the same day with 50% of destinations' volumes reassigned."""
+RULE_DRIFT = 0.5
+FILE_SUITES = ("history", "validation")
+"""Suites whose days are the site's own day files (held-out and validation weeks)."""
+
+
+@dataclass(frozen=True)
+class MemberJob:
+    """One training run: its settings and the folder it writes (or already wrote) into."""
+
+    name: str
+    settings: Settings
+    out: str
+
+
+def train_member(job: MemberJob) -> dict[str, object]:
+    """Train (or reuse) one candidate; returns its ONNX path and training figures.
+
+    A folder that already holds a run with exactly these settings is reused: training is
+    deterministic in its settings, so retraining would write the same policy. That is what
+    makes an interrupted onboarding resume from the last finished member."""
+    out = Path(job.out)
+    settings_file, curve_file = out / "settings.json", out / "training_curve.json"
+    onnx = sorted(out.glob("*.onnx"))
+    wanted = json.loads(json.dumps(asdict(job.settings)))
+    if settings_file.is_file() and curve_file.is_file() and len(onnx) == 1:
+        if json.loads(settings_file.read_text()) == wanted:
+            curve = json.loads(curve_file.read_text())
+            return {"onnx": str(onnx[0]), "wall_seconds": float(curve["wall_seconds"]), "reused": True}
+    trainer = Trainer(job.settings)
+    result = trainer.train()
+    path = write_run(result, job.settings, out, trainer.scenario)
+    return {"onnx": str(path), "wall_seconds": result.wall_seconds, "reused": False}
+
+
+@dataclass(frozen=True)
+class DayJob:
+    """One policy on one day of a suite, rebuilt from its coordinates."""
+
+    site: str
+    """The site file in the bundle (its groups and guardrails sit beside it)."""
+    policy: str
+    """A built-in policy name or an ONNX path."""
+    label: str
+    """The policy's name in the tables."""
+    suite: str
+    """A group-based suite (``evaluation.suites.GROUP_SUITES``), a file suite
+    (:data:`FILE_SUITES`) or one of the rule's validation kinds."""
+    seed: int
+    """The day's sampling seed and the twin's seed."""
+    index: int
+    group: int = -1
+    file: str | None = None
+    """The day file of a file suite."""
+
+
+def run_day_job(job: DayJob) -> dict[str, object]:
+    """KPIs of one day run, with its coordinates (a row of ``evaluation.report.summarize``)."""
+    scenario = load_scenario(job.site)
+    groups = default_groups(scenario)
+    if job.suite in FILE_SUITES:
+        assert job.file is not None
+        demand = read_day_csv(job.file, scenario)
+        group, kind = GroupFit(groups).nearest(demand.interval_arrivals()), "nearest"
+    elif job.suite in (RULE_SAMPLED, RULE_DRIFTED):
+        demand = sample_day(groups, job.group, scenario, seed=job.seed)
+        if job.suite == RULE_DRIFTED:
+            demand = with_drift(demand, RULE_DRIFT, job.seed)
+        group, kind = job.group, "group"
+    elif job.suite in GROUP_SUITES:
+        built = build_day(scenario, groups, job.suite, job.group, job.seed)
+        demand, group, kind = built.demand, built.group, built.group_kind
+    else:
+        raise ValueError(f"unknown suite {job.suite!r}")
+    engine = build_engine(load_site(scenario), job.policy)
+    run = run_day(engine, demand, seed=job.seed)
+    return {
+        "policy": job.label,
+        "group": group,
+        "group_kind": kind,
+        "seed": job.seed,
+        "day_kind": job.suite,
+        "index": job.index,
+        "day": Path(job.file).name if job.file else None,
+        "label": demand.label,
+        **run.kpis.to_dict(),
+    }
+
+
+__all__ = [
+    "FILE_SUITES",
+    "RULE_DRIFTED",
+    "RULE_SAMPLED",
+    "DayJob",
+    "MemberJob",
+    "run_day_job",
+    "train_member",
+]

@@ -1,0 +1,150 @@
+"""``chuteflow site onboard`` end to end on a tiny site: a complete bundle, a resume after a
+crash mid-training, and bad input that gets one line, exit 2 and no bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chuteflow.cli import main
+from tests.onboarding.onboard_site import SITE, make_site
+
+QUICK = ["--quick", "--workers", "1"]
+
+
+def _onboard(site: Path, history: Path, out: Path, *extra: str) -> int:
+    argv = ["site", "onboard", "--site", str(site), "--history", str(history), "--out", str(out)]
+    return main([*argv, *QUICK, *extra])
+
+
+def test_onboard_writes_a_complete_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site, history = make_site(tmp_path)
+    out = tmp_path / "bundle"
+    assert _onboard(site, history, out) == 0
+    printed = capsys.readouterr()
+    assert f"bundle: {out}" in printed.out
+    assert "stage train: done" in printed.err
+    assert not out.with_name("bundle.partial").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name, digest in manifest["files"].items():  # every file is there, with its hash
+        import hashlib
+
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+    for needed in ("site.yaml", "groups-tiny.npz", "report.md", "policy/members.json"):
+        assert needed in manifest["files"]
+    assert manifest["selection"]["policy"] in manifest["files"]
+    assert set(manifest["stage_seconds"]) == {"split", "groups", "train", "select", "evaluate", "bundle"}
+    split = manifest["split"]
+    assert split["fit"]["last"] < split["validation"]["first"]
+    assert split["validation"]["last"] < split["heldout"]["first"] == "2024-02-03"
+    assert split["heldout"]["days"] == 7
+    groups = manifest["groups"]
+    best = max(groups["silhouettes"].values())
+    assert groups["silhouettes"][str(groups["k"])] == best
+    gate = manifest["gate"]
+    assert gate["suites"] == ["history", "group", "spike", "drift-50"]
+    assert manifest["recommended_policy"] == (
+        manifest["selection"]["policy"] if gate["passed"] else "proportional"
+    )
+    report = (out / "report.md").read_text()
+    assert "## Held-out evaluation" in report and "| history |" in report
+    assert (out / "plots" / "history.png").stat().st_size > 1000
+    # the bundle is a site every room can use as it is: groups and guardrails beside the file
+    from floor.daytypes import default_groups, site_groups_path
+    from floor.scenario import load_scenario
+    from floor.site import load_site
+
+    scenario = load_scenario(out / "site.yaml")
+    assert site_groups_path(scenario) == (out / "groups-tiny.npz").resolve()
+    assert default_groups(scenario).n_groups == groups["k"]
+    assert load_site(scenario).guardrails.version == "tiny-1"
+
+
+def test_onboard_resumes_after_a_crash_mid_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site, history = make_site(tmp_path)
+    out = tmp_path / "bundle"
+    partial = tmp_path / "bundle.partial"
+    argv = [
+        sys.executable, "-m", "chuteflow.cli", "site", "onboard", "--site", str(site),
+        "--history", str(history), "--out", str(out), *QUICK, "--episodes", "30",
+    ]  # fmt: skip
+    env = {**os.environ, "CHUTEFLOW_PROGRESS": "0"}
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    first = partial / "candidates" / "marl-s1" / "training_curve.json"
+    try:
+        deadline = time.monotonic() + 120
+        while not first.is_file() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first.is_file(), "the first member never finished"
+    finally:
+        process.send_signal(signal.SIGKILL)  # a crash: no cleanup of any kind
+        process.wait(timeout=30)
+        assert process.stderr is not None
+        process.stderr.close()
+    journal = json.loads((partial / "journal.json").read_text())
+    assert set(journal["stages"]) == {"split", "groups"}, "killed after training finished"
+    before = first.stat().st_mtime_ns
+    args = ["--episodes", "30"]
+    assert _onboard(site, history, out, *args) == 0
+    printed = capsys.readouterr()
+    assert "stage split: done before, skipped (journal)" in printed.err
+    assert "stage groups: done before, skipped (journal)" in printed.err
+    assert "resumed: skipped split, groups" in printed.out
+    assert (out / "candidates" / "marl-s1" / "training_curve.json").stat().st_mtime_ns == before
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["resumed_stages"] == ["split", "groups"]
+
+
+def _bad(tmp_path: Path, capsys: pytest.CaptureFixture[str], site: Path, history: Path) -> str:
+    out = tmp_path / "bundle"
+    assert _onboard(site, history, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("chuteflow: "), err
+    assert not out.exists() and not out.with_name("bundle.partial").exists()
+    return err[0]
+
+
+def test_bad_input_gets_one_line_and_leaves_no_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site, history = make_site(tmp_path / "good")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    assert "not valid YAML" in _bad(tmp_path, capsys, broken, history)
+
+    impossible = tmp_path / "impossible.yaml"
+    impossible.write_text(SITE.replace("min_chutes_per_destination: 0", "min_chutes_per_destination: 2"))
+    assert "guaranteed chutes exceed eject_chutes" in _bad(tmp_path, capsys, impossible, history)
+
+    gap = tmp_path / "gap"
+    shutil.copytree(history, gap)
+    (gap / "2024-01-10.csv").unlink()
+    assert "gap in history: 1 day(s) missing" in _bad(tmp_path, capsys, site, gap)
+
+    duplicate = tmp_path / "duplicate"
+    shutil.copytree(history, duplicate)
+    shutil.copyfile(duplicate / "2024-01-10.csv", duplicate / "2024-01-10-again.csv")
+    assert "duplicate day 2024-01-10" in _bad(tmp_path, capsys, site, duplicate)
+
+    unknown = tmp_path / "unknown"
+    shutil.copytree(history, unknown)
+    day = unknown / "2024-01-05.csv"
+    day.write_text(day.read_text().replace(",D3\n", ",X99\n", 1))
+    assert "X99" in _bad(tmp_path, capsys, site, unknown)
+
+    short = tmp_path / "short"
+    short.mkdir()
+    for path in sorted(history.glob("*.csv"))[:20]:
+        shutil.copyfile(path, short / path.name)
+    message = _bad(tmp_path, capsys, site, short)
+    assert "too little history for the split: 20 days, need at least 28" in message
