@@ -94,12 +94,16 @@ def _run(
 
     def open_canary() -> None:
         t0 = time.monotonic()
-        watcher.start()
+        watcher.start(prepare={site_id: incumbent})  # as `policy canary` does
         opened["catch_up_s"] = time.monotonic() - t0
         current = read_routes(client)[site_id]
         state = CanaryState(incumbent=incumbent, gate=gate, started_revision=current.revision + 1)
         routed = canary_route(current, site_id, bad, incumbent, state)
-        publish_routes(client, [routed], wait_applied=True)
+        publisher = threading.Thread(
+            target=lambda: publish_routes(client, [routed], wait_applied=True), daemon=True
+        )
+        publisher.start()
+        watcher.keep_up_while(publisher.is_alive)  # as `policy canary` does
         opened["route_s"] = time.monotonic() - t0
         outcome.append(watcher.run({site_id}, timeout_s=1800))
 
@@ -134,6 +138,7 @@ def _run(
     by_candidate = [k for k, name in served if name == bad.name]
     failing = [c.interval for c in watcher.checks if c.checks and not c.passed]
     latencies = [c.latency_ms for c in watcher.checks if c.latency_ms is not None]
+    since_close = watcher.since_close_ms
     verdict = next((c for c in watcher.checks if c.outcome != "pending"), None)
     return {
         "opened": "before the day" if open_at is None else f"during interval {open_at}",
@@ -145,6 +150,8 @@ def _run(
         "verdict": None if verdict is None else f"{verdict.outcome} at interval {verdict.interval}",
         "exit_code": outcome[0].code if outcome else None,
         "check_latency_ms": [round(x, 1) for x in latencies],
+        # from the close record's Kafka timestamp (the worker's write) to the check's send
+        "check_latency_from_close_written_ms": [round(x, 1) for x in since_close],
         "watcher_catch_up_s": round(opened.get("catch_up_s", float("nan")), 2),
         "replay_wall_s": round(wall, 1),
         "intervals_replayed": len(served),
@@ -184,6 +191,7 @@ def bench_canary(
             finally:
                 stop_worker(worker)
     latencies = [x for run in runs for x in run["check_latency_ms"]]
+    written = [x for run in runs for x in run["check_latency_from_close_written_ms"]]
     return {
         "scenario": scenario_name,
         "candidate": bad.label,
@@ -191,6 +199,10 @@ def bench_canary(
         "runs": runs,
         "check_latency_ms_median": float(np.median(latencies)) if latencies else None,
         "check_latency_ms_max": max(latencies) if latencies else None,
+        "check_latency_from_close_written_ms_median": (
+            float(np.median(written)) if written else None
+        ),
+        "check_latency_from_close_written_ms_max": max(written) if written else None,
         "bar_met": all(
             r["served_after_first_failing_check"] is not None
             and r["served_after_first_failing_check"] <= 2

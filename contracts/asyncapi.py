@@ -9,7 +9,7 @@ module's output (a test keeps them equal) and the official AsyncAPI parser valid
 
 The operations are from chuteflow's point of view: the worker *receives* floor events and
 routes and *sends* allocations, shadow decisions, audit records and dead letters; the policy
-commands send routes and store records; the canary gate sends its checks.
+commands send routes, store records and aliases; the canary gate sends its checks.
 """
 
 from __future__ import annotations
@@ -98,9 +98,11 @@ CONTROL_DELIVERY = (
     "and ignores a redelivered or older one."
 )
 POLICIES_DELIVERY = (
-    "One partition, keyed sha256:<hex> of the ONNX bytes, compacted: read it from the "
-    "beginning. Registering the same bytes again writes nothing (a version never changes), so "
-    "repeats are harmless; a reader checks the bytes against the version."
+    "One partition, keyed sha256:<hex> of the ONNX bytes (store records) or alias:NAME@ALIAS "
+    "(aliases), compacted: read it from the beginning. Registering the same bytes again writes "
+    "nothing (a version never changes), so repeats are harmless; a reader checks the bytes "
+    "against the version. An alias's latest record is the one in force; a tombstone (its key, "
+    "a null value) removes it."
 )
 HISTORY_DELIVERY = "Delivery: at-least-once, a history (not compacted)."
 
@@ -130,7 +132,9 @@ ROLES: dict[str, Role] = {
     CONTROL.name: Role(
         "chuteflow policy commands and the canary gate", "the worker", CONTROL_DELIVERY
     ),
-    POLICIES.name: Role("chuteflow policy register", "the worker", POLICIES_DELIVERY),
+    POLICIES.name: Role(
+        "chuteflow policy register and policy alias", "the worker", POLICIES_DELIVERY
+    ),
 }
 """Roles of the topics known when this was written; a topic added later is sent by chuteflow
 and read by no worker (:func:`role`)."""
@@ -145,7 +149,18 @@ def channel_id(spec: TopicSpec) -> str:
     return spec.name.removeprefix("chuteflow.")
 
 
-def _key(spec: TopicSpec) -> dict[str, Any]:
+ALIAS_KEY_PATTERN = r"^alias:[A-Za-z0-9][A-Za-z0-9._-]{0,63}@[a-z][a-z0-9_-]{0,63}$"
+"""The key of a ``policy_alias`` record (``stream/policy_alias.py`` writes ``alias:NAME@ALIAS``)."""
+
+
+def _key(spec: TopicSpec, message: MessageType) -> dict[str, Any]:
+    if message.name == "policy_alias":
+        return {
+            "type": "string",
+            "pattern": ALIAS_KEY_PATTERN,
+            "description": "alias:, the policy name, @ and the alias (alias:drmarl-large@champion"
+            "); a tombstone with this key removes the alias.",
+        }
     if spec.key == "site_id":
         text = "The record's site_id, UTF-8 bytes (see the channel's partitioning rule)."
         if spec is DEAD_LETTER:
@@ -163,7 +178,8 @@ def _partitioning(spec: TopicSpec) -> dict[str, Any]:
         return {
             "key": spec.key,
             "keyEncoding": "ascii",
-            "rule": "One partition: every record is on partition 0.",
+            "rule": "One partition: every record is on partition 0. Store records are keyed "
+            "sha256:<hex>, aliases alias:NAME@ALIAS.",
         }
     return {
         "key": "site_id",
@@ -185,7 +201,7 @@ def _channel(spec: TopicSpec, messages: list[MessageType]) -> dict[str, Any]:
         "Keyed by site_id (UTF-8), partitioned with Kafka's Java default murmur2 partitioner "
         "(librdkafka: partitioner=murmur2_random); the rule is in x-chuteflow-partitioning."
         if spec.key == "site_id"
-        else "Keyed sha256:<hex> of the artifact."
+        else "Keyed sha256:<hex> of the artifact (store records) or alias:NAME@ALIAS (aliases)."
     )
     return {
         "address": spec.name,
@@ -264,6 +280,8 @@ def _message(message: MessageType, schema_name: str, keys: dict[str, Any]) -> di
 def _example_summary(message: MessageType, index: int) -> str:
     if message.name == "policy_store_record":
         return "drmarl-small as registered (artifact cut to its first bytes)."
+    if message.name == "policy_alias":
+        return "drmarl-small@champion, keyed alias:drmarl-small@champion."
     if message.name == "day_started":
         return ("Without the optional day_type_group hint.", "With the hint.")[min(index, 1)]
     return f"A {message.name} record from a replayed small-site day."
@@ -305,7 +323,7 @@ def build_document() -> dict[str, Any]:
         channels[channel_id(spec)] = _channel(spec, on_topic)
         operations.update(_operations(spec, on_topic))
         for message in on_topic:
-            keys.setdefault(message.name, _key(spec))
+            keys.setdefault(message.name, _key(spec, message))
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "id": "urn:chuteflow:kafka",

@@ -3,7 +3,8 @@
 Taken from real output: the floor events and the allocation are the twin's and the worker's
 records of the small site's 2025-01-06 (seed 5), the audit and route records are what the
 worker wrote for them, the store record is ``drmarl-small``'s (its ``artifact`` cut to the
-first bytes; the real one is 29,584 base64 characters). ``tests/contracts/test_asyncapi.py``
+first bytes; the real one is 29,584 base64 characters), the alias is what ``chuteflow policy
+alias set drmarl-small@5e6a0a4f champion`` writes for it. ``tests/contracts/test_asyncapi.py``
 validates every example against its model and its exported schema, and fails when a message
 type has none.
 """
@@ -307,6 +308,15 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
                 },
             },
             "artifact": "CAgSB3B5dG9yY2gaBTIuNS4x",
+        }
+    ],
+    "policy_alias": [
+        {
+            "format": "chuteflow.policy-alias/1",
+            "name": "drmarl-small",
+            "alias": "champion",
+            "version": "5e6a0a4fba5e0899c267316d3d4ea87b636dbfdce2a0a98b4f105f1142cb0c4f",
+            "set_at": "2025-01-06T05:10:00+00:00",
         }
     ],
 }

@@ -2,10 +2,10 @@
 
 They were free-form JSON; these models describe the shape their writers produce
 (``stream/processor.py`` for audit records, ``stream/deadletter.py`` for dead letters,
-``stream/policy_store.py`` for the policy store) so integrators get a JSON Schema for every
-topic. The writers build plain dicts; ``tests/contracts/test_records.py`` runs each writer and
-validates what it produced against these models and their exported schemas, so the two cannot
-drift apart silently.
+``stream/policy_store.py`` for the policy store, ``stream/policy_alias.py`` for its aliases)
+so integrators get a JSON Schema for every topic. The writers build plain dicts;
+``tests/contracts/test_records.py`` runs each writer and validates what it produced against
+these models and their exported schemas, so the two cannot drift apart silently.
 
 Audit records are open (a new field may be added without a new version: consumers ignore
 fields they do not know); dead letters and store records are closed, like the events.
@@ -231,11 +231,45 @@ class PolicyStoreRecord(_Closed):
     artifact: str = Field(description="The ONNX bytes, base64.")
 
 
+class PolicyAlias(_Closed):
+    """An alias of the policy store: NAME@ALIAS names one version of the policy NAME.
+
+    Keyed alias:NAME@ALIAS on the store's topic, beside the store records; compaction keeps the
+    last record per key, so the alias points at the version of its latest record. A tombstone
+    (the key with a null value) removes the alias. Written by chuteflow policy alias; a route
+    carries the full version an alias resolved to, so moving an alias changes nothing that
+    already serves. Store readers that do not know aliases skip these records by their format.
+    """
+
+    format: Literal["chuteflow.policy-alias/1"] = Field(
+        description="Record format and version; readers skip records of another format."
+    )
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="The policy name the alias belongs to, as registered in the store.",
+    )
+    alias: str = Field(
+        pattern=r"^[a-z][a-z0-9_-]{0,63}$",
+        description="The alias: lower-case letters, digits, _ or -, starting with a letter; "
+        "never latest (built in: the version registered last).",
+    )
+    version: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="Hex sha256 of the ONNX bytes of the version the alias points at; a store "
+        "record keyed sha256: and this value holds it.",
+    )
+    set_at: str = Field(
+        description="When the alias was set, ISO-8601 with offset, to the second.",
+        json_schema_extra={"format": "date-time"},
+    )
+
+
 RECORD_TYPES: dict[str, tuple[type[BaseModel], int]] = {
     "decision_audit": (DecisionAudit, 1),
     "route_received": (RouteReceived, 1),
     "dead_letter": (DeadLetter, 1),
     "policy_store_record": (PolicyStoreRecord, 1),
+    "policy_alias": (PolicyAlias, 1),
 }
 """Record types by name, with their schema version (the topic's major version)."""
 
@@ -245,6 +279,7 @@ __all__ = [
     "AuditPolicy",
     "DeadLetter",
     "DecisionAudit",
+    "PolicyAlias",
     "PolicyMetadata",
     "PolicyReport",
     "PolicyStoreRecord",

@@ -6,8 +6,9 @@ partitions and more workers, not a rewrite. Names carry the major schema version
 change gets a new topic beside the old one.
 
 The one exception is the policy store (:data:`POLICIES`): a compacted topic keyed by the
-policy artifact's content hash (``sha256:<hex>``), read from the beginning by whoever needs a
-policy (``stream/policy_store.py``).
+policy artifact's content hash (``sha256:<hex>``) and by alias (``alias:NAME@ALIAS``), read
+from the beginning by whoever needs a policy (``stream/policy_store.py``,
+``stream/policy_alias.py``).
 """
 
 from __future__ import annotations
@@ -99,9 +100,11 @@ POLICIES = TopicSpec(
     (),
     key="policy_version",
     configs=(("cleanup.policy", "compact"),),
-    records=("policy_store_record",),
+    records=("policy_store_record", "policy_alias"),
     summary="The policy store: one record per registered ONNX policy, keyed sha256:<hex> of "
-    "its bytes, with its metadata and the artifact. Compacted: read from the beginning.",
+    "its bytes, with its metadata and the artifact, and one record per alias, keyed "
+    "alias:NAME@ALIAS, naming the version the alias points at. Compacted: read from the "
+    "beginning.",
 )
 """The policy store: one record per registered ONNX policy, keyed ``sha256:<hex>`` of its bytes
 (metadata and the artifact, JSON). Compacted, so it keeps one record per version for good

@@ -152,7 +152,8 @@ def ray_fanout(address: str | None = None, cpus: int | None = None) -> Iterator[
         if address is None:
             options["num_cpus"] = cpus or min(2, os.cpu_count() or 1)
         try:
-            ray.init(address=address, **options)
+            # "local": always a new Ray of our own, never a cluster `ray start` left running
+            ray.init(address=address or "local", **options)
         except (ConnectionError, RuntimeError, ValueError) as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise FanOutError(f"cannot connect to Ray at {address or 'local'}: {first}") from None

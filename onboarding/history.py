@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,16 @@ class HistorySplit:
     def dates(self) -> dict[str, dict[str, str | int]]:
         """First and last date and day count of each part (the manifest's ``split``)."""
         return {
-            name: {"first": part[0].day.isoformat(), "last": part[-1].day.isoformat(), "days": len(part)}
-            for name, part in (("fit", self.fit), ("validation", self.validation), ("heldout", self.heldout))
+            name: {
+                "first": part[0].day.isoformat(),
+                "last": part[-1].day.isoformat(),
+                "days": len(part),
+            }
+            for name, part in (
+                ("fit", self.fit),
+                ("validation", self.validation),
+                ("heldout", self.heldout),
+            )
         }
 
 
@@ -55,7 +64,9 @@ def day_files(folder: Path) -> list[Path]:
     """The day files in ``folder`` (``.csv``, ``.csv.gz``), sorted by name."""
     if not folder.is_dir():
         raise HistoryError(f"{folder}: not a folder of day files")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(DAY_FILE_SUFFIXES))
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.name.endswith(DAY_FILE_SUFFIXES)
+    )
     if not files:
         raise HistoryError(f"{folder}: no day files ({', '.join(DAY_FILE_SUFFIXES)})")
     return files
@@ -81,7 +92,7 @@ def read_history(folder: Path, scenario: Scenario) -> list[HistoryDay]:
             raise HistoryError(f"{path}: duplicate day {day} (also {days[day].path.name})")
         days[day] = HistoryDay(day, path, demand.interval_arrivals())
     ordered = [days[d] for d in sorted(days)]
-    for before, after in zip(ordered, ordered[1:], strict=False):
+    for before, after in pairwise(ordered):
         if after.day - before.day != timedelta(days=1):
             missing = (after.day - before.day).days - 1
             raise HistoryError(

@@ -123,8 +123,19 @@ def _inputs_key(site: Path, days: Sequence[HistoryDay], options: OnboardOptions)
     return digest.hexdigest()
 
 
-def check_inputs(site: Path, history: Path, out: Path, options: OnboardOptions) -> tuple[Scenario, list[HistoryDay], HistorySplit]:
-    """Everything that can be wrong with the input, checked before a file is written.
+@dataclass(frozen=True)
+class CheckedInputs:
+    """A site file and its history that passed every check, split in time."""
+
+    site: Path
+    scenario: Scenario
+    days: list[HistoryDay]
+    split: HistorySplit
+
+
+def check_inputs(site: Path, history: Path, out: Path, options: OnboardOptions) -> CheckedInputs:
+    """Everything that can be wrong with the input, checked before a file is written (and
+    before a Ray is started).
 
     Raises:
         ChuteflowError: one line (site file, guardrails, history, split, options, output).
@@ -139,21 +150,21 @@ def check_inputs(site: Path, history: Path, out: Path, options: OnboardOptions) 
     load_site(scenario)  # the guardrails must hold on the layout (an impossible layout fails)
     days = read_history(history, scenario)
     split = split_history(days, options.heldout_days, options.validation_days, options.min_fit_days)
-    return scenario, days, split
+    return CheckedInputs(site, scenario, days, split)
 
 
 def onboard(
-    site: Path,
-    history: Path,
+    inputs: CheckedInputs,
     out: Path,
     options: OnboardOptions,
     fanout: FanOut,
     log: Log = lambda line: print(line, file=sys.stderr),
     progress: StageProgress | None = None,
 ) -> OnboardResult:
-    """Run (or resume) every stage and write the bundle at ``out``; see the module doc."""
+    """Run (or resume) every stage on :func:`check_inputs`'s inputs and write the bundle at
+    ``out``; see the module doc."""
     started = time.perf_counter()
-    scenario, days, split = check_inputs(site, history, out, options)
+    site, scenario, days, split = inputs.site, inputs.scenario, inputs.days, inputs.split
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     journal = Journal(partial / "journal.json", _inputs_key(site, days, options))
@@ -187,11 +198,15 @@ def onboard(
     )
     select_result = stage(
         "select",
-        lambda: _select(site_path, scenario, split, partial, train_result, options, fanout, on("select")),
+        lambda: _select(
+            site_path, scenario, split, partial, train_result, options, fanout, on("select")
+        ),
     )
     eval_result = stage(
         "evaluate",
-        lambda: _evaluate(site_path, scenario, split, partial, select_result, options, fanout, on("evaluate")),
+        lambda: _evaluate(
+            site_path, scenario, split, partial, select_result, options, fanout, on("evaluate")
+        ),
     )
     summaries = {suite: summarize(rows) for suite, rows in eval_result["rows"].items()}
     verdict = release_gate(summaries, LEARNED)
@@ -245,7 +260,9 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _fit_groups(scenario: Scenario, split: HistorySplit, partial: Path, options: OnboardOptions) -> dict[str, Any]:
+def _fit_groups(
+    scenario: Scenario, split: HistorySplit, partial: Path, options: OnboardOptions
+) -> dict[str, Any]:
     fit = split.fit
     choice = choose_groups(
         [d.counts for d in fit],
@@ -268,32 +285,70 @@ def _fit_groups(scenario: Scenario, split: HistorySplit, partial: Path, options:
 def _day_seconds(site_path: str) -> float:
     """One proportional day-run's wall time here: what the training budget is sized by."""
     begin = time.perf_counter()
-    run_day_job(DayJob(site_path, "proportional", "proportional", RULE_SAMPLED, derive(Stream.VALIDATION_DAY, 0, 0), 0, 0))
+    run_day_job(
+        DayJob(
+            site_path,
+            "proportional",
+            "proportional",
+            RULE_SAMPLED,
+            derive(Stream.VALIDATION_DAY, 0, 0),
+            0,
+            0,
+        )
+    )
     return time.perf_counter() - begin
 
 
-def _train(site_path: str, scenario: Scenario, partial: Path, options: OnboardOptions, fanout: FanOut, on_done: Callable[[int, int], None]) -> dict[str, Any]:
+def _train(
+    site_path: str,
+    scenario: Scenario,
+    partial: Path,
+    options: OnboardOptions,
+    fanout: FanOut,
+    on_done: Callable[[int, int], None],
+) -> dict[str, Any]:
     plan_file = partial / "plan.json"
     if plan_file.is_file():  # a resumed run trains the members it planned
         plan = TrainingPlan(**json.loads(plan_file.read_text()))
-        plan = TrainingPlan(plan.episodes, plan.seeds, tuple(plan.recipes), plan.day_seconds, plan.cpus, plan.reason, plan.overrides)
+        plan = TrainingPlan(
+            plan.episodes,
+            plan.seeds,
+            tuple(plan.recipes),
+            plan.day_seconds,
+            plan.cpus,
+            plan.reason,
+            plan.overrides,
+        )
     else:
         plan = size_training(options, _day_seconds(site_path), fanout.cpus)
         plan_file.write_text(json.dumps(plan.to_json(), indent=1) + "\n")
     members = plan.members(site_path)
-    jobs = [MemberJob(name, settings, str(partial / "candidates" / name)) for name, settings in members]
+    jobs = [
+        MemberJob(name, settings, str(partial / "candidates" / name)) for name, settings in members
+    ]
     results = fanout.map(train_member, jobs, on_done)
     trained = {
-        job.name: {**result, "onnx": str(Path(str(result["onnx"])).relative_to(partial)), "algo": job.settings.algo}
+        job.name: {
+            **result,
+            "onnx": str(Path(str(result["onnx"])).relative_to(partial)),
+            "algo": job.settings.algo,
+        }
         for job, result in zip(jobs, results, strict=True)
     }
     return {"plan": plan.to_json(), "members": trained}
 
 
-def _validation_jobs(site_path: str, groups: DayTypeGroups, split: HistorySplit, policy: str, label: str, per_group: int) -> list[DayJob]:
+def _validation_jobs(
+    site_path: str,
+    groups: DayTypeGroups,
+    split: HistorySplit,
+    policy: str,
+    label: str,
+    per_group: int,
+) -> list[DayJob]:
     """The selection rule's days (every group x ``per_group``, as sampled and drifted) and the
     validation weeks' own day files."""
-    jobs = []
+    jobs: list[DayJob] = []
     for g in range(groups.n_groups):
         for k in range(per_group):
             seed = derive(Stream.VALIDATION_DAY, g, k)
@@ -301,7 +356,9 @@ def _validation_jobs(site_path: str, groups: DayTypeGroups, split: HistorySplit,
                 jobs.append(DayJob(site_path, policy, label, kind, seed, len(jobs), g))
     for i, day in enumerate(split.validation):
         seed = derive(Stream.VALIDATION_DAY, FILE_KEY, i)
-        jobs.append(DayJob(site_path, policy, label, "validation", seed, len(jobs), file=str(day.path)))
+        jobs.append(
+            DayJob(site_path, policy, label, "validation", seed, len(jobs), file=str(day.path))
+        )
     return jobs
 
 
@@ -317,7 +374,25 @@ def _score(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _select(site_path: str, scenario: Scenario, split: HistorySplit, partial: Path, train_result: dict[str, Any], options: OnboardOptions, fanout: FanOut, on_done: Callable[[int, int], None]) -> dict[str, Any]:
+def _bundle_settings(run: Path) -> dict[str, Any]:
+    """A member's training settings with the scenario as the bundle's ``site.yaml`` (the run
+    was trained on the partial folder's absolute path), so the bundle reads the same
+    wherever it was made or moved."""
+    settings: dict[str, Any] = json.loads((run / "settings.json").read_text())
+    settings["scenario"] = "site.yaml"
+    return settings
+
+
+def _select(
+    site_path: str,
+    scenario: Scenario,
+    split: HistorySplit,
+    partial: Path,
+    train_result: dict[str, Any],
+    options: OnboardOptions,
+    fanout: FanOut,
+    on_done: Callable[[int, int], None],
+) -> dict[str, Any]:
     groups = DayTypeGroups.load(partial / f"groups-{scenario.name}.npz")
     members: dict[str, dict[str, Any]] = train_result["members"]
     policies = {name: str(partial / m["onnx"]) for name, m in members.items()}
@@ -325,7 +400,9 @@ def _select(site_path: str, scenario: Scenario, split: HistorySplit, partial: Pa
     jobs = [
         job
         for name, policy in policies.items()
-        for job in _validation_jobs(site_path, groups, split, policy, name, options.validation_per_group)
+        for job in _validation_jobs(
+            site_path, groups, split, policy, name, options.validation_per_group
+        )
     ]
     rows = fanout.map(run_day_job, jobs, on_done)
     scores = {name: _score([r for r in rows if r["policy"] == name]) for name in policies}
@@ -348,13 +425,17 @@ def _select(site_path: str, scenario: Scenario, split: HistorySplit, partial: Pa
         ens_path.write_bytes(model.SerializeToString())
         ens_rows = fanout.map(
             run_day_job,
-            _validation_jobs(site_path, groups, split, str(ens_path), "ensemble", options.validation_per_group),
+            _validation_jobs(
+                site_path, groups, split, str(ens_path), "ensemble", options.validation_per_group
+            ),
         )
         scores["ensemble"] = _score(ens_rows)
         ensemble_info.update(built=True, score=scores["ensemble"])
         final = pick({picked: scores[picked], "ensemble": scores["ensemble"]})
     chosen = policy_dir / f"{algo}-{scenario.name}.onnx"
-    source = policy_dir / "ensemble.onnx" if final == "ensemble" else partial / members[final]["onnx"]
+    source = (
+        policy_dir / "ensemble.onnx" if final == "ensemble" else partial / members[final]["onnx"]
+    )
     shutil.copyfile(source, chosen)
     member_names = same_algo if final == "ensemble" else [final]
     provenance = [
@@ -362,12 +443,14 @@ def _select(site_path: str, scenario: Scenario, split: HistorySplit, partial: Pa
             "name": n,
             "onnx": members[n]["onnx"],
             "sha256": _sha256(partial / members[n]["onnx"]),
-            "settings": json.loads((partial / Path(members[n]["onnx"]).parent / "settings.json").read_text()),
+            "settings": _bundle_settings(partial / Path(members[n]["onnx"]).parent),
         }
         for n in member_names
     ]
     (policy_dir / "members.json").write_text(json.dumps(provenance, indent=1) + "\n")
-    (policy_dir / "settings.json").write_text(json.dumps(provenance[0]["settings"], indent=1, sort_keys=True) + "\n")
+    (policy_dir / "settings.json").write_text(
+        json.dumps(provenance[0]["settings"], indent=1, sort_keys=True) + "\n"
+    )
     return {
         "picked": picked,
         "final": final,
@@ -378,19 +461,34 @@ def _select(site_path: str, scenario: Scenario, split: HistorySplit, partial: Pa
     }
 
 
-def _evaluate(site_path: str, scenario: Scenario, split: HistorySplit, partial: Path, select_result: dict[str, Any], options: OnboardOptions, fanout: FanOut, on_done: Callable[[int, int], None]) -> dict[str, Any]:
+def _evaluate(
+    site_path: str,
+    scenario: Scenario,
+    split: HistorySplit,
+    partial: Path,
+    select_result: dict[str, Any],
+    options: OnboardOptions,
+    fanout: FanOut,
+    on_done: Callable[[int, int], None],
+) -> dict[str, Any]:
     groups = DayTypeGroups.load(partial / f"groups-{scenario.name}.npz")
     learned = str(partial / select_result["policy"])
     policies = [(name, name) for name in REFERENCES] + [(learned, LEARNED)]
     jobs: list[DayJob] = []
     for policy, label in policies:
         for i, day in enumerate(split.heldout):
-            jobs.append(DayJob(site_path, policy, label, "history", evaluation_seed(i), i, file=str(day.path)))
+            jobs.append(
+                DayJob(
+                    site_path, policy, label, "history", evaluation_seed(i), i, file=str(day.path)
+                )
+            )
         for suite in options.suites:
             index = 0
             for g in range(groups.n_groups):
                 for k in range(options.eval_seeds):
-                    jobs.append(DayJob(site_path, policy, label, suite, evaluation_seed(k), index, g))
+                    jobs.append(
+                        DayJob(site_path, policy, label, suite, evaluation_seed(k), index, g)
+                    )
                     index += 1
     rows = fanout.map(run_day_job, jobs, on_done)
     by_suite: dict[str, list[dict[str, Any]]] = {}
@@ -399,4 +497,12 @@ def _evaluate(site_path: str, scenario: Scenario, split: HistorySplit, partial: 
     return {"rows": by_suite}
 
 
-__all__ = ["LEARNED", "STAGES", "OnboardError", "OnboardResult", "check_inputs", "onboard"]
+__all__ = [
+    "LEARNED",
+    "STAGES",
+    "CheckedInputs",
+    "OnboardError",
+    "OnboardResult",
+    "check_inputs",
+    "onboard",
+]

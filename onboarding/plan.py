@@ -134,7 +134,9 @@ class TrainingPlan:
 def size_training(options: OnboardOptions, day_seconds: float, cpus: int) -> TrainingPlan:
     """Episodes and seeds from the budget: the most seeds (3 down to 1) that still leave at
     least 150 episodes per member, episodes capped at the paper's 300."""
-    overrides = {k: v for k, v in QUICK_TRAINING.items() if k != "episodes"} if options.quick else {}
+    overrides = (
+        {k: v for k, v in QUICK_TRAINING.items() if k != "episodes"} if options.quick else {}
+    )
     algos = [RECIPES[r][0] for r in options.recipes]
     per_seed_cost = sum(EPISODE_COST[a] for a in algos) * day_seconds
     budget = TRAIN_SHARE * options.minutes * 60.0 * cpus
@@ -142,7 +144,7 @@ def size_training(options: OnboardOptions, day_seconds: float, cpus: int) -> Tra
         return TrainingPlan(
             options.episodes, options.seeds, options.recipes, day_seconds, cpus, "pinned", overrides
         )
-    for seeds in ([options.seeds] if options.seeds is not None else [3, 2, 1]):
+    for seeds in [options.seeds] if options.seeds is not None else [3, 2, 1]:
         episodes = int(budget / max(per_seed_cost * seeds, 1e-9))
         if options.episodes is not None:
             episodes = options.episodes
@@ -152,7 +154,9 @@ def size_training(options: OnboardOptions, day_seconds: float, cpus: int) -> Tra
                 f"{budget / 60:.0f} CPU-minutes for training ({TRAIN_SHARE:.0%} of "
                 f"{options.minutes:g} min x {cpus} CPUs), a day-run {day_seconds:.3f} s"
             )
-            return TrainingPlan(episodes, seeds, options.recipes, day_seconds, cpus, reason, overrides)
+            return TrainingPlan(
+                episodes, seeds, options.recipes, day_seconds, cpus, reason, overrides
+            )
     raise AssertionError("unreachable: seeds == 1 always returns")
 
 

@@ -51,10 +51,14 @@ def train_member(job: MemberJob) -> dict[str, object]:
     settings_file, curve_file = out / "settings.json", out / "training_curve.json"
     onnx = sorted(out.glob("*.onnx"))
     wanted = json.loads(json.dumps(asdict(job.settings)))
-    if settings_file.is_file() and curve_file.is_file() and len(onnx) == 1:
-        if json.loads(settings_file.read_text()) == wanted:
-            curve = json.loads(curve_file.read_text())
-            return {"onnx": str(onnx[0]), "wall_seconds": float(curve["wall_seconds"]), "reused": True}
+    finished = settings_file.is_file() and curve_file.is_file() and len(onnx) == 1
+    if finished and json.loads(settings_file.read_text()) == wanted:
+        curve = json.loads(curve_file.read_text())
+        return {
+            "onnx": str(onnx[0]),
+            "wall_seconds": float(curve["wall_seconds"]),
+            "reused": True,
+        }
     trainer = Trainer(job.settings)
     result = trainer.train()
     path = write_run(result, job.settings, out, trainer.scenario)

@@ -5,8 +5,9 @@ began (their ``day_started`` records on the intervals topic, which is small: a f
 records a day) and starts the floor, allocation and shadow topics there, so a page opened in
 the afternoon does not replay last month; the control topic (compacted: every site's routes),
 the intervals topic and the gate's topic are read from their beginning, the dead letters from
-the last 24 hours (or the oldest open day, if earlier). After that it follows the ends of
-every topic as they grow.
+the last 24 hours (or the oldest open day, if earlier); a partition with no day yet is read
+from 24 hours ago too, so a day that starts while the page starts up is not missed. After that
+it follows the ends of every topic as they grow.
 
 No consumer group and no commits (``assign``, not ``subscribe``): every page process reads
 every partition for itself and leaves no trace on the brokers. A broker that goes away is
@@ -25,6 +26,7 @@ from contracts.codec import DecodeError, decode
 from contracts.events import DayStarted
 from contracts.topics import (
     ALLOCATIONS,
+    CHUTE_STATE,
     CONTROL,
     DEAD_LETTER,
     INDUCTIONS,
@@ -36,10 +38,13 @@ from ops.model import OpsModel
 from stream.clients import KafkaClientConfig, as_client
 from stream.topic_reader import Record, read_to_end
 
-FROM_DAY_START = (INDUCTIONS, SORTATION, ALLOCATIONS, SHADOW, DEAD_LETTER)
-"""Topics read from where the sites' latest days began."""
+FROM_DAY_START = (INDUCTIONS, SORTATION, CHUTE_STATE, ALLOCATIONS, SHADOW, DEAD_LETTER)
+"""Topics read from where the sites' latest days began (chute states for the shadow twin's
+outages, ``ops/twin_days.py``)."""
 DEAD_LETTER_LOOKBACK_S = 24 * 3600.0
 """Dead letters are counted from this long ago, or from the oldest open day if earlier."""
+CATCH_UP_FIRST_S = 60.0
+"""At most this long reading the control, intervals and gate topics alone at start."""
 LOOK_EVERY_S = 5.0
 """How often the follower checks the broker and looks for topics created since it started."""
 
@@ -59,20 +64,11 @@ class FeedStatus:
         return dict(self.__dict__)
 
 
-GATE_TOPIC_NAMES = ("CANARY", "GATE", "CANARY_GATE", "GATE_CHECKS")
-"""Where ``contracts/topics.py`` may declare the canary gate's checks and verdicts."""
-
-
 def gate_topic() -> str | None:
-    """The topic the canary gate publishes its checks on, if ``contracts.topics`` declares one
-    (None: the page shows the candidate's observed side of each check only)."""
-    from contracts import topics
+    """The topic the canary gate publishes its checks on (``contracts.topics.CANARY``)."""
+    from contracts.topics import CANARY
 
-    for name in GATE_TOPIC_NAMES:
-        spec = getattr(topics, name, None)
-        if isinstance(spec, topics.TopicSpec):
-            return spec.name
-    return None
+    return CANARY.name
 
 
 def day_start_offsets(
@@ -144,6 +140,7 @@ class KafkaFeed:
         metadata = consumer.list_topics(timeout=10.0)
         assignment: list[Any] = []
         ends: dict[tuple[str, int], int] = {}
+        highs: dict[tuple[str, int], int] = {}
         times: list[Any] = []
         from_beginning = [CONTROL.name, INTERVALS.name]
         if self.gate_topic is not None:
@@ -156,22 +153,24 @@ class KafkaFeed:
                 low, high = consumer.get_watermark_offsets(
                     TopicPartition(name, number), timeout=10.0
                 )
+                highs[(name, number)] = high
                 if high > low:
                     ends[(name, number)] = high
                 if name in from_beginning:
                     assignment.append(TopicPartition(name, number, OFFSET_BEGINNING))
                     continue
                 stamp = starts.get(number) if name != DEAD_LETTER.name else dead_since
-                if stamp is None:
-                    assignment.append(TopicPartition(name, number, high))
-                    ends.pop((name, number), None)
-                else:
-                    times.append(TopicPartition(name, number, stamp))
+                # No day on the partition when the page looked: a day may start while the page
+                # starts up, so read from the lookback, not from the end (records of no day
+                # are few, and the model drops them).
+                times.append(TopicPartition(name, number, lookback if stamp is None else stamp))
         if times:
             for found in consumer.offsets_for_times(times, timeout=10.0):
                 if found.offset < 0:  # nothing at or after the day's start: from the end
+                    # as it was BEFORE the time lookup: a record written since (a day starting
+                    # while the page starts up) is read, never skipped
                     ends.pop((found.topic, found.partition), None)
-                    _, high = consumer.get_watermark_offsets(found, timeout=10.0)
+                    high = highs[(found.topic, found.partition)]
                     found = TopicPartition(found.topic, found.partition, high)
                 assignment.append(found)
         return assignment, ends
@@ -217,45 +216,58 @@ class KafkaFeed:
         )
         try:
             assignment, ends = self._assignment(consumer)
-            consumer.assign(assignment)
-            self.status.connected = True
-            self.status.error = self.status.error_since = None
             pending = dict(ends)
             self.status.caught_up = not pending
+            # The day-defining topics first, to their ends: a floor record whose day_started
+            # the model has not seen yet is dropped, and one consumer delivers its topics in no
+            # particular order while catching up.
+            first_topics = {CONTROL.name, INTERVALS.name, self.gate_topic}
+            consumer.assign([tp for tp in assignment if tp.topic in first_topics])
+            self.status.connected = True
+            self.status.error = self.status.error_since = None
+            deadline = time.monotonic() + CATCH_UP_FIRST_S
+            while any(key[0] in first_topics for key in pending) and not self._stop.is_set():
+                self._take(consumer.consume(5_000, 0.2), pending)
+                if time.monotonic() > deadline:
+                    break  # keep following: the page says what it has
+            consumer.incremental_assign([tp for tp in assignment if tp.topic not in first_topics])
             assigned = {tp.topic for tp in assignment}
             next_look = time.monotonic() + LOOK_EVERY_S
             while not self._stop.is_set():
                 if time.monotonic() >= next_look:
                     assigned |= self._look(consumer, assigned)
                     next_look = time.monotonic() + LOOK_EVERY_S
-                messages = consumer.consume(5_000, 0.2)
-                for message in messages:
-                    if message.error() is not None:
-                        continue
-                    topic, partition = str(message.topic()), int(message.partition() or 0)
-                    offset = int(message.offset() or 0)
-                    self.model.apply(
-                        Record(
-                            topic=topic,
-                            partition=partition,
-                            offset=offset,
-                            key=message.key(),
-                            value=message.value(),
-                            timestamp_ms=message.timestamp()[1],
-                        )
-                    )
-                    end = pending.get((topic, partition))
-                    if end is not None and offset >= end - 1:
-                        del pending[(topic, partition)]
-                if messages:
-                    self.status.last_record = time.time()
-                    if self.status.error is not None:
-                        self.status.error = self.status.error_since = None
-                        self.status.connected = True
+                self._take(consumer.consume(5_000, 0.2), pending)
                 if not pending and not self.status.caught_up:
                     self.status.caught_up = True
         finally:
             consumer.close()
+
+    def _take(self, messages: list[Any], pending: dict[tuple[str, int], int]) -> None:
+        """Apply consumed messages to the model; clear the partitions they caught up."""
+        for message in messages:
+            if message.error() is not None:
+                continue
+            topic, partition = str(message.topic()), int(message.partition() or 0)
+            offset = int(message.offset() or 0)
+            self.model.apply(
+                Record(
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    key=message.key(),
+                    value=message.value(),
+                    timestamp_ms=message.timestamp()[1],
+                )
+            )
+            end = pending.get((topic, partition))
+            if end is not None and offset >= end - 1:
+                del pending[(topic, partition)]
+        if messages:
+            self.status.last_record = time.time()
+            if self.status.error is not None:
+                self.status.error = self.status.error_since = None
+                self.status.connected = True
 
 
 def _min(starts: dict[int, int | None]) -> int | None:

@@ -31,6 +31,7 @@ import base64
 import json
 import threading
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,7 +40,9 @@ from contracts.codec import DecodeError, decode, decode_route
 from contracts.control import CanaryCheck, PolicyRoute
 from contracts.events import (
     AllocationDecided,
+    ChuteStateChanged,
     DayStarted,
+    Envelope,
     IntervalClosed,
     PackageInducted,
     PackageRecirculated,
@@ -47,6 +50,7 @@ from contracts.events import (
 )
 from contracts.topics import (
     ALLOCATIONS,
+    CHUTE_STATE,
     CONTROL,
     DEAD_LETTER,
     INDUCTIONS,
@@ -63,6 +67,10 @@ RECENT_DEAD_LETTERS = 30
 PENDING_LIMIT = 500_000
 """Floor events held while a day's interval length is unknown (it is known once the first
 interval closes or the second allocation arrives); beyond this many, the oldest are dropped."""
+
+EARLY_LIMIT = 100_000
+"""Records held per site for a day whose ``day_started`` has not arrived yet (it arrives within
+a consumer fetch or two); beyond this many, the oldest are dropped."""
 
 _FLOOR_KINDS = ("inducted", "recirculated", "sorted")
 
@@ -129,6 +137,15 @@ class SiteView:
     days: dict[str, DayView] = field(default_factory=dict)
     gate_checks: list[tuple[int, CanaryCheck]] = field(default_factory=list)
     """(Kafka timestamp, the gate's check) in arrival order."""
+    early: deque[Record] = field(default_factory=lambda: deque(maxlen=EARLY_LIMIT))
+    """Records of a day whose ``day_started`` has not arrived yet (one consumer delivers its
+    topics in no set order), applied again when it does."""
+
+    def hold(self, record: Record) -> None:
+        """Keep a record no known day takes, if a day not seen yet may: one written after
+        every known day started."""
+        if all(day.started_ms <= record.timestamp_ms for day in self.days.values()):
+            self.early.append(record)
 
     def ordered_routes(self) -> list[tuple[int, PolicyRoute]]:
         return sorted(self.routes.values(), key=lambda item: (item[1].revision, item[0]))
@@ -137,6 +154,13 @@ class SiteView:
         if not self.days:
             return None
         return max(self.days.values(), key=lambda day: day.started_ms)
+
+
+DayObserver = Callable[[SiteView, DayView, Record, Envelope], None]
+"""Told every event the model placed in a site-day (``day_started``, interval closes, floor
+events, chute states, served and shadow allocations), with its record, under the model's lock:
+``ops/twin_days.py`` keeps what the shadow twin needs without decoding the records again. It
+must be quick (the follower waits on it)."""
 
 
 class OpsModel:
@@ -160,6 +184,7 @@ class OpsModel:
         self.dead_since_ms: int | None = None
         """Kafka time the follower reads dead letters from (set by the feed)."""
         self.lock = threading.Lock()
+        self.observers: list[DayObserver] = []
 
     def site(self, site_id: str) -> SiteView:
         view = self.sites.get(site_id)
@@ -193,6 +218,7 @@ class OpsModel:
         if record.topic not in {INTERVALS.name, INDUCTIONS.name, SORTATION.name} | {
             ALLOCATIONS.name,
             SHADOW.name,
+            CHUTE_STATE.name,
         }:
             return False
         try:
@@ -203,20 +229,35 @@ class OpsModel:
             return False  # the worker refuses a record whose key is not its site
         view = self.site(event.site_id)
         if isinstance(event, DayStarted):
-            return self._day_started(view, record, event)
+            started = self._day_started(view, record, event)
+            if started:
+                self._tell(view, view.days[event.day_key()], record, event)
+                self._apply_early(view)
+            return started
         if isinstance(event, AllocationDecided):
-            return self._allocation(view, record.topic == SHADOW.name, event)
+            return self._allocation(view, record, event)
+        if isinstance(event, ChuteStateChanged):
+            day = self._day_of(view, record.timestamp_ms, event.event_time)
+            if day is None:
+                view.hold(record)
+            else:
+                self._tell(view, day, record, event)
+            return False  # the page does not show chute states
         if isinstance(event, IntervalClosed):
             day = self._day_of(view, record.timestamp_ms, event.interval_start)
             if day is None:
+                view.hold(record)
                 return False
+            self._tell(view, day, record, event)
             day.learn_interval((event.interval_end - event.interval_start).total_seconds())
             day.closed_through = max(day.closed_through, event.interval_index)
             return True
         if isinstance(event, PackageInducted | PackageSorted | PackageRecirculated):
             day = self._day_of(view, record.timestamp_ms, event.event_time)
             if day is None:
+                view.hold(record)
                 return False
+            self._tell(view, day, record, event)
             offset = (event.event_time - day.day_start).total_seconds()
             if isinstance(event, PackageInducted):
                 if event.attempt != 1:
@@ -242,6 +283,12 @@ class OpsModel:
             del view.days[old.day_key]
         return True
 
+    def _apply_early(self, view: SiteView) -> None:
+        """Apply again the records held for a day not seen yet, now that one started."""
+        early, view.early = list(view.early), deque(maxlen=EARLY_LIMIT)
+        for held in early:
+            self._apply(held)
+
     def _day_of(self, view: SiteView, timestamp_ms: int, when: datetime) -> DayView | None:
         """The latest day started no later than the record, whose span holds ``when``."""
         for day in sorted(view.days.values(), key=lambda d: d.started_ms, reverse=True):
@@ -253,11 +300,18 @@ class OpsModel:
             return day
         return None
 
-    def _allocation(self, view: SiteView, shadow: bool, event: AllocationDecided) -> bool:
+    def _tell(self, view: SiteView, day: DayView, record: Record, event: Envelope) -> None:
+        for observer in self.observers:
+            observer(view, day, record, event)
+
+    def _allocation(self, view: SiteView, record: Record, event: AllocationDecided) -> bool:
+        shadow = record.topic == SHADOW.name
         parts = event.decision_id.split("/")
         day = view.days.get(parts[1]) if len(parts) >= 4 else None
         if day is None:
-            return False  # a day this follower did not see start (before its horizon)
+            view.hold(record)  # its day_started is late, or before the follower's horizon
+            return False
+        self._tell(view, day, record, event)
         if event.interval_index >= 1:
             gap = (event.interval_start - day.day_start).total_seconds() / event.interval_index
             day.learn_interval(gap)
@@ -335,4 +389,4 @@ def _key_text(encoded: object) -> str:
         return ""
 
 
-__all__ = ["DayView", "OpsModel", "SiteView"]
+__all__ = ["DayObserver", "DayView", "OpsModel", "SiteView"]

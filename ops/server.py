@@ -8,7 +8,8 @@ a hundred lines of its own code (``ops/static/app.js``), so there is no npm buil
 bundle to keep patched, and nothing loaded from a CDN (the page works on a floor network
 without internet). The page polls ``/api/state`` every second; the state is built from an
 in-memory model a Kafka follower thread keeps current (``ops/feed.py``), so a poll never
-touches Kafka.
+touches Kafka. ``/metrics`` serves the page's own gauges (the shadow twin's,
+``ops/shadow_metrics.py``) for Prometheus.
 
 Read-only unless a token is configured. ``POST /api/actions/{promote,abort,rollback}`` needs
 the token (``Authorization: Bearer ...``) and a ``confirm`` field equal to the site id (the
@@ -29,11 +30,13 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ops.feed import KafkaFeed
 from ops.health import HealthScraper
 from ops.model import OpsModel
 from ops.page_state import snapshot as page_snapshot
+from ops.shadow_metrics import ShadowTwinMetrics
 
 ACTIONS = ("promote", "abort", "rollback")
 Actions = Callable[[str, str, str], tuple[int, str]]
@@ -72,11 +75,13 @@ class OpsPage:
         settings: OpsSettings,
         feed: KafkaFeed | None = None,
         health: HealthScraper | None = None,
+        shadow_twin: ShadowTwinMetrics | None = None,
     ) -> None:
         self.model = model
         self.settings = settings
         self.feed = feed
         self.health = health
+        self.shadow_twin = shadow_twin
         self._action_lock = threading.Lock()
 
     @property
@@ -128,6 +133,16 @@ class OpsPage:
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        """The page's own gauges for Prometheus (the shadow twin's, ``ops/shadow_metrics.py``):
+        a scrape reads the last results, it never waits on a comparison."""
+        if self.shadow_twin is None:
+            raise web.HTTPNotFound()
+        body = generate_latest(self.shadow_twin.registry)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
     async def act(self, request: web.Request) -> web.Response:
         """Promote, abort or roll back one site: token, confirmation, then the CLI's verb."""
         action = request.match_info["action"]
@@ -178,6 +193,7 @@ def make_app(page: OpsPage) -> web.Application:
     app.router.add_get("/static/{name}", page.static)
     app.router.add_get("/api/state", page.get_state)
     app.router.add_get("/healthz", page.healthz)
+    app.router.add_get("/metrics", page.metrics)
     app.router.add_get("/favicon.ico", page.no_icon)
     app.router.add_post("/api/actions/{action}", page.act)
 
@@ -186,6 +202,8 @@ def make_app(page: OpsPage) -> web.Application:
             page.feed.start()
         if page.health is not None:
             page.health.start()
+        if page.shadow_twin is not None:
+            page.shadow_twin.start()
 
     async def stop(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
@@ -193,6 +211,8 @@ def make_app(page: OpsPage) -> web.Application:
             await loop.run_in_executor(None, page.feed.stop)
         if page.health is not None:
             await loop.run_in_executor(None, page.health.stop)
+        if page.shadow_twin is not None:
+            await loop.run_in_executor(None, page.shadow_twin.stop)
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)

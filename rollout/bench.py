@@ -56,13 +56,18 @@ class DayCheck:
 
 
 def _days(scenario: Scenario, seed: int) -> list[tuple[str, DayDemand, int]]:
+    """Four plain days spread over the site's day-type groups and two spiked ones. The groups
+    are picked by their place in the site's range (the large site's 21 groups give 0, 5, 10, 16
+    and spikes on 20 and 7, the days its figures were measured on), so any site has days."""
     groups = default_groups(scenario)
     share = groups.expected_share(0).mean(axis=0)
+    last = groups.n_groups - 1
     out = []
-    for group in (0, 5, 10, 16):
+    for group in sorted({round(q * last) for q in (0.0, 0.25, 0.5, 0.8)}):
         out.append((f"group {group}", sample_day(groups, group, scenario, seed=seed), group))
-    for group, rank in ((20, 10), (7, 3)):
+    for group, rank in ((last, 10), (round(0.35 * last), 3)):
         base = sample_day(groups, group, scenario, seed=seed + 1)
+        rank = min(rank, share.size - 1)
         destination = int(np.argsort(-share, kind="stable")[rank])
         spiked = with_spike(base, destination, SPIKE_FACTOR, seed=seed)
         out.append((f"spike group {group} rank {rank}", spiked, group))

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from contracts.control import CanaryCheck, PolicyRoute
+from contracts.control import CanaryCheck, PolicyRef, PolicyRoute
 from contracts.events import (
     AllocationDecided,
     DayStarted,
@@ -75,6 +75,8 @@ class DayRun:
     """Cumulative ``events_in_interval`` per close, in interval order."""
     closes: dict[int, float] = field(default_factory=dict)
     """Interval -> monotonic time its close was read."""
+    close_stamps: dict[int, int] = field(default_factory=dict)
+    """Interval -> Kafka timestamp (ms) of its close record: when the worker wrote it."""
     allocations: dict[int, AllocationDecided] = field(default_factory=dict)
     checked_through: int = -1
     _seen: set[tuple[str, str, int]] = field(default_factory=set)
@@ -118,11 +120,12 @@ class DayRun:
         else:
             self.recirculated[index] += 1
 
-    def close(self, event: IntervalClosed, now: float) -> None:
+    def close(self, event: IntervalClosed, now: float, timestamp_ms: int) -> None:
         k = event.interval_index
         if k in self.closes or not 0 <= k < self.scenario.n_intervals:
             return
         self.closes[k] = now
+        self.close_stamps[k] = timestamp_ms
         while len(self.declared) <= k:
             self.declared.append(Counter())
         if event.events_in_interval is not None:
@@ -164,6 +167,9 @@ class Verdict:
     check: CanaryCheck
     routes: list[PolicyRoute]
     verdict: GateVerdict
+    close_timestamp_ms: int | None = None
+    """Kafka timestamp of the checked interval's close record (latency from the worker's
+    write, not only from this process's read)."""
 
 
 @dataclass
@@ -181,6 +187,44 @@ class GateState:
     ended: dict[str, GateVerdict] = field(default_factory=dict)
     """Verdicts of canaries that ended while watched (by the gate or by someone else)."""
     buffers: dict[str, deque[tuple[str, int, Envelope | None]]] = field(default_factory=dict)
+    prepared: dict[str, PolicyRef] = field(default_factory=dict)
+    """Per site, the incumbent a canary is about to be compared with (:meth:`prepare`)."""
+    twins: dict[str, tuple[str, str, IncumbentTwin]] = field(default_factory=dict)
+    """Per site: (incumbent key, day key, its twin), stepped as the day's intervals close
+    whether or not a canary is open yet. One per site: the twin consumes the day's
+    ``ObservedSoFar`` news (``taken``), which two twins could not share."""
+
+    def prepare(self, site: str, incumbent: PolicyRef) -> None:
+        """Keep the incumbent's twin of the site's day current from now on, before its canary
+        opens: building it and replaying the day so far (seconds on a large site mid-day) then
+        happens before the candidate serves, and each check is only its interval's step."""
+        if site not in self.scenarios:
+            return
+        self.prepared[site] = incumbent
+        day = self.days.get(site)
+        if day is not None:
+            self._twin(site, incumbent, day).advance(day.observed, day.checked_through)
+
+    def _twin(self, site: str, incumbent: PolicyRef, day: DayRun) -> IncumbentTwin:
+        """The site's twin of ``incumbent`` on ``day`` (built when there is none yet)."""
+        held = self.twins.get(site)
+        if held is not None and held[:2] == (incumbent.key, day.day_key):
+            return held[2]
+        scenario = self.scenarios[site]
+        policy = incumbent.name if incumbent.sha256 is None else self.fetch(incumbent)
+        siteobj = load_site(scenario)
+        engines = [build_engine(siteobj, policy) for _ in range(self.seeds)]
+        plan = honest_plan(default_groups(scenario), day.started.day_start.date(), day.day_key)
+        twin = IncumbentTwin(scenario, plan, engines, day.started.day_start.toordinal())
+        self.twins[site] = (incumbent.key, day.day_key, twin)
+        return twin
+
+    def _incumbent(self, site: str) -> PolicyRef | None:
+        """What the site's twin follows: the open canary's incumbent, else the prepared one."""
+        open_ = self.canaries.get(site)
+        if open_ is not None and open_.route.canary is not None:
+            return open_.route.canary.incumbent
+        return self.prepared.get(site)
 
     # -------------------------------------------------------------- records in
 
@@ -227,7 +271,7 @@ class GateState:
                 buffer = self.buffers.setdefault(site, deque(maxlen=BUFFER_RECORDS))
                 buffer.append((topic, timestamp_ms, event))
             return
-        self._apply(day, topic, event)
+        self._apply(day, topic, timestamp_ms, event)
 
     def sorted_record(self, topic: str, timestamp_ms: int, site: str) -> None:
         """A ``package_sorted`` record, counted without being decoded: the gate needs only
@@ -241,7 +285,7 @@ class GateState:
             return
         day.received[topic] += 1
 
-    def _apply(self, day: DayRun, topic: str, event: Envelope | None) -> None:
+    def _apply(self, day: DayRun, topic: str, timestamp_ms: int, event: Envelope | None) -> None:
         if event is None:  # a sorted record counted before its day_started was read
             day.received[topic] += 1
             return
@@ -252,7 +296,7 @@ class GateState:
                 day.allocations.setdefault(event.interval_index, event)
         elif isinstance(event, IntervalClosed):
             if topic == INTERVALS.name and day.started.day_start <= event.interval_start:
-                day.close(event, self.clock())
+                day.close(event, self.clock(), timestamp_ms)
         elif topic in FLOOR_TOPIC_NAMES:
             day.floor_event(topic, event)
 
@@ -262,24 +306,25 @@ class GateState:
         buffered = self.buffers.pop(site, deque())
         for topic, stamp, record in buffered:
             if stamp >= timestamp_ms:
-                self._apply(day, topic, record)
+                self._apply(day, topic, stamp, record)
         self._sync_twin(site)
 
     def _sync_twin(self, site: str) -> None:
-        """The open canary's incumbent twin for the site's current day."""
-        open_ = self.canaries.get(site)
+        """The site's incumbent twin for its current day (the prepared one when it follows the
+        same incumbent: then nothing is replayed here), and the open canary's hold of it."""
         day = self.days.get(site)
-        if open_ is None or day is None or open_.day_key == day.day_key:
+        incumbent = self._incumbent(site)
+        if day is None or incumbent is None:
             return
-        assert open_.route.canary is not None
-        scenario = self.scenarios[site]
-        incumbent = open_.route.canary.incumbent
-        policy = incumbent.name if incumbent.sha256 is None else self.fetch(incumbent)
-        siteobj = load_site(scenario)
-        engines = [build_engine(siteobj, policy) for _ in range(self.seeds)]
-        plan = honest_plan(default_groups(scenario), day.started.day_start.date(), day.day_key)
+        twin = self._twin(site, incumbent, day)
+        # a canary opened mid-day without prepare(): the incumbent's day so far now, not at
+        # the first check
+        twin.advance(day.observed, day.checked_through)
+        open_ = self.canaries.get(site)
+        if open_ is None or open_.day_key == day.day_key:
+            return
         open_.day_key = day.day_key
-        open_.twin = IncumbentTwin(scenario, plan, engines, day.started.day_start.toordinal())
+        open_.twin = twin
         open_.first = None
         open_.checks = []
 
@@ -293,6 +338,9 @@ class GateState:
             while not day.complete and day.ready(day.checked_through + 1, now, self.stall_s):
                 k = day.checked_through + 1
                 day.checked_through = k
+                held = self.twins.get(site)
+                if held is not None and held[1] == day.day_key:
+                    held[2].advance(day.observed, k)  # kept current with or without a canary
                 verdict = self._check(site, day, k)
                 if verdict is not None:
                     out.append(verdict)
@@ -302,14 +350,14 @@ class GateState:
         open_ = self.canaries.get(site)
         if open_ is None or open_.twin is None or open_.day_key != day.day_key:
             return None
+        twin = open_.twin
+        twin.advance(day.observed, k)  # every interval, so a check never waits for a backlog
         allocation = day.allocations.get(k)
         served = allocation is not None and (allocation.route_revision or 0) >= open_.revision
         if open_.first is None:
             if not served:
                 return None
             open_.first = k
-        twin = open_.twin
-        twin.advance(day.observed, k)
         assert open_.route.canary is not None
         gate = open_.route.canary.gate
         window = slice(open_.first, k + 1)
@@ -337,7 +385,8 @@ class GateState:
                 self.routes[route.site_id] = route
         revision = next((r.revision for r in routes if r.site_id == site), None)
         latency = (self.clock() - day.closes[k]) * 1000.0
-        return Verdict(self._record(open_, verdict, revision, latency, None), routes, verdict)
+        record = self._record(open_, verdict, revision, latency, None)
+        return Verdict(record, routes, verdict, day.close_stamps.get(k))
 
     def _record(
         self,

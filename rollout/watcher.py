@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.codec import DecodeError, decode, decode_route, encode
-from contracts.control import CanaryCheck, PolicyRoute
+from contracts.control import CanaryCheck, PolicyRef, PolicyRoute
 from contracts.events import DayStarted
 from contracts.topics import (
     ALLOCATIONS,
@@ -111,11 +111,22 @@ class GateWatcher:
         """Offset of the last record consumed, per (topic, partition)."""
         self.checks: list[CanaryCheck] = []
         """Every check record this watcher published, in order."""
+        self.since_close_ms: list[float] = []
+        """Per check made (in order), wall-clock ms from when the worker wrote the interval's
+        close (its record's Kafka timestamp) to when the check record was handed to the
+        producer; ``CanaryCheck.latency_ms`` counts only from when this process read it."""
 
     # -------------------------------------------------------------- start
 
-    def start(self, timeout_s: float = 60.0) -> None:
-        """Assign every partition, from the current day runs on, and catch up to the end."""
+    def start(
+        self, timeout_s: float = 60.0, *, prepare: Mapping[str, PolicyRef] | None = None
+    ) -> None:
+        """Assign every partition, from the current day runs on, and catch up to the end.
+
+        ``prepare``: per site, the incumbent of a canary about to open. Its twin is built and
+        the day so far replayed here, during the catch-up (seconds on a large site mid-day),
+        and kept current from then on, so once the canary route is out a check is only its
+        interval's step: nothing replays the day between a close and its verdict."""
         from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
         from stream.admin import ensure_topics
@@ -172,6 +183,8 @@ class GateWatcher:
                 tp.offset = low
             self._positions[(tp.topic, tp.partition)] = tp.offset - 1
         self._consumer.assign(assign)
+        for site, incumbent in (prepare or {}).items():
+            self.state.prepare(site, incumbent)  # no day read yet: built as the day is
         deadline = time.monotonic() + timeout_s
         # Rounds until one takes under half a second: a floor that goes on while the watcher
         # reads its day is followed until the watcher is current, before the caller writes the
@@ -187,9 +200,9 @@ class GateWatcher:
                 for where, offset in self._poll(0.05):
                     if offset >= ends.get(where, 2**62) - 1:
                         ends.pop(where, None)
+            self._act()  # the prepared twins replay the day so far: counted in the round
             if time.monotonic() - started < 0.5:  # the reading itself, not the end queries
                 break
-        self._act()
 
     def _ends(self, timeout_s: float) -> dict[tuple[str, int], int]:
         """End offsets of the assigned partitions that are not read to their end yet."""
@@ -277,6 +290,8 @@ class GateWatcher:
             if verdict.routes:
                 self._producer.flush(1.0)  # the route first, on its way before anything else
             self._send_check(verdict.check)
+            if verdict.close_timestamp_ms is not None:
+                self.since_close_ms.append(time.time() * 1000.0 - verdict.close_timestamp_ms)
         self._producer.poll(0)
         self._retry()
 
@@ -305,6 +320,13 @@ class GateWatcher:
             if high > low:
                 ends[(CONTROL.name, number)] = high
         return ends
+
+    def keep_up_while(self, busy: Callable[[], bool]) -> None:
+        """Follow the stream while ``busy()`` (the caller writing its canary routes and waiting
+        for the worker's answer), so the gate is as current when they apply as it was before."""
+        while busy():
+            self._poll(0.02)
+            self._act()
 
     def _healthy(self) -> bool:
         """The broker answered recently, or answers a metadata request now."""
@@ -338,19 +360,21 @@ class GateWatcher:
             while True:
                 self._poll(0.02)  # short: a check waits for no fetch beyond its interval's
                 self._act()
+                # before any return: a broker that came back (records were just read, or a
+                # verdict made from them) is reported as back whatever ends the watch next
+                healthy = self._healthy()
+                if healthy and lost_since is not None:
+                    self.report(
+                        f"broker reachable again after {time.monotonic() - lost_since:.0f} s"
+                    )
+                    lost_since, backoff = None, 0.5
                 if control:
                     control = {
                         w: end for w, end in control.items() if self._positions.get(w, -1) < end - 1
                     }
                 elif not follow and not self.state.watching(sites):
                     return self._result(sites)
-                if self._healthy():
-                    if lost_since is not None:
-                        self.report(
-                            f"broker reachable again after {time.monotonic() - lost_since:.0f} s"
-                        )
-                    lost_since, backoff = None, 0.5
-                else:
+                if not healthy:
                     if lost_since is None:
                         lost_since = time.monotonic()
                         self.report("broker unreachable: waiting for it (the canary stays open)")

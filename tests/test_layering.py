@@ -9,9 +9,9 @@ peer or a higher one:
     3 twin | stream             the simulated floor | the worker's Kafka I/O (peers: neither
                                 imports the other, so the worker never loads the simulator)
     4 replay | evaluation | localkafka | rollout
-    5 training | ops | onboarding  MARL/DRMARL training | the live operations page | a new
-                                site to a gated policy bundle
-    6 chuteflow                 the CLI
+    5 training | ops            MARL/DRMARL training | the live operations page
+    6 onboarding                a new site to a gated policy bundle (trains, picks, evaluates)
+    7 chuteflow                 the CLI
 
 Every import counts, including the ones inside functions: a lazy import still ties the rooms
 together. The module graph (same parse) must have no cycle. Heavy dependencies stay where they
@@ -41,8 +41,8 @@ LAYERS: dict[str, int] = {
     "rollout": 4,
     "training": 5,
     "ops": 5,
-    "onboarding": 5,
-    "chuteflow": 6,
+    "onboarding": 6,
+    "chuteflow": 7,
 }
 
 

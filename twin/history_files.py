@@ -223,6 +223,14 @@ def _utc_micros(column: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     reader's rules).
     """
     pa, pc, _, _ = pyarrow_modules()
+    if pa.types.is_timestamp(column.type):  # a typed column needs no parsing
+        if column.type.tz is None:  # naive: no zone, like naive text
+            n = len(column)
+            return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
+        values = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        missing = values.is_null().to_numpy(zero_copy_only=False)
+        micros = values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        return micros, np.asarray(missing, dtype=bool)
     text = _time_text(column).combine_chunks().dictionary_encode()
     values = text.dictionary
     utc = (

@@ -272,6 +272,18 @@ def load_day(args: argparse.Namespace) -> tuple[Scenario, DayTypeGroups, DayDema
     """The scenario (with ``--site`` as its site id, where the verb has that flag), its
     day-type groups and the day of :func:`add_day_source`'s arguments."""
     from floor.daytypes import default_groups
+
+    scenario, groups, demand = load_day_without_groups(args)
+    return scenario, groups or default_groups(scenario), demand
+
+
+def load_day_without_groups(
+    args: argparse.Namespace,
+) -> tuple[Scenario, DayTypeGroups | None, DayDemand]:
+    """:func:`load_day`, except that a ``--day`` file on a site that has no day-type groups
+    yet (a new site file before onboarding) gives ``None`` for them: the day then plans with
+    its own mix (``twin.closed_loop.day_plan``). Sampling a ``--group`` day still needs them."""
+    from floor.daytypes import GroupsError, default_groups
     from floor.errors import ChuteflowError
     from floor.scenario import load_scenario
     from twin.dayfile import read_day_csv
@@ -281,9 +293,13 @@ def load_day(args: argparse.Namespace) -> tuple[Scenario, DayTypeGroups, DayDema
     site = getattr(args, "site", None)
     if site and site != scenario.site_id:
         scenario = scenario.model_copy(update={"site_id": site})
-    groups = default_groups(scenario)
     if args.day is not None:
-        return scenario, groups, read_day_csv(Path(args.day), scenario, groups=groups)
+        try:
+            found: DayTypeGroups | None = default_groups(scenario)
+        except GroupsError:
+            found = None
+        return scenario, found, read_day_csv(Path(args.day), scenario, groups=found)
+    groups = default_groups(scenario)
     n_groups = groups.probs.shape[0]
     if not 0 <= args.group < n_groups:
         raise ChuteflowError(f"--group {args.group}: {scenario.name} has groups 0..{n_groups - 1}")

@@ -97,8 +97,8 @@ def register(sub: Subparsers) -> None:
 
 def run_canary(args: argparse.Namespace) -> int:
     """``chuteflow/canary_bench.py`` against the broker given, else a temporary local one."""
-    from localkafka import temporary_broker
     from chuteflow.canary_bench import bench_canary
+    from localkafka import temporary_broker
     from stream.clients import KafkaClientConfig
 
     given = args.bootstrap or args.kafka_config or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -189,12 +190,27 @@ def run_canary(args: argparse.Namespace) -> int:
         revision = (0 if now is None else now.revision) + 1
         state = CanaryState(incumbent=incumbent, gate=gate, started_revision=revision)
         out.append(canary_route(now, site, candidate, incumbent, state))
-    if watcher is not None:
-        # current with the sites' day before the candidate serves a single interval
-        watcher.start()
-    code = _publish(args, out)
     if watcher is None:
-        return code
+        return _publish(args, out)
+    # current with the sites' day before the candidate serves a single interval (the
+    # incumbents' twins included), and kept current while the routes go out and workers answer
+    watcher.start(prepare={r.site_id: r.canary.incumbent for r in out if r.canary is not None})
+    codes: list[int] = []
+    failures: list[Exception] = []
+
+    def publish() -> None:
+        try:
+            codes.append(_publish(args, out))
+        except Exception as error:  # re-raised below, in the command's thread
+            failures.append(error)
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    watcher.keep_up_while(publisher.is_alive)
+    if failures:
+        watcher.close()
+        raise failures[0]
+    code = codes[0]
     if code != 0:
         watcher.close()
         return code

@@ -62,7 +62,7 @@ def _options(args: argparse.Namespace) -> object:
 def run_onboard(args: argparse.Namespace) -> int:
     from chuteflow.progress import Progress
     from evaluation.fanout import open_fanout
-    from onboarding.pipeline import onboard
+    from onboarding.pipeline import check_inputs, onboard
     from onboarding.plan import OnboardOptions
 
     options = _options(args)
@@ -76,15 +76,16 @@ def run_onboard(args: argparse.Namespace) -> int:
         if done == total:
             bars.pop(stage).close()
 
+    out = Path(args.out)
+    inputs = check_inputs(Path(args.site), Path(args.history), out, options)
     with open_fanout(args.ray, args.workers) as fanout:
         print(f"fan-out: {fanout.name}", file=sys.stderr)
-        result = onboard(
-            Path(args.site), Path(args.history), Path(args.out), options, fanout, progress=progress
-        )
+        result = onboard(inputs, out, options, fanout, progress=progress)
     manifest = result.manifest
     gate = manifest["gate"]
     print(f"bundle: {result.bundle}")
-    print(f"recommended: {manifest['recommended_policy']} (gate {'passed' if gate['passed'] else 'refused'})")
+    verdict = "passed" if gate["passed"] else "refused"
+    print(f"recommended: {manifest['recommended_policy']} (gate {verdict})")
     for line in gate["shortfalls"]:
         print(f"  {line}")
     times = ", ".join(f"{k} {v:.0f}s" for k, v in manifest["stage_seconds"].items())
@@ -101,8 +102,8 @@ def _register(args: argparse.Namespace, bundle: Path, manifest: dict[str, object
     (``policy route`` for a site without a route yet: proportional serves; else ``policy
     shadow``), reusing those commands' own code paths."""
     from chuteflow.cli import policy, routes
-    from stream.routing import read_routes
     from chuteflow.cli._shared import kafka_client
+    from stream.routing import read_routes
 
     selection = manifest["selection"]
     assert isinstance(selection, dict)
@@ -125,7 +126,12 @@ def _register(args: argparse.Namespace, bundle: Path, manifest: dict[str, object
 
     ref = f"{name}@{sha256_hex((bundle / str(selection['policy'])).read_bytes())}"
     site_id = str(manifest["site_id"])
-    common = {"json": False, "no_wait": True, "bootstrap": args.bootstrap, "kafka_config": args.kafka_config}
+    common = {
+        "json": False,
+        "no_wait": True,
+        "bootstrap": args.bootstrap,
+        "kafka_config": args.kafka_config,
+    }
     if site_id not in read_routes(kafka_client(args)):
         route = argparse.Namespace(
             site=[site_id],

@@ -54,7 +54,16 @@ def register(sub: Subparsers) -> None:
         "--scenario",
         action="append",
         help="scenario of a site (small, large or a YAML; repeat; default: the built-in ones): "
-        "the page then knows its day's intervals before they close",
+        "the page then knows its day's intervals before they close, and runs their shadow twin",
+    )
+    serve.add_argument(
+        "--shadow-twin-every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="least seconds between two shadow twin comparisons of a site (default 60): each "
+        "re-runs the site's day so far for every served and shadow policy, as `shadow report` "
+        "does, and /metrics exports the results (chuteflow_shadow_twin_*)",
     )
     add_kafka_options(serve)
     serve.set_defaults(func=run_serve)
@@ -97,7 +106,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from ops.health import HealthScraper
     from ops.model import OpsModel
     from ops.server import OpsPage, OpsSettings, serve
+    from ops.shadow_metrics import EVERY_S, ShadowTwinMetrics
+    from ops.twin_days import TwinDays
     from rollout.refs import scenarios_by_site
+    from stream.policy_store import ArtifactFetcher
 
     client = kafka_client(args)  # a bad setting is one line before anything starts
     token = args.token or os.environ.get(TOKEN_ENV) or None
@@ -105,11 +117,18 @@ def run_serve(args: argparse.Namespace) -> int:
     scenarios = scenarios_by_site(args.scenario)
     shapes = {s: (60.0 * c.interval_minutes, c.n_intervals) for s, c in scenarios.items()}
     model = OpsModel(gate_topic=topic, days=shapes)
+    every = EVERY_S if args.shadow_twin_every is None else args.shadow_twin_every
+    if every < 0:
+        print("chuteflow ops serve: --shadow-twin-every must be >= 0", file=sys.stderr)
+        return 2
+    twin_days = TwinDays(scenarios)
+    model.observers.append(twin_days.observe)
     page = OpsPage(
         model,
         OpsSettings(token=token, actions=policy_actions(args) if token else None),
         feed=KafkaFeed(client, model, gate_topic=topic),
         health=HealthScraper(args.worker_metrics),
+        shadow_twin=ShadowTwinMetrics(twin_days, ArtifactFetcher(client), every_s=every),
     )
 
     def ready(url: str) -> None:

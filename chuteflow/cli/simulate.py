@@ -14,7 +14,7 @@ from chuteflow.cli._shared import (
     broker_given,
     format_number,
     kafka_client,
-    load_day,
+    load_day_without_groups,
     print_json,
 )
 
@@ -49,10 +49,16 @@ def run(args: argparse.Namespace) -> int:
     from rollout.refs import resolve_policy
     from twin.closed_loop import run_day
 
-    scenario, groups, demand = load_day(args)
+    scenario, groups, demand = load_day_without_groups(args)
     client = kafka_client(args) if broker_given(args) else None
     policy = resolve_policy(args.policy, scenario.name, client)
-    if args.day is not None:  # a sampled group day fits its group by construction
+    if groups is None:
+        print(
+            f"chuteflow: note: {scenario.name} has no day-type groups yet: the policy plans "
+            "with this day's own mix (hindsight); onboarding the site fits them",
+            file=sys.stderr,
+        )
+    elif args.day is not None:  # a sampled group day fits its group by construction
         from twin.fit import day_fit
 
         warning = day_fit(scenario, groups, demand.interval_arrivals()).warning(args.day)

@@ -1,5 +1,5 @@
 """The records the worker and the store write beyond floor events (audit, route
-acknowledgements, dead letters, store records) match their contract models and exported
+acknowledgements, dead letters, store records and aliases) match their contract models and exported
 schemas: the writers' real output is validated, so a field added to a writer without its
 contract fails here. Also: ``day_type_group`` is only a hint, absent or unknown."""
 
@@ -150,6 +150,53 @@ def test_policy_store_records_match_their_contract() -> None:
         assert key == f"sha256:{check.sha256}".encode()
         body = _check("policy_store_record", PolicyStoreRecord, value)
         assert body["metadata"]["version"] == check.sha256
+
+
+def test_policy_alias_records_match_their_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``set_alias`` and ``remove_alias`` run as written; only the broker is replaced by a
+    recorder of what they hand the producer (the real store read is covered by the CLI's
+    Kafka tests), so the bytes checked are the bytes they would write."""
+    import re
+
+    import stream.policy_alias as policy_alias
+    from contracts.asyncapi import build_document
+    from contracts.records import PolicyAlias
+    from contracts.topics import POLICIES
+    from decision.artifacts import inspect_artifact
+    from evaluation.demo import SHIPPED_POLICIES
+    from stream.policy_store import make_record, parse_record
+
+    data = (SHIPPED_POLICIES / "drmarl-small.onnx").read_bytes()
+    check = inspect_artifact(data, ["small"])
+    stored = parse_record(*make_record("drmarl-small", check, data))
+    assert stored is not None
+    registry = policy_alias.Registry({stored.sha256: stored}, {})
+    written: list[tuple[str, bytes, bytes | None, int | None]] = []
+
+    def produce_all(_client: Any, records: Any, **_: Any) -> None:
+        written.extend(records)
+
+    monkeypatch.setattr(policy_alias, "read_registry", lambda *_a, **_k: registry)
+    monkeypatch.setattr(policy_alias, "produce_all", produce_all)
+    made = policy_alias.set_alias("localhost:1", f"drmarl-small@{check.sha256[:8]}", "champion")
+    assert len(written) == 1
+    topic, key, value, partition = written[0]
+    assert topic == POLICIES.name and partition is None and value is not None
+    body = _check("policy_alias", PolicyAlias, value)
+    assert body["version"] == check.sha256 and body["name"] == "drmarl-small"
+    assert datetime.fromisoformat(body["set_at"]).utcoffset() is not None
+    # the key the document declares for the message is the key the writer uses
+    document = build_document()
+    key_schema = document["components"]["messages"]["policy_alias"]["bindings"]["kafka"]["key"]
+    assert re.fullmatch(key_schema["pattern"].strip("^$"), key.decode("ascii"))
+    assert key == b"alias:drmarl-small@champion"
+    # what the store's readers make of it: the same alias back, and no policy record
+    assert policy_alias.parse_alias(key, value) == (key.decode(), made)
+    assert parse_record(key, value) is None
+    registry.aliases[made.key] = made
+    assert policy_alias.remove_alias("localhost:1", "drmarl-small", "champion")
+    assert written[1] == (POLICIES.name, key, None, None)  # the tombstone the model's doc names
+    assert policy_alias.parse_alias(key, None) == (key.decode(), None)
 
 
 def test_a_day_without_a_group_or_with_an_unknown_one_is_decided_as_with_the_right_one(

@@ -99,7 +99,7 @@ def compose_order() -> list[str]:
 
 def test_the_services_agree_on_site_group_topics_and_ports() -> None:
     services = app_services()
-    assert {"topics", "policy-register", "policy-route", "worker", "replay"} <= set(services)
+    assert {"topics", "policy-register", "policy-route", "worker", "replay", "ops"} <= set(services)
     worker, replay = words("worker"), words("replay")
     assert worker[:2] == ["chuteflow", "worker"] and replay[:2] == ["chuteflow", "replay"]
 
@@ -139,7 +139,16 @@ def test_the_services_agree_on_site_group_topics_and_ports() -> None:
     targets = [
         t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
     ]
-    assert targets == [f"worker:{port}"]
+    ops_port = flag("ops", "--port")
+    assert targets == [f"worker:{port}", f"ops:{ops_port}"]
+
+    # The ops page: the worker's metrics, its own port published, healthcheck and scrape.
+    assert words("ops")[:3] == ["chuteflow", "ops", "serve"]
+    assert flag("ops", "--worker-metrics") == f"http://worker:{port}"
+    assert flag("ops", "--host") == "0.0.0.0"  # Prometheus reaches it from its container
+    assert services["ops"]["ports"] == [f"127.0.0.1:{ops_port}:{ops_port}"]
+    assert f"127.0.0.1:{ops_port}/healthz" in " ".join(services["ops"]["healthcheck"]["test"])
+    assert "ops" in SERVICES["prometheus"]["depends_on"]
 
 
 def test_prometheus_and_grafana_mount_what_deploy_provides() -> None:
@@ -231,6 +240,42 @@ def healthcheck(name: str, port_from: str, port_to: str) -> list[str]:
     return test[1:]
 
 
+LONG_RUNNING = {"worker": "--metrics-port", "ops": "--port"}
+"""Services that keep running (started in the background, then their healthcheck polled), with
+the option that names their port."""
+
+
+class Background:
+    """A long-running service started from its exact command; the only change: a port that is
+    taken on this machine is replaced by a free one."""
+
+    def __init__(self, compose: ComposeRun, name: str) -> None:
+        self.name = name
+        self.command = argv(name)
+        option = LONG_RUNNING[name]
+        port = flag(name, option)
+        assert port is not None, f"{name}: no {option}"
+        self.port = port
+        if not port_free(int(port)):
+            from localkafka import free_port
+
+            self.port = str(free_port())
+            self.command[self.command.index(option) + 1] = self.port
+        self.log = compose.workdir / f"{name}.log"
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=compose.workdir,
+                env=compose.env(name),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_healthy(compose, self, healthcheck(name, port, self.port))
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
 @pytest.mark.kafka
 @pytest.mark.slow
 def test_every_app_service_runs_and_the_replay_equals_simulate(
@@ -239,41 +284,30 @@ def test_every_app_service_runs_and_the_replay_equals_simulate(
     from replay.workers import stop_worker
 
     compose = ComposeRun(empty_broker, tmp_path)
-    worker_command = argv("worker")
-    port = flag("worker", "--metrics-port")
-    assert port is not None
-    if not port_free(int(port)):  # the only change to a command: a port taken on this machine
-        from localkafka import free_port
-
-        free = str(free_port())
-        worker_command[worker_command.index("--metrics-port") + 1] = free
-    else:
-        free = port
-
     order = compose_order()
-    worker = None
+    running: dict[str, Background] = {}
     outputs: dict[str, str] = {}
     try:
         for name in order:
             started = time.monotonic()
-            if name == "worker":
-                log = (tmp_path / "worker.log").open("wb")
-                worker = subprocess.Popen(
-                    worker_command,
-                    cwd=tmp_path,
-                    env=compose.env(name),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-                log.close()
-                wait_healthy(compose, worker, healthcheck("worker", port, free), tmp_path)
+            if name in LONG_RUNNING:
+                running[name] = Background(compose, name)
             else:
                 outputs[name] = compose.run(name, argv(name))
             print(f"compose service {name}: {time.monotonic() - started:.1f} s")
+        started = time.monotonic()
+        gauges = shadow_twin_gauges(running["ops"])
+        print(f"ops /metrics after the replay: {time.monotonic() - started:.1f} s, {gauges}")
     finally:
-        if worker is not None:
-            stop_worker(worker)
-    assert worker is not None and worker.poll() is not None
+        for service in running.values():
+            stop_worker(service.process)
+    assert all(service.process.poll() is not None for service in running.values())
+
+    # The ops page exports the served policy's shadow twin day, as the alert reads it.
+    site = load_scenario(str(flag("replay", "--scenario"))).site_id
+    served = [g for g in gauges if g["site"] == site and g["role"] == "served"]
+    assert [g["policy"] for g in served] == [flag("policy-route", "--serve")], gauges
+    assert 0.0 <= served[0]["ratio"] < 1.0 and served[0]["inducted"] > 0
 
     # The replay's KPIs are simulate's for the day, under the policy the route serves.
     day = [str(flag("replay", option, "0")) for option in ("--scenario", "--group", "--seed")]
@@ -297,16 +331,51 @@ def test_every_app_service_runs_and_the_replay_equals_simulate(
     assert any(t.startswith(f"{group}-") and t.endswith("-changelog") for t in topics), topics
 
 
-def wait_healthy(
-    compose: ComposeRun, worker: subprocess.Popen[bytes], test: list[str], workdir: Path
-) -> None:
-    """Poll the worker's compose healthcheck (its exact command) until it passes."""
+def wait_healthy(compose: ComposeRun, service: Background, test: list[str]) -> None:
+    """Poll the service's compose healthcheck (its exact command) until it passes."""
     deadline = time.monotonic() + 120
     while True:
-        tail = (workdir / "worker.log").read_text(errors="replace")[-3000:]
-        assert worker.poll() is None, f"the worker exited {worker.returncode}:\n{tail}"
-        done = subprocess.run(test, env=compose.env("worker"), capture_output=True, check=False)
+        process = service.process
+        assert process.poll() is None, f"{service.name} exited {process.returncode}:\n" + (
+            service.tail()
+        )
+        done = subprocess.run(test, env=compose.env(service.name), capture_output=True, check=False)
         if done.returncode == 0:
             return
-        assert time.monotonic() < deadline, f"the worker's healthcheck never passed:\n{tail}"
+        assert time.monotonic() < deadline, (
+            f"{service.name}'s healthcheck never passed:\n{service.tail()}"
+        )
+        time.sleep(1.0)
+
+
+GAUGE_LABELS = ("site", "role", "policy", "version")
+GAUGE_FIELDS = {
+    "chuteflow_shadow_twin_recirculation_ratio": "ratio",
+    "chuteflow_shadow_twin_inducted": "inducted",
+}
+
+
+def shadow_twin_gauges(ops: Background, timeout_s: float = 90.0) -> list[dict[str, Any]]:
+    """The ops page's shadow twin gauges, once it has compared a closed interval: one dict per
+    policy (site, role, policy, version, ratio, inducted)."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with urlopen(f"http://127.0.0.1:{ops.port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        rows: dict[tuple[str, ...], dict[str, Any]] = {}
+        for family in text_string_to_metric_families(text):
+            field = GAUGE_FIELDS.get(family.name)
+            if field is None:
+                continue
+            for sample in family.samples:
+                key = tuple(sample.labels[k] for k in GAUGE_LABELS)
+                row = rows.setdefault(key, dict(zip(GAUGE_LABELS, key, strict=True)))
+                row[field] = sample.value
+        if rows:
+            return list(rows.values())
+        assert time.monotonic() < deadline, f"no shadow twin gauges:\n{text}\n{ops.tail()}"
         time.sleep(1.0)

@@ -104,9 +104,11 @@ def running_prometheus(metrics_port: int, workdir: Path) -> Iterator[PrometheusA
     config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["rule_files"] = [str(DEPLOY / "prometheus" / name) for name in config["rule_files"]]
-    (job,) = config["scrape_configs"]
-    assert job["job_name"] == "chuteflow-worker"
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"chuteflow-worker", "chuteflow-ops"}
+    job = jobs["chuteflow-worker"]  # the ops page is not under test here
     job["static_configs"] = [{"targets": [f"127.0.0.1:{metrics_port}"]}]
+    config["scrape_configs"] = [job]
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()

@@ -167,7 +167,7 @@ def test_replay_warns_for_a_day_from_another_history(
         speed=None,
         bootstrap=None,
         kafka_config=None,
-        timeout=1.0,
+        timeout_seconds=1.0,
         json=True,
     )
     with pytest.raises(Stopped):

@@ -25,7 +25,9 @@ def _onboard(site: Path, history: Path, out: Path, *extra: str) -> int:
     return main([*argv, *QUICK, *extra])
 
 
-def test_onboard_writes_a_complete_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_onboard_writes_a_complete_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     site, history = make_site(tmp_path)
     out = tmp_path / "bundle"
     assert _onboard(site, history, out) == 0
@@ -41,7 +43,14 @@ def test_onboard_writes_a_complete_bundle(tmp_path: Path, capsys: pytest.Capture
     for needed in ("site.yaml", "groups-tiny.npz", "report.md", "policy/members.json"):
         assert needed in manifest["files"]
     assert manifest["selection"]["policy"] in manifest["files"]
-    assert set(manifest["stage_seconds"]) == {"split", "groups", "train", "select", "evaluate", "bundle"}
+    assert set(manifest["stage_seconds"]) == {
+        "split",
+        "groups",
+        "train",
+        "select",
+        "evaluate",
+        "bundle",
+    }
     split = manifest["split"]
     assert split["fit"]["last"] < split["validation"]["first"]
     assert split["validation"]["last"] < split["heldout"]["first"] == "2024-02-03"
@@ -123,7 +132,9 @@ def test_bad_input_gets_one_line_and_leaves_no_bundle(
     assert "not valid YAML" in _bad(tmp_path, capsys, broken, history)
 
     impossible = tmp_path / "impossible.yaml"
-    impossible.write_text(SITE.replace("min_chutes_per_destination: 0", "min_chutes_per_destination: 2"))
+    impossible.write_text(
+        SITE.replace("min_chutes_per_destination: 0", "min_chutes_per_destination: 2")
+    )
     assert "guaranteed chutes exceed eject_chutes" in _bad(tmp_path, capsys, impossible, history)
 
     gap = tmp_path / "gap"

@@ -54,7 +54,9 @@ def test_gate_refuses_and_says_by_how_much() -> None:
     shortfall = verdict.shortfalls[0]
     assert abs(shortfall.by - 0.05) < 1e-12
     text = verdict.explanation()
-    assert "drift-50: worst group recirculation 35.00% vs proportional 30.00% (+5.00 points)" in text
+    assert (
+        "drift-50: worst group recirculation 35.00% vs proportional 30.00% (+5.00 points)" in text
+    )
 
 
 def test_gate_refuses_a_worse_mean_and_missing_evidence() -> None:

@@ -101,3 +101,81 @@ def test_each_closed_interval_is_checked_like_the_shadow_report_and_a_failure_ro
     assert route.action == "rollback" and route.serving == incumbent
     assert route.revision == 3 and route.reason.startswith("canary gate failed")
     assert last.check.verdict_revision == 3
+
+
+def test_a_prepared_incumbent_twin_follows_the_day_so_a_mid_day_canary_replays_nothing() -> None:
+    """``prepare`` (``policy canary`` before it writes the route) builds the incumbent's twin
+    and steps it as intervals close with no canary open; the canary route then adopts it as it
+    is (nothing replayed between a close and its check) and the checks stay exactly
+    ``compare``'s over the canary's window."""
+    scenario = load_scenario("small")
+    site_id = scenario.site_id
+    demand = sample_day(default_groups(scenario), 3, scenario, seed=5)
+    events: list[Envelope] = []
+    run_day(build_engine(load_site(scenario), "static"), demand, seed=5, emit=events.append)
+    started = DayStarted(
+        event_id="day-run-2",
+        event_time=demand.day_start,
+        site_id=site_id,
+        day_start=demand.day_start,
+        day_type_group=3,
+    )
+    day_key = started.day_key()
+    incumbent, candidate = PolicyRef(name="proportional"), PolicyRef(name="static")
+    base = new_route(None, site_id, serving=incumbent, shadows=[], action="route")
+    gate = CanaryGate(window_intervals=4, failure_limit=4, min_inductions=1, max_ratio=5.0)
+    canary = canary_route(
+        base,
+        site_id,
+        candidate,
+        incumbent,
+        CanaryState(incumbent=incumbent, gate=gate, started_revision=2),
+    )
+    state = GateState({site_id: scenario}, _no_fetch, stall_s=3600.0)  # type: ignore[arg-type]
+    state.route(base)
+    state.prepare(site_id, incumbent)  # before any day: built when the day starts
+    assert site_id not in state.twins
+    state.record(INTERVALS.name, 0, started)
+    twin = state.twins[site_id][2]
+    opened_at, checks, seen = 3, [], []
+    stamp = 0
+    for event in events:
+        stamp += 1
+        if isinstance(event, AllocationDecided):
+            if event.interval_index == opened_at:
+                state.route(canary)
+                # the twin was current: the canary holds it as is, nothing replayed
+                assert state.canaries[site_id].twin is twin and twin.simulated == opened_at
+            _, _, index, label = event.decision_id.split("/")
+            revision = 2 if event.interval_index >= opened_at else 1
+            event = event.model_copy(
+                update={
+                    "decision_id": f"{site_id}/{day_key}/{index}/{label}",
+                    "route_revision": revision,
+                }
+            )
+        elif not isinstance(event, IntervalClosed):
+            seen.append(event)
+        state.record(_topic(event), stamp, event)
+        if isinstance(event, IntervalClosed):
+            got = state.ready()
+            k = event.interval_index
+            assert twin.simulated == k + 1  # stepped at each close, with or without a canary
+            if k < opened_at:
+                assert not got
+                continue
+            (verdict,) = got
+            assert verdict.close_timestamp_ms == stamp
+            day = SiteDay(site_id, day_key, demand.day_start, 3, list(seen), k, {}, {})
+            day.floor = floor_counts(scenario, day)
+            run = compare(scenario, day, _no_fetch, extra=[incumbent], through=k).runs[
+                "proportional"
+            ]  # type: ignore[arg-type]
+            window = slice(opened_at, k + 1)
+            expected = int(run.recirculated[window].sum()) / int(run.first_inductions[window].sum())
+            assert verdict.check.first_interval == opened_at
+            assert verdict.check.incumbent_rate == expected
+            checks.append(verdict.check)
+            if k >= opened_at + 2:
+                break
+    assert len(checks) == 3 and twin.restarts == 0

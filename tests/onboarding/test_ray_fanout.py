@@ -1,0 +1,146 @@
+"""The same small onboarding in one process, on a local Ray and on a real two-node Ray
+cluster on this machine gives byte-identical policies and identical report figures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evaluation.fanout import SerialFanOut, open_fanout, ray_fanout
+from evaluation.run import run_all, specs_for
+from onboarding.pipeline import check_inputs, onboard
+from onboarding.plan import OnboardOptions
+from tests.onboarding.onboard_site import make_site
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+RAY = str(Path(sys.executable).with_name("ray"))
+COMPARED = ("policy", "candidates", "evaluation", "groups-tiny.npz")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``ray start ... --block`` in its own process group: stopping the group stops exactly
+    this node's processes (never another Ray on the machine, as ``ray stop`` would)."""
+    return subprocess.Popen(
+        [RAY, "start", "--block", "--disable-usage-stats", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group (workers)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
+
+
+@pytest.fixture()
+def two_nodes() -> Iterator[str]:
+    """A head and a second node, one CPU each; yields the address."""
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OPENBLAS_NUM_THREADS": "1"}
+    common = ["--num-cpus", "1", "--dashboard-agent-listen-port", "0"]
+    head = _start(
+        ["--head", "--port", str(port), "--temp-dir", temp, "--include-dashboard=false", *common],
+        env,
+    )
+    nodes = [head]
+    try:
+        address = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert head.poll() is None, "ray head exited"
+            time.sleep(0.5)
+        nodes.append(_start(["--address", address, *common], env))
+        yield address
+    finally:
+        for node in reversed(nodes):
+            _stop(node)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _files(bundle: Path) -> dict[str, bytes]:
+    found = {}
+    for name in COMPARED:
+        root = bundle / name
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in paths:
+            if path.name in ("training_curve.json", "training_curve.png"):
+                continue  # wall times and a plot of them
+            if name == "candidates" and path.name == "settings.json":
+                continue  # a training run's settings name the folder it was trained in
+            found[str(path.relative_to(bundle))] = path.read_bytes()
+    return found
+
+
+def _figures(bundle: Path) -> str:
+    report = (bundle / "report.md").read_text()
+    return report[report.index("## Held-out evaluation") : report.index("## Stage times")]
+
+
+def test_evaluation_rows_do_not_depend_on_the_fanout() -> None:
+    specs = specs_for("small", ["static", "proportional"], [0, 1], 1, "small")
+    serial = run_all(specs, fanout=SerialFanOut())
+    with open_fanout("local", 2) as fanout:
+        assert fanout.name.startswith("ray (local")
+        assert run_all(specs, fanout=fanout) == serial
+
+
+def test_onboarding_is_byte_identical_locally_and_on_two_nodes(
+    tmp_path: Path, two_nodes: str
+) -> None:
+    site, history = make_site(tmp_path / "site")
+    options = OnboardOptions.quick_run()
+    bundles = {}
+    for where, address in (("local", None), ("cluster", two_nodes)):
+        out = tmp_path / where
+        inputs = check_inputs(site, history, out, options)
+        with ray_fanout(address, 2 if address is None else None) as fanout:
+            if address is not None:
+                import ray
+
+                deadline = time.monotonic() + 60  # the second node may still be joining
+                while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+                    assert time.monotonic() < deadline, "the second node never joined"
+                    time.sleep(0.5)
+                assert ray.cluster_resources()["CPU"] == 2, "two nodes of one CPU each"
+            result = onboard(inputs, out, options, fanout, log=lambda _: None)
+        assert result.manifest["fanout"] == fanout.name
+        bundles[where] = out
+    local, cluster = (_files(bundles[w]) for w in ("local", "cluster"))
+    assert any(name.endswith(".onnx") for name in local)
+    assert local.keys() == cluster.keys()
+    assert [n for n in local if local[n] != cluster[n]] == []
+    assert _figures(bundles["local"]) == _figures(bundles["cluster"])
