@@ -17,8 +17,9 @@ the history has gaps. A split is *usable* when each window has enough days:
 - validation and held-out: at least :data:`MIN_WINDOW_DAYS` days each, and every weekday the
   site operates on (any weekday present in the fit days) at least once.
 
-With the defaults (two weeks each) a history needs about twelve weeks of days; two years is
-what onboarding is designed for (groups then also see a peak season).
+With the defaults (four weeks each, the 28 + 28 days ``chuteflow site onboard`` holds out) a
+history needs about sixteen weeks of days; two years is what onboarding is designed for (groups
+then also see a peak season).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-DEFAULT_HELDOUT_WEEKS = 2
-DEFAULT_VALIDATION_WEEKS = 2
+DEFAULT_HELDOUT_WEEKS = 4
+DEFAULT_VALIDATION_WEEKS = 4
 MIN_FIT_DAYS = 56
 """Fewest fit days: eight weeks, a few days for each of the groups a site usually has."""
 MIN_WINDOW_DAYS = 5

@@ -495,6 +495,35 @@ def test_ops_serve_shows_the_sites(installed: Installed, worker: str) -> None:
         stop_worker(process)
 
 
+def test_site_synth_check_and_onboard_without_the_onboard_extra(installed: Installed) -> None:
+    """A plain install (no Ray, no pyarrow) makes a site and onboards it serially
+    (``--workers 1``), writing a complete bundle; ``site check``, whose column scan needs
+    pyarrow, says which extra to install instead of failing obscurely."""
+    site = installed.workdir / "synth"
+    installed.run(
+        "site", "synth", "--out", str(site), "--destinations", "6", "--chutes", "5",
+        "--shift-hours", "3", "--interval-minutes", "30", "--daily-volume", "1500",
+        "--years", "1", "--seed", "3",
+    )  # fmt: skip
+    site_file, history = site / "site.yaml", site / "history"
+    check = installed.run_program(
+        [str(installed.venv / "bin" / "python"), "-c", "import pyarrow"], expect=1
+    )
+    assert check == ""
+    report = installed.run(
+        "site", "check", "--site", str(site_file), "--history", str(history), "--json", expect=2
+    )
+    assert "pip install 'chuteflow[onboard]'" in json.loads(report)["problems"][0]
+    bundle = installed.workdir / "bundle"
+    installed.run(
+        "site", "onboard", "--site", str(site_file), "--history", str(history),
+        "--out", str(bundle), "--quick", "--workers", "1",
+    )  # fmt: skip
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest and (bundle / "report.md").is_file()
+    assert not (installed.workdir / "bundle.partial").exists()
+
+
 RUN_HERE = {
     "simulate", "evaluate", "bench decision", "bench twin", "bench train", "days generate",
     "days fit-groups", "train", "demo", "contracts export", "contracts asyncapi", "kafka up",
@@ -502,7 +531,7 @@ RUN_HERE = {
     "policy show", "policy alias set", "policy alias list", "policy alias remove",
     "policy route", "policy routes", "replay", "policy history", "shadow report",
     "policy shadow", "policy canary", "policy gate", "policy promote", "policy abort",
-    "policy rollback", "bench replay", "ops serve",
+    "policy rollback", "bench replay", "ops serve", "site synth", "site check", "site onboard",
 }  # fmt: skip
 """Every command the tests above run from the install (``demo`` as ``--offline``)."""
 

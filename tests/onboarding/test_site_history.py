@@ -24,10 +24,11 @@ SMALL = dict(destinations=8, chutes=6, shift_hours=4, interval_minutes=30, daily
 
 
 @pytest.fixture(scope="module")
-def site_100(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small synthetic site with 100 days of CSV history (a usable split)."""
-    out = tmp_path_factory.mktemp("site100")
-    synth_site(SynthParams(**SMALL, years=100 / 365, seed=11), out)
+def site_130(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic site with 130 days of CSV history (a usable split: 74 fit days before
+    the 4 + 4 weeks held out)."""
+    out = tmp_path_factory.mktemp("site130")
+    synth_site(SynthParams(**SMALL, years=130 / 365, seed=11), out)
     return out
 
 
@@ -57,16 +58,16 @@ def test_three_formats_load_identically(tmp_path: Path) -> None:
         assert scan.rows == int(demand.arrivals.sum())
 
 
-def test_a_clean_history_is_usable(site_100: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["site", "check", "--site", str(site_100 / "site.yaml")]
-    code = main([*args, "--history", str(site_100 / "history"), "--json"])
+def test_a_clean_history_is_usable(site_130: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["site", "check", "--site", str(site_130 / "site.yaml")]
+    code = main([*args, "--history", str(site_130 / "history"), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0, report["problems"]
-    assert report["days"] == 100 and report["gaps"] == [] and report["usable"]
-    assert report["first"] == "2023-01-02" and report["last"] == "2023-04-11"
-    assert report["split"]["heldout"]["days"] == 14
-    assert report["split"]["validation"]["days"] == 14
-    assert report["split"]["fit"]["days"] == 72
+    assert report["days"] == 130 and report["gaps"] == [] and report["usable"]
+    assert report["first"] == "2023-01-02" and report["last"] == "2023-05-11"
+    assert report["split"]["heldout"]["days"] == 28
+    assert report["split"]["validation"]["days"] == 28
+    assert report["split"]["fit"]["days"] == 74
 
 
 def _rewrite(path: Path, edit: object) -> None:
@@ -75,10 +76,10 @@ def _rewrite(path: Path, edit: object) -> None:
 
 
 def test_site_check_finds_every_injected_problem(
-    site_100: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    site_130: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     history = tmp_path / "history"
-    shutil.copytree(site_100 / "history", history)
+    shutil.copytree(site_130 / "history", history)
     for day in ("2023-02-07", "2023-02-08", "2023-03-01"):  # two gaps
         (history / f"{day}.csv").unlink()
     # A duplicate day: the same export twice, once gzipped under another name.
@@ -91,7 +92,7 @@ def test_site_check_finds_every_injected_problem(
         history / "2023-01-09.csv",
         lambda ls: [*ls, "2023-01-09T10:00:05Z,late-1,D01\n"],  # shift is 06:00-10:00
     )
-    code = main(["site", "check", "--site", str(site_100 / "site.yaml"), "--history", str(history)])
+    code = main(["site", "check", "--site", str(site_130 / "site.yaml"), "--history", str(history)])
     err = capsys.readouterr().err
     assert code == 2
     problems = [line for line in err.splitlines() if "warning" not in line]
@@ -108,29 +109,29 @@ def test_site_check_finds_every_injected_problem(
 
 
 def test_gaps_alone_are_a_warning_and_too_little_history_is_fatal(
-    site_100: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    site_130: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    scenario = load_scenario(site_100 / "site.yaml")
+    scenario = load_scenario(site_130 / "site.yaml")
     history = tmp_path / "history"
-    shutil.copytree(site_100 / "history", history)
+    shutil.copytree(site_130 / "history", history)
     (history / "2023-02-20.csv").unlink()
-    site = ["site", "check", "--site", str(site_100 / "site.yaml")]
+    site = ["site", "check", "--site", str(site_130 / "site.yaml")]
     assert main([*site, "--history", str(history)]) == 0
     assert "warning: gaps: 1 missing days in 1 ranges: 2023-02-20" in capsys.readouterr().err
-    for path in sorted(history.iterdir())[:40]:  # 59 days left: fit is too short
+    for path in sorted(history.iterdir())[:40]:  # 89 days left: fit is too short
         path.unlink()
     coverage = check_history(scenario, history)
     assert not coverage.usable
     assert main([*site, "--history", str(history)]) == 2
     err = capsys.readouterr().err
-    assert f"fit days before the last 4 weeks, need >= {MIN_FIT_DAYS}" in err
+    assert f"fit days before the last 8 weeks, need >= {MIN_FIT_DAYS}" in err
     assert main([*site, "--history", str(tmp_path / "nowhere")]) == 2
     assert "not a folder of day files" in capsys.readouterr().err
 
 
 def test_split_keeps_the_last_weeks_for_judging() -> None:
     start = date(2024, 1, 1)
-    days = [start + timedelta(days=k) for k in range(120)]
+    days = [start + timedelta(days=k) for k in range(140)]
     split = split_history(days, heldout_weeks=2, validation_weeks=3)
     assert split.heldout == tuple(days[-14:])
     assert split.validation == tuple(days[-35:-14])
@@ -142,5 +143,5 @@ def test_split_keeps_the_last_weeks_for_judging() -> None:
     open_days = [d for d in days if d.weekday() != 6]
     assert split_history(open_days).usable
     # A held-out window without Mondays cannot judge Mondays.
-    no_monday = [d for d in days if d.weekday() != 0 or d < days[-21]]
+    no_monday = [d for d in days if d.weekday() != 0 or d < days[-28]]
     assert any("has no Mon" in p for p in split_history(no_monday).problems())
