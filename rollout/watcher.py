@@ -318,20 +318,24 @@ class GateWatcher:
         for record in again:
             self._send(*record)
 
-    def _control_ends(self) -> dict[tuple[str, int], int]:
+    def _control_ends(self) -> dict[tuple[str, int], int] | None:
         """The control topic's end now, per non-empty partition: a watch does not conclude
         "no canary open" before it has read the routes written so far (the one ``policy
-        canary`` just wrote included)."""
-        from confluent_kafka import TopicPartition
+        canary`` just wrote included). None while the broker does not answer (asked again on
+        the next turn of the loop, which waits for the broker)."""
+        from confluent_kafka import KafkaException, TopicPartition
 
         ends = {}
-        metadata = self._consumer.list_topics(CONTROL.name, timeout=10.0)
-        for number in sorted(metadata.topics[CONTROL.name].partitions):
-            low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(CONTROL.name, number), timeout=10.0
-            )
-            if high > low:
-                ends[(CONTROL.name, number)] = high
+        try:
+            metadata = self._consumer.list_topics(CONTROL.name, timeout=2.0)
+            for number in sorted(metadata.topics[CONTROL.name].partitions):
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(CONTROL.name, number), timeout=2.0
+                )
+                if high > low:
+                    ends[(CONTROL.name, number)] = high
+        except KafkaException:
+            return None
         return ends
 
     def keep_up_while(self, busy: Callable[[], bool]) -> None:
@@ -381,7 +385,11 @@ class GateWatcher:
                         f"broker reachable again after {time.monotonic() - lost_since:.0f} s"
                     )
                     lost_since, backoff = None, 0.5
-                if control:
+                if control is None:
+                    control = self._control_ends()
+                if control is None:
+                    pass  # the routes written so far are not known yet
+                elif control:
                     control = {
                         w: end for w, end in control.items() if self._positions.get(w, -1) < end - 1
                     }
