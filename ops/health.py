@@ -52,26 +52,22 @@ def summarize(text: str) -> dict[str, Any]:
                 lag[where] = int(value)
             elif name == "chuteflow_ready":
                 ready = value
-            elif name.startswith("chuteflow_dead_letters") and not name.endswith("_created"):
+            elif name == "chuteflow_dead_letters_total":
                 kind = labels.get("reason") or labels.get("kind") or "other"
                 dead[kind] += value
             elif site is None:
                 continue
-            elif name.startswith("chuteflow_serving_policy") and value == 1:
+            elif name == "chuteflow_serving_policy_info" and value == 1:
                 sites[site]["serving"] = f"{labels.get('policy')}@{labels.get('version', '')}"
                 if "route_revision" in labels:
                     sites[site]["route_revision"] = labels["route_revision"]
-            elif name.startswith(("chuteflow_decisions_total", "chuteflow_decisions")) and (
-                not name.endswith("_created")
-            ):
+            elif name == "chuteflow_decisions_total" and labels.get("role") == "served":
                 sites[site]["decisions"] = sites[site].get("decisions", 0) + int(value)
-            elif name.startswith(("chuteflow_fallbacks", "chuteflow_policy_fallbacks")) and (
-                not name.endswith("_created")
-            ):
+            elif name == "chuteflow_fallbacks_total":
                 sites[site]["fallbacks"] = sites[site].get("fallbacks", 0) + int(value)
             elif name == "chuteflow_last_allocation_age_seconds":
                 sites[site]["last_allocation_age_s"] = value
-            elif name in {"chuteflow_recirculation_ratio", "chuteflow_recirculation_rate"}:
+            elif name == "chuteflow_recirculation_ratio":
                 sites[site]["recirculation_rate"] = value
             elif name == "chuteflow_day_open":
                 sites[site]["day_open"] = bool(value)
