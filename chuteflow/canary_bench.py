@@ -5,14 +5,14 @@ failing check, on a real broker and worker, with the day replayed at full speed.
 The candidate registers cleanly (a valid ONNX policy of the right shape) but prefers the
 fewest chutes for every destination, so most packages recirculate. It is opened on canary
 against proportional twice, each time on a fresh copy of the site, the way an operator does:
-``chuteflow policy canary`` as its own process, started before the day (the gate waits for the
-day's ``day_started``) or when the replay reaches mid-day (it catches up with the half day in
-its own process, then its route goes out while the floor goes on). The figures come from the
-topics: the gate's checks (``chuteflow.canary.v1``), the closes and the allocations. The figure
-is the number of intervals the candidate served after the interval of its first failing check
-(the issue's bar: at most 2), and the gate's latency per check (``CanaryCheck.latency_ms``:
-the close read -> the check made; and the close record's Kafka timestamp -> the check
-record's).
+``chuteflow policy canary`` as its own process (its own GIL), started before the day (the gate
+waits for the day's ``day_started``) or when the replay reaches mid-day (it catches up with the
+half day and its route goes out while the replay waits: seconds, where a real interval is
+minutes). The figures come from the topics: the gate's checks (``chuteflow.canary.v1``), the
+closes and the allocations. The figure is the number of intervals the candidate served after
+the interval of its first failing check (the issue's bar: at most 2), and the gate's latency
+per check (``CanaryCheck.latency_ms``: the close read -> the check made; and the close
+record's Kafka timestamp -> the check record's).
 """
 
 from __future__ import annotations
@@ -175,14 +175,18 @@ def _run(
     opened_during: list[int] = []
 
     def operate(allocation: AllocationDecided) -> None:
+        # mid-day: the floor waits for the opening (seconds, where a real interval is minutes;
+        # a full-speed replay would otherwise end the day before the route is out), so the
+        # candidate serves from the interval after this one
         if not canary and allocation.interval_index == open_at:
             canary.append(_CanaryProcess(client, path, site_id, bad, gate))
-        if canary and canary[0].route_out.is_set() and not opened_during:
+            canary[0].wait_route(timeout_s=180)
             opened_during.append(allocation.interval_index)
 
     if open_at is None:
         canary.append(_CanaryProcess(client, path, site_id, bad, gate))
         canary[0].wait_route(timeout_s=180)  # the route applied before the day starts
+        opened_during.append(-1)
     groups = default_groups(scenario)
     demand = sample_day(groups, group, scenario, seed=seed)
     t0 = time.monotonic()
@@ -232,7 +236,9 @@ def _run(
         "check_latency_from_close_written_ms": [round(float(x), 1) for x in since_close],
         # the canary process's start to its route applied (imports, catch-up, publish)
         "watcher_catch_up_s": round(route_s, 2) if route_s is not None else None,
-        "route_out_by_interval": opened_during[0] if opened_during else None,
+        # the interval whose allocation the route went out after (-1: before the day)
+        "route_out_after_interval": opened_during[0] if opened_during else None,
+        "canary_last_line": canary[0].lines[-1] if canary and canary[0].lines else None,
         "replay_wall_s": round(wall, 1),
         "intervals_replayed": len(served),
         "replay_s_per_interval": round(wall / max(len(served), 1), 3),
