@@ -26,6 +26,7 @@ from contracts.codec import DecodeError, decode
 from contracts.events import DayStarted
 from contracts.topics import (
     ALLOCATIONS,
+    CANARY,
     CHUTE_STATE,
     CONTROL,
     DEAD_LETTER,
@@ -64,13 +65,6 @@ class FeedStatus:
         return dict(self.__dict__)
 
 
-def gate_topic() -> str | None:
-    """The topic the canary gate publishes its checks on (``contracts.topics.CANARY``)."""
-    from contracts.topics import CANARY
-
-    return CANARY.name
-
-
 def day_start_offsets(
     client: KafkaClientConfig, *, timeout_s: float = 60.0
 ) -> dict[int, int | None]:
@@ -96,12 +90,9 @@ def day_start_offsets(
 class KafkaFeed:
     """The follower thread. :meth:`start` returns at once; :meth:`stop` ends it."""
 
-    def __init__(
-        self, client: str | KafkaClientConfig, model: OpsModel, gate_topic: str | None = None
-    ) -> None:
+    def __init__(self, client: str | KafkaClientConfig, model: OpsModel) -> None:
         self.client = as_client(client)
         self.model = model
-        self.gate_topic = gate_topic
         self.status = FeedStatus()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ops-feed", daemon=True)
@@ -142,9 +133,7 @@ class KafkaFeed:
         ends: dict[tuple[str, int], int] = {}
         highs: dict[tuple[str, int], int] = {}
         times: list[Any] = []
-        from_beginning = [CONTROL.name, INTERVALS.name]
-        if self.gate_topic is not None:
-            from_beginning.append(self.gate_topic)
+        from_beginning = [CONTROL.name, INTERVALS.name, CANARY.name]
         for name in [*from_beginning, *(spec.name for spec in FROM_DAY_START)]:
             meta = metadata.topics.get(name)
             if meta is None or meta.error is not None:
@@ -187,9 +176,12 @@ class KafkaFeed:
             return set()
         self.status.error = self.status.error_since = None
         self.status.connected = True
-        wanted = [CONTROL.name, INTERVALS.name, *(spec.name for spec in FROM_DAY_START)]
-        if self.gate_topic is not None:
-            wanted.append(self.gate_topic)
+        wanted = [
+            CONTROL.name,
+            INTERVALS.name,
+            CANARY.name,
+            *(spec.name for spec in FROM_DAY_START),
+        ]
         added = []
         for name in wanted:
             meta = metadata.topics.get(name)
@@ -221,7 +213,7 @@ class KafkaFeed:
             # The day-defining topics first, to their ends: a floor record whose day_started
             # the model has not seen yet is dropped, and one consumer delivers its topics in no
             # particular order while catching up.
-            first_topics = {CONTROL.name, INTERVALS.name, self.gate_topic}
+            first_topics = {CONTROL.name, INTERVALS.name, CANARY.name}
             consumer.assign([tp for tp in assignment if tp.topic in first_topics])
             self.status.connected = True
             self.status.error = self.status.error_since = None
@@ -275,4 +267,4 @@ def _min(starts: dict[int, int | None]) -> int | None:
     return min(stamps) if stamps else None
 
 
-__all__ = ["FeedStatus", "KafkaFeed", "day_start_offsets", "gate_topic"]
+__all__ = ["FeedStatus", "KafkaFeed", "day_start_offsets"]

@@ -50,6 +50,7 @@ from contracts.events import (
 )
 from contracts.topics import (
     ALLOCATIONS,
+    CANARY,
     CHUTE_STATE,
     CONTROL,
     DEAD_LETTER,
@@ -171,7 +172,7 @@ class OpsModel:
     """
 
     def __init__(
-        self, gate_topic: str | None = None, days: dict[str, tuple[float, int]] | None = None
+        self, gate_topic: str = CANARY.name, days: dict[str, tuple[float, int]] | None = None
     ) -> None:
         self.gate_topic = gate_topic
         self.day_shape = dict(days or {})
@@ -213,7 +214,7 @@ class OpsModel:
             return self._route(record)
         if record.topic == DEAD_LETTER.name:
             return self._dead_letter(record, record.value)
-        if self.gate_topic is not None and record.topic == self.gate_topic:
+        if record.topic == self.gate_topic:
             return self._gate_check(record, record.value)
         if record.topic not in {INTERVALS.name, INDUCTIONS.name, SORTATION.name} | {
             ALLOCATIONS.name,

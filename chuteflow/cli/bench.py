@@ -22,6 +22,12 @@ from chuteflow.cli._shared import (
     print_result,
 )
 
+TEMPORARY_BROKER_HELP = (
+    "Kafka bootstrap servers (default: bootstrap.servers of --kafka-config, "
+    "else $KAFKA_BOOTSTRAP_SERVERS, else a temporary local broker)"
+)
+"""The broker a bench that needs one uses: the one given, else one it starts and stops."""
+
 NAME = "bench"
 
 
@@ -50,8 +56,7 @@ def register(sub: Subparsers) -> None:
     )
     add_kafka_options(
         replay,
-        bootstrap_help="Kafka bootstrap servers (default: bootstrap.servers of --kafka-config, "
-        "else $KAFKA_BOOTSTRAP_SERVERS, else a temporary local broker)",
+        bootstrap_help=TEMPORARY_BROKER_HELP,
     )
     replay.add_argument("--json", action="store_true", help="one JSON object on stdout")
     replay.set_defaults(func=run_replay)
@@ -82,8 +87,7 @@ def register(sub: Subparsers) -> None:
     )
     add_kafka_options(
         canary,
-        bootstrap_help="Kafka bootstrap servers (default: bootstrap.servers of --kafka-config, "
-        "else $KAFKA_BOOTSTRAP_SERVERS, else a temporary local broker)",
+        bootstrap_help=TEMPORARY_BROKER_HELP,
     )
     canary.add_argument("--json", action="store_true", help="one JSON object on stdout")
     canary.set_defaults(func=run_canary)

@@ -102,7 +102,7 @@ def policy_actions(args: argparse.Namespace) -> Actions:
 
 def run_serve(args: argparse.Namespace) -> int:
     from chuteflow.cli._shared import kafka_client
-    from ops.feed import KafkaFeed, gate_topic
+    from ops.feed import KafkaFeed
     from ops.health import HealthScraper
     from ops.model import OpsModel
     from ops.server import OpsPage, OpsSettings, serve
@@ -113,10 +113,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     client = kafka_client(args)  # a bad setting is one line before anything starts
     token = args.token or os.environ.get(TOKEN_ENV) or None
-    topic = gate_topic()
     scenarios = scenarios_by_site(args.scenario)
     shapes = {s: (60.0 * c.interval_minutes, c.n_intervals) for s, c in scenarios.items()}
-    model = OpsModel(gate_topic=topic, days=shapes)
+    model = OpsModel(days=shapes)
     every = EVERY_S if args.shadow_twin_every is None else args.shadow_twin_every
     if every < 0:
         print("chuteflow ops serve: --shadow-twin-every must be >= 0", file=sys.stderr)
@@ -126,7 +125,7 @@ def run_serve(args: argparse.Namespace) -> int:
     page = OpsPage(
         model,
         OpsSettings(token=token, actions=policy_actions(args) if token else None),
-        feed=KafkaFeed(client, model, gate_topic=topic),
+        feed=KafkaFeed(client, model),
         health=HealthScraper(args.worker_metrics),
         shadow_twin=ShadowTwinMetrics(twin_days, ArtifactFetcher(client), every_s=every),
     )
