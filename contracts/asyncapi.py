@@ -27,6 +27,7 @@ from contracts.catalog import (
     topic_messages,
 )
 from contracts.examples import EXAMPLES
+from contracts.sites import SITE_ID_PATTERN
 from contracts.topics import (
     ALL_TOPICS,
     ALLOCATIONS,
@@ -38,6 +39,7 @@ from contracts.topics import (
     INTERVALS,
     POLICIES,
     SHADOW,
+    SITES,
     SORTATION,
     TopicSpec,
     kafka_partition,
@@ -104,6 +106,13 @@ POLICIES_DELIVERY = (
     "against the version. An alias's latest record is the one in force; a tombstone (its key, "
     "a null value) removes it."
 )
+SITES_DELIVERY = (
+    "One partition, keyed by site_id, compacted: read it from the beginning; the latest entry "
+    "of a site is the site, a tombstone (its key, a null value) removes it. Delivery: "
+    "at-least-once; an entry's revision only grows, so a worker applies a revision once and "
+    "ignores a redelivered or older one. A worker applies a new site at once and a changed "
+    "one from the site's next day_started."
+)
 HISTORY_DELIVERY = "Delivery: at-least-once, a history (not compacted)."
 
 
@@ -135,6 +144,7 @@ ROLES: dict[str, Role] = {
     POLICIES.name: Role(
         "chuteflow policy register and policy alias", "the worker", POLICIES_DELIVERY
     ),
+    SITES.name: Role("chuteflow site add and site remove", "the worker", SITES_DELIVERY),
 }
 """Roles of the topics known when this was written; a topic added later is sent by chuteflow
 and read by no worker (:func:`role`)."""
@@ -161,6 +171,13 @@ def _key(spec: TopicSpec, message: MessageType) -> dict[str, Any]:
             "description": "alias:, the policy name, @ and the alias (alias:drmarl-large@champion"
             "); a tombstone with this key removes the alias.",
         }
+    if message.name == "site_catalog_entry":
+        return {
+            "type": "string",
+            "pattern": SITE_ID_PATTERN,
+            "description": "The entry's site_id, UTF-8 bytes; a tombstone with this key removes "
+            "the site.",
+        }
     if spec.key == "site_id":
         text = "The record's site_id, UTF-8 bytes (see the channel's partitioning rule)."
         if spec is DEAD_LETTER:
@@ -181,12 +198,18 @@ def _partitioning(spec: TopicSpec) -> dict[str, Any]:
             "rule": "One partition: every record is on partition 0. Store records are keyed "
             "sha256:<hex>, aliases alias:NAME@ALIAS.",
         }
+    rule = PARTITIONER_RULE
+    if spec.partitions == 1:
+        rule = (
+            "One partition: every record is on partition 0 whatever its key; the key (site_id, "
+            "UTF-8) is what compaction keeps the latest entry of."
+        )
     return {
         "key": "site_id",
         "keyEncoding": "utf-8",
         "partitioner": "murmur2",
         "librdkafkaPartitioner": "murmur2_random",
-        "rule": PARTITIONER_RULE,
+        "rule": rule,
         "examplePartitions": {
             site: kafka_partition(site.encode("utf-8"), spec.partitions) for site in EXAMPLE_SITES
         },

@@ -7,7 +7,8 @@ contracts shows up in both without a hand-kept list:
 - a topic's ``event_types`` name models that carry that ``event_type`` default: every
   ``Envelope`` subclass in ``contracts.events`` and ``contracts.control`` is found by its
   discriminator, a new one included;
-- a topic's ``records`` name the other record types (``contracts.records.RECORD_TYPES``).
+- a topic's ``records`` name the other record types (``contracts.records.RECORD_TYPES`` and
+  the site catalog's, ``contracts.sites.SITE_RECORD_TYPES``).
 
 Descriptions come from field descriptions and model docstrings. Docstrings are written for
 Python readers; :func:`plain` turns their reST markup into the plain text a JSON Schema reader
@@ -25,6 +26,7 @@ from pydantic.json_schema import models_json_schema
 
 from contracts import control, events
 from contracts.records import RECORD_TYPES
+from contracts.sites import SITE_RECORD_TYPES
 from contracts.topics import ALL_TOPICS, TopicSpec
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -74,7 +76,7 @@ def _event_models() -> dict[str, MessageType]:
 
 def _message_types() -> dict[str, MessageType]:
     found = _event_models()
-    for name, (model, version) in RECORD_TYPES.items():
+    for name, (model, version) in (RECORD_TYPES | SITE_RECORD_TYPES).items():
         found[name] = MessageType(name, model, version)
     return found
 

@@ -4,9 +4,10 @@ Taken from real output: the floor events and the allocation are the twin's and t
 records of the small site's 2025-01-06 (seed 5), the audit and route records are what the
 worker wrote for them, the store record is ``drmarl-small``'s (its ``artifact`` cut to the
 first bytes; the real one is 29,584 base64 characters), the alias is what ``chuteflow policy
-alias set drmarl-small@5e6a0a4f champion`` writes for it. ``tests/contracts/test_asyncapi.py``
-validates every example against its model and its exported schema, and fails when a message
-type has none.
+alias set drmarl-small@5e6a0a4f champion`` writes for it, the site catalog entry is what
+``chuteflow site add --site small --site-id site-small-2`` writes.
+``tests/contracts/test_asyncapi.py`` validates every example against its model and its
+exported schema, and fails when a message type has none.
 """
 
 from __future__ import annotations
@@ -317,6 +318,54 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
             "alias": "champion",
             "version": "5e6a0a4fba5e0899c267316d3d4ea87b636dbfdce2a0a98b4f105f1142cb0c4f",
             "set_at": "2025-01-06T05:10:00+00:00",
+        }
+    ],
+    "site_catalog_entry": [
+        {
+            "format": "chuteflow.site/1",
+            "site_id": "site-small-2",
+            "site_yaml": (
+                "# small: added by chuteflow site add\n"
+                "name: small\n"
+                "site_id: site-small-2\n"
+                "eject_chutes: 10\n"
+                "recirculation_chutes: 1\n"
+                "day_start: '2025-01-06T06:00:00Z'\n"
+                "day_hours: 5.0\n"
+                "interval_minutes: 30.0\n"
+                "tick_seconds: 30.0\n"
+                "default_groups: 9\n"
+                "mean_packages_per_hour: 1200.0\n"
+                "induction_stations: 3\n"
+                "station_packages_per_hour: 1000.0\n"
+                "travel_seconds: 60.0\n"
+                "chute_packages_per_minute: 20.0\n"
+                "container_capacity: 100\n"
+                "swap_seconds: 90.0\n"
+                "move_seconds: 120.0\n"
+                "reinduction_seconds: 120.0\n"
+                "chute_failures_per_hour: 0.01\n"
+                "repair_minutes: 20.0\n"
+                "max_attempts: 3\n"
+                "max_chutes_per_destination: 4\n"
+                "destinations: [D01, D02, D03, D04, D05, D06, D07, D08, D09, D10, D11, D12, D13, "
+                "D14, D15, D16, D17, D18,\n"
+                "  D19, D20]\n"
+                "guardrails:\n"
+                "  version: small-2025.1\n"
+                "  total_eject_chutes: 10\n"
+                "  min_chutes_per_destination: 0\n"
+                "  min_overrides: {}\n"
+                "  max_chutes_per_destination: 4\n"
+                "  max_overrides: {}\n"
+                "  max_moves_per_interval: 4\n"
+            ),
+            "groups_npz_base64": None,
+            "groups_sha256": None,
+            "policy": {"name": "proportional", "sha256": None},
+            "revision": 1,
+            "added_at": "2025-01-06T05:20:00+00:00",
+            "added_by": "ops-1",
         }
     ],
 }

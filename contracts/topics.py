@@ -9,6 +9,34 @@ The one exception is the policy store (:data:`POLICIES`): a compacted topic keye
 policy artifact's content hash (``sha256:<hex>``) and by alias (``alias:NAME@ALIAS``), read
 from the beginning by whoever needs a policy (``stream/policy_store.py``,
 ``stream/policy_alias.py``).
+The site catalog (:data:`SITES`) is the other compacted, read-from-the-beginning topic: one
+entry per site a ``chuteflow worker --catalog`` serves, keyed by ``site_id``.
+
+Partitions for a fleet (the rule)
+---------------------------------
+A site's records go to partition ``murmur2(site_id UTF-8) & 0x7fffffff % partitions``
+(:func:`kafka_partition`, Kafka's Java default partitioner) on every site-keyed topic, so one
+partition number holds every record of a site and the worker that owns that partition owns the
+site (``stream/processor.py`` dead-letters a record on any other partition as
+``wrong_partition``). The partition count is therefore the most workers a group can spread
+sites over, and choosing it is choosing the fleet's ceiling:
+
+1. ``partitions >= the most workers the group will ever run`` (a worker without a partition
+   serves nothing); a few times that, so a rebalance can even the load out;
+2. a worker holds every site of its partitions: with ``S`` sites, ``P`` partitions and ``W``
+   workers a worker serves about ``S / W`` sites, but sites hash independently, so one
+   partition may hold noticeably more than ``S / P``: with ``S = 60`` random ids on ``P = 6``
+   the fullest partition has 14 sites at the median, 17 at the 95th percentile (mean 10);
+   ``site-000``..``site-059`` land 7/8/10/10/11/14. Size a worker for its fullest partitions,
+   not the mean; ``chuteflow site list`` shows each site's partition;
+3. the count is fixed for the life of the topics: raising it moves most sites to another
+   partition (the hash is taken modulo the count), so their state in the table changelog and
+   their routes on the control topic would sit on the wrong partition. Raising it is a
+   migration (new topics with a new major version, ``.v2``), never ``kafka-topics --alter``.
+
+:data:`PARTITIONS` is 6: up to 6 workers per group, enough for the built-in and tested fleets.
+A deployment that expects more workers creates the topics with more partitions from the start
+(the same count on every site-keyed topic and the table changelog).
 """
 
 from __future__ import annotations
@@ -38,7 +66,8 @@ class TopicSpec:
 
 
 PARTITIONS = 6
-"""Six partitions: enough for a handful of sites per worker; raise with the site count."""
+"""Six partitions: at most six workers per group share the sites (the partition rule in the
+module docstring; never raised on existing topics)."""
 
 INDUCTIONS = TopicSpec(
     "chuteflow.inductions.v1",
@@ -160,7 +189,24 @@ is made; not compacted: the checks are a history (the ops page and ``policy gate
 the verdict itself is a route on :data:`CONTROL`. Written by the gate (``rollout/``), never read
 by the worker."""
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (*SITE_TOPICS, CANARY, POLICIES)
+SITES = TopicSpec(
+    "chuteflow.sites.v1",
+    1,
+    (),
+    configs=(("cleanup.policy", "compact"),),
+    records=("site_catalog_entry",),
+    summary="The site catalog: one entry per site the fleet's workers serve, keyed by "
+    "site_id, with the site file (layout, timing, guardrails), its day-type groups and the "
+    "policy it starts on. A newer revision replaces a site from its next day; a tombstone "
+    "(the key, a null value) removes it. Compacted: read from the beginning.",
+)
+"""The site catalog (``contracts/sites.py``): every worker started with ``--catalog`` reads
+it whole from the beginning and follows it, so a site is added or removed without a restart
+(``stream/site_catalog.py``). One partition: every worker reads every entry (the site is then
+served by whichever worker owns its partition of the floor topics), and entries stay in one
+order. Compacted, so the latest entry of every site is kept for good."""
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (*SITE_TOPICS, CANARY, POLICIES, SITES)
 """Every topic chuteflow owns (``chuteflow kafka topics`` creates them)."""
 
 TOPIC_FOR_EVENT: dict[str, TopicSpec] = {

@@ -32,18 +32,26 @@ def load_yaml_model(
         path = builtin_dir / f"{name_or_path}.yaml"
     if not path.is_file():
         raise error(f"{name_or_path}: no such {kind} (built-in: {', '.join(builtins)})")
+    return parse_yaml_model(path.read_text(), model, error, str(path))
+
+
+def parse_yaml_model(
+    text: str, model: type[Model], error: type[ChuteflowError], where: str
+) -> Model:
+    """YAML ``text`` validated into ``model``; failures as :func:`load_yaml_model`'s, naming
+    ``where`` (a file, or a catalog entry: ``stream/site_catalog.py``)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as problem:
         first_line = str(problem).splitlines()[0] if str(problem) else "parse error"
-        raise error(f"{path}: not valid YAML: {first_line}") from None
+        raise error(f"{where}: not valid YAML: {first_line}") from None
     if not isinstance(raw, dict):
-        raise error(f"{path}: expected a mapping at the top level")
+        raise error(f"{where}: expected a mapping at the top level")
     try:
         return model.model_validate(raw)
     except ValidationError as problem:
         first = problem.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
+        field = ".".join(str(part) for part in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
         # A whole-model check has no location: its message starts with the field it names.
-        raise error(f"{path}: {where}: {message}" if where else f"{path}: {message}") from None
+        raise error(f"{where}: {field}: {message}" if field else f"{where}: {message}") from None

@@ -9,6 +9,7 @@ JSON string inside the archive.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -135,10 +136,18 @@ class DayTypeGroups:
             )
 
     @classmethod
-    def load(cls, path: str | Path) -> DayTypeGroups:
+    def from_bytes(cls, data: bytes, where: str) -> DayTypeGroups:
+        """The groups of a file's bytes (a site catalog entry's), as :meth:`load` reads them;
+        errors name ``where``."""
+        return cls.load(io.BytesIO(data), where)
+
+    @classmethod
+    def load(cls, path: str | Path | io.BytesIO, where: str | None = None) -> DayTypeGroups:
         """Read a file written by ``save``; never unpickles."""
+        source = path if isinstance(path, io.BytesIO) else Path(path)
+        path = where or str(path)
         try:
-            with np.load(Path(path), allow_pickle=False) as data:
+            with np.load(source, allow_pickle=False) as data:
                 probs = data["probs"].astype(np.float64)
                 volume_mean = data["volume_mean"].astype(np.float64)
                 volume_std = data["volume_std"].astype(np.float64)

@@ -21,8 +21,9 @@ from typing import Any
 
 import yaml
 
+from floor.config import parse_yaml_model
 from floor.errors import ChuteflowError
-from floor.scenario import BUILTIN_SCENARIOS, Scenario, load_scenario
+from floor.scenario import BUILTIN_SCENARIOS, Scenario, ScenarioError, load_scenario
 from floor.site import Site, load_site
 
 SITE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -82,6 +83,28 @@ def load_site_file(path: str | Path) -> Site:
     return load_site(scenario)
 
 
+def load_site_text(text: str, where: str) -> Site:
+    """The site a site file's text describes (a site catalog entry's ``site_yaml``), checked as
+    strictly as :func:`load_site_file` checks a file, except that the guardrails can only be
+    the text's own section (there is no folder to find others in).
+
+    Raises:
+        ScenarioError: the YAML or a field is wrong (one line naming ``where`` and the field).
+        SiteFileError: no guardrails section, or a layout that cannot run a typical day.
+        GuardrailError: the guardrails do not fit the site.
+    """
+    scenario = parse_yaml_model(text, Scenario, ScenarioError, where)
+    problem = layout_problem(scenario)
+    if problem is not None:
+        raise SiteFileError(f"{where}: {problem}")
+    if scenario.guardrails is None:
+        raise SiteFileError(
+            f"{where}: guardrails: missing (a site file carries its guardrails section; "
+            "see docs/site-format.md)"
+        )
+    return load_site(scenario)
+
+
 def site_file_text(scenario: Scenario, header: str = "") -> str:
     """``scenario`` (with its guardrails section) as site-file YAML, fields in model order,
     so the same site always gives the same bytes. ``header`` becomes leading ``#`` lines."""
@@ -109,4 +132,11 @@ def write_site_file(scenario: Scenario, path: str | Path, header: str = "") -> P
     return out
 
 
-__all__ = ["SiteFileError", "layout_problem", "load_site_file", "site_file_text", "write_site_file"]
+__all__ = [
+    "SiteFileError",
+    "layout_problem",
+    "load_site_file",
+    "load_site_text",
+    "site_file_text",
+    "write_site_file",
+]

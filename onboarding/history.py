@@ -1,15 +1,21 @@
 """A site's history as onboarding reads it: day files, their counts, and the split in time.
 
 The split is the whole point of the held-out figures: the groups are fitted on the **fit**
-days only, candidates are picked on the **validation** days (the weeks after them), and the
-**held-out** days (the last weeks) only judge; nothing is tuned on them.
+days only, candidates are picked on the **validation** weeks (after them), and the
+**held-out** weeks (the last ones) only judge; nothing is tuned on them.
+
+There is one check and one split for the whole project: the history is read by
+``twin.coverage.check_history`` (what ``chuteflow site check`` reports) and split by
+``twin.split.split_history`` (calendar weeks, every operating weekday in each window).
+Onboarding refuses what ``site check`` calls a problem, and also gaps (dates missing on an
+operating weekday: ``site check`` warns) unless ``allow_gaps`` says they are known closures.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
-from datetime import date, timedelta
-from itertools import pairwise
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +23,8 @@ import numpy.typing as npt
 
 from floor.errors import ChuteflowError
 from floor.scenario import Scenario
-from twin.day import DayDemand
-from twin.dayfile import DAY_FILE_SUFFIXES, read_day_csv
+from twin.coverage import check_history
+from twin.split import Split
 
 IntArray = npt.NDArray[np.int64]
 
@@ -38,7 +44,7 @@ class HistoryDay:
 
 @dataclass(frozen=True)
 class HistorySplit:
-    """Fit, validation and held-out days, in date order, disjoint and consecutive."""
+    """Fit, validation and held-out days, in date order, disjoint and consecutive windows."""
 
     fit: tuple[HistoryDay, ...]
     validation: tuple[HistoryDay, ...]
@@ -60,78 +66,67 @@ class HistorySplit:
         }
 
 
-def day_files(folder: Path) -> list[Path]:
-    """The day files in ``folder`` (``.csv``, ``.csv.gz``), sorted by name."""
-    if not folder.is_dir():
-        raise HistoryError(f"{folder}: not a folder of day files")
-    files = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.name.endswith(DAY_FILE_SUFFIXES)
+@dataclass(frozen=True)
+class History:
+    """A checked history: every day, and its split."""
+
+    days: list[HistoryDay]
+    split: HistorySplit
+
+
+def read_history(
+    folder: Path,
+    scenario: Scenario,
+    heldout_weeks: int,
+    validation_weeks: int,
+    min_fit_days: int,
+    allow_gaps: bool = False,
+) -> History:
+    """Every day of ``folder``, checked as ``site check`` checks it, and split in time.
+
+    Raises:
+        HistoryError: one line: the first problem ``site check`` would report (unreadable
+            files, duplicate days or records, unknown destinations, out-of-shift events, too
+            little history for the split), with a count of the others; or a gap.
+    """
+    strict = importlib.util.find_spec("pyarrow") is None  # a plain install: CSV days, row reader
+    coverage = check_history(
+        scenario, folder, heldout_weeks, validation_weeks, min_fit_days, strict=strict
     )
-    if not files:
-        raise HistoryError(f"{folder}: no day files ({', '.join(DAY_FILE_SUFFIXES)})")
-    return files
-
-
-def read_day(path: Path, scenario: Scenario) -> DayDemand:
-    """One day file as the twin's input (packages and ticks as recorded)."""
-    return read_day_csv(path, scenario)
-
-
-def read_history(folder: Path, scenario: Scenario) -> list[HistoryDay]:
-    """Every day of ``folder``, checked: one file per date, no missing dates in between.
-
-    Raises:
-        HistoryError: duplicates or gaps (named), or a day file that does not fit the site
-            (``DayFileError``, naming the file, line and problem, is re-raised as it is).
-    """
-    days: dict[date, HistoryDay] = {}
-    for path in day_files(folder):
-        demand = read_day(path, scenario)
-        day = demand.day_start.date()
-        if day in days:
-            raise HistoryError(f"{path}: duplicate day {day} (also {days[day].path.name})")
-        days[day] = HistoryDay(day, path, demand.interval_arrivals())
-    ordered = [days[d] for d in sorted(days)]
-    for before, after in pairwise(ordered):
-        if after.day - before.day != timedelta(days=1):
-            missing = (after.day - before.day).days - 1
-            raise HistoryError(
-                f"{folder}: gap in history: {missing} day(s) missing between {before.day} and "
-                f"{after.day}"
-            )
-    return ordered
-
-
-def split_history(
-    days: list[HistoryDay], heldout_days: int, validation_days: int, min_fit_days: int
-) -> HistorySplit:
-    """The last ``heldout_days`` held out, the ``validation_days`` before them for picking,
-    everything earlier for fitting (at least ``min_fit_days``).
-
-    Raises:
-        HistoryError: too little history for the split (how much there is and is needed).
-    """
-    need = heldout_days + validation_days + min_fit_days
-    if len(days) < need:
+    problems = coverage.problems()
+    if problems:
+        more = f" (and {len(problems) - 1} more: chuteflow site check)" if len(problems) > 1 else ""
+        raise HistoryError(f"{folder}: {problems[0]}{more}")
+    gaps = coverage.gaps
+    if gaps and not allow_gaps:
+        first, last = gaps[0]
+        missing = sum((b - a).days + 1 for a, b in gaps)
         raise HistoryError(
-            f"too little history for the split: {len(days)} days, need at least {need} "
-            f"({min_fit_days} fit + {validation_days} validation + {heldout_days} held out)"
+            f"{folder}: gap in history: {missing} day(s) missing on operating weekdays, first "
+            f"{first}..{last}; add the missing day files, or pass --allow-gaps if they are "
+            "closures"
         )
-    cut_validation = len(days) - heldout_days - validation_days
-    cut_heldout = len(days) - heldout_days
+    days = [
+        HistoryDay(scan.day, scan.path, scan.counts)
+        for scan in sorted(coverage.scans, key=lambda s: s.day or date.min)
+        if scan.day is not None
+    ]
+    return History(days, _split_days(days, coverage.split))
+
+
+def _split_days(days: list[HistoryDay], split: Split) -> HistorySplit:
+    by_date = {d.day: d for d in days}
     return HistorySplit(
-        tuple(days[:cut_validation]),
-        tuple(days[cut_validation:cut_heldout]),
-        tuple(days[cut_heldout:]),
+        tuple(by_date[d] for d in split.fit),
+        tuple(by_date[d] for d in split.validation),
+        tuple(by_date[d] for d in split.heldout),
     )
 
 
 __all__ = [
+    "History",
     "HistoryDay",
     "HistoryError",
     "HistorySplit",
-    "day_files",
-    "read_day",
     "read_history",
-    "split_history",
 ]

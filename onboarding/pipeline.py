@@ -22,6 +22,7 @@ import hashlib
 import json
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from floor.seeds import Stream, derive, evaluation_seed
 from floor.site import load_site
 from onboarding.gate import release_gate
 from onboarding.groups import choose_groups, k_range
-from onboarding.history import HistoryDay, HistorySplit, read_history, split_history
+from onboarding.history import HistoryDay, HistorySplit, read_history
 from onboarding.plan import OnboardOptions, TrainingPlan, size_training
 from onboarding.report import write_report
 from onboarding.tasks import (
@@ -50,10 +51,10 @@ from onboarding.tasks import (
     run_day_job,
     train_member,
 )
+from onboarding.timing import STAGES
 from training.ensemble import ensemble
 from training.selection import pick
 
-STAGES = ("split", "groups", "train", "select", "evaluate", "bundle")
 REFERENCES = ("static", "proportional", "lookahead")
 LEARNED = "learned"
 FILE_KEY = 1_000_000
@@ -62,6 +63,9 @@ FILE_KEY = 1_000_000
 Log = Callable[[str], None]
 StageProgress = Callable[[str, int, int], None]
 """(stage, done, total): the CLI turns it into a progress line with an ETA."""
+
+
+_PLOTS = threading.Lock()
 
 
 class OnboardError(ChuteflowError):
@@ -131,6 +135,11 @@ class CheckedInputs:
     scenario: Scenario
     days: list[HistoryDay]
     split: HistorySplit
+    key: str = ""
+    """The journal's and manifest's ``inputs``: what the run belongs to."""
+    finished: dict[str, Any] | None = None
+    """The manifest of a bundle already at ``--out`` made from these very inputs (a fleet
+    rerun after some sites finished): reused, not rebuilt."""
 
 
 def check_inputs(site: Path, history: Path, out: Path, options: OnboardOptions) -> CheckedInputs:
@@ -144,13 +153,28 @@ def check_inputs(site: Path, history: Path, out: Path, options: OnboardOptions) 
         options.check()
     except ValueError as error:
         raise OnboardError(str(error)) from None
-    if out.exists():
-        raise OnboardError(f"{out}: already exists; choose another --out")
+    if out.exists() and not (out / "manifest.json").is_file():
+        raise OnboardError(f"{out}: already exists and is not a bundle; choose another --out")
     scenario = load_scenario(site)
     load_site(scenario)  # the guardrails must hold on the layout (an impossible layout fails)
-    days = read_history(history, scenario)
-    split = split_history(days, options.heldout_days, options.validation_days, options.min_fit_days)
-    return CheckedInputs(site, scenario, days, split)
+    checked = read_history(
+        history,
+        scenario,
+        options.heldout_weeks,
+        options.validation_weeks,
+        options.min_fit_days,
+        options.allow_gaps,
+    )
+    key = _inputs_key(site, checked.days, options)
+    finished = None
+    if out.exists():
+        manifest = json.loads((out / "manifest.json").read_text())
+        if manifest.get("inputs") != key:
+            raise OnboardError(
+                f"{out}: already holds a bundle of other inputs or options; choose another --out"
+            )
+        finished = manifest
+    return CheckedInputs(site, scenario, checked.days, checked.split, key, finished)
 
 
 def onboard(
@@ -163,11 +187,15 @@ def onboard(
 ) -> OnboardResult:
     """Run (or resume) every stage on :func:`check_inputs`'s inputs and write the bundle at
     ``out``; see the module doc."""
+    if inputs.finished is not None:
+        log("bundle: done before (same inputs), reused")
+        manifest = inputs.finished
+        return OnboardResult(out, str(manifest["gate"]["recommended"]), STAGES, manifest)
     started = time.perf_counter()
     site, scenario, days, split = inputs.site, inputs.scenario, inputs.days, inputs.split
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
-    journal = Journal(partial / "journal.json", _inputs_key(site, days, options))
+    journal = Journal(partial / "journal.json", inputs.key or _inputs_key(site, days, options))
     site_file = partial / "site.yaml"
     if not site_file.is_file():
         shutil.copyfile(site, site_file)
@@ -214,13 +242,18 @@ def onboard(
     seconds = {**journal.seconds(), "bundle": 0.0}
     manifest = {
         "format_version": 1,
+        "inputs": journal.data["inputs"],
         "site": scenario.name,
         "site_id": scenario.site_id,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
         "fanout": fanout.name,
         "split": split.dates(),
-        "groups": {k: groups_result[k] for k in ("k", "criterion", "silhouettes", "file")},
+        "groups": {
+            k: groups_result[k]
+            for k in ("k", "criterion", "silhouettes", "gaps", "file")
+            if k in groups_result
+        },
         "training": train_result["plan"],
         "selection": {k: select_result[k] for k in ("picked", "scores", "ensemble", "policy")},
         "gate": {
@@ -233,7 +266,8 @@ def onboard(
         "stage_seconds": seconds,
         "resumed_stages": skipped,
     }
-    write_report(partial, scenario, manifest, summaries, verdict, select_result, groups_result)
+    with _PLOTS:  # pyplot's state is global: one fleet site's report at a time
+        write_report(partial, scenario, manifest, summaries, verdict, select_result, groups_result)
     (partial / "evaluation").mkdir(exist_ok=True)
     for suite, rows in eval_result["rows"].items():
         (partial / "evaluation" / f"{suite}.json").write_text(json.dumps(rows, indent=1) + "\n")
@@ -270,6 +304,7 @@ def _fit_groups(
         scenario.name,
         k_range(len(fit), options.k_min, options.k_max),
         {"fit_first": fit[0].day.isoformat(), "fit_last": fit[-1].day.isoformat()},
+        options.groups_criterion,
     )
     path = partial / f"groups-{scenario.name}.npz"
     choice.groups.save(path)
@@ -279,6 +314,11 @@ def _fit_groups(
         "silhouettes": {str(k): s for k, s in choice.silhouettes.items()},
         "file": path.name,
         "sizes": [len(m) for m in choice.groups.members],
+        **(
+            {}
+            if choice.gaps is None
+            else {"gaps": {str(k): list(v) for k, v in choice.gaps.items()}}
+        ),
     }
 
 

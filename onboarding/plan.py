@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from training.settings import SHIPPED_RECIPES, Settings
+from twin.split import DEFAULT_HELDOUT_WEEKS, DEFAULT_VALIDATION_WEEKS, MIN_FIT_DAYS
 
 RECIPES: dict[str, tuple[str, dict[str, object]]] = {
     "marl": ("marl", dict(SHIPPED_RECIPES[("small", "marl")])),
@@ -47,15 +48,19 @@ class OnboardOptions:
 
     minutes: float = 30.0
     """Wall-clock budget; sizes the training episodes and seeds."""
-    heldout_days: int = 28
-    """The last days of history: only judged on, never tuned on."""
-    validation_days: int = 28
-    """The days before them: candidates are picked on these (and the rule's sampled days)."""
-    min_fit_days: int = 56
+    heldout_weeks: int = DEFAULT_HELDOUT_WEEKS
+    """The last weeks of history: only judged on, never tuned on (``twin.split``)."""
+    validation_weeks: int = DEFAULT_VALIDATION_WEEKS
+    """The weeks before them: candidates are picked on these (and the rule's sampled days)."""
+    min_fit_days: int = MIN_FIT_DAYS
     """The least history the groups may be fitted on."""
+    allow_gaps: bool = False
+    """Accept dates missing on operating weekdays (known closures); refused by default."""
     k_min: int = 2
     k_max: int = 12
     """Range of day-type group counts tried (``onboarding.groups``)."""
+    groups_criterion: str = "silhouette"
+    """How the group count is chosen: ``silhouette`` or ``gap`` (``onboarding.groups``)."""
     recipes: tuple[str, ...] = tuple(RECIPES)
     seeds: int | None = None
     """Training seeds per recipe; None: as many (1-3) as the budget allows."""
@@ -76,8 +81,8 @@ class OnboardOptions:
     def quick_run(cls, **overrides: Any) -> OnboardOptions:
         tiny: dict[str, Any] = {
             "minutes": 2.0,
-            "heldout_days": 7,
-            "validation_days": 7,
+            "heldout_weeks": 1,
+            "validation_weeks": 1,
             "min_fit_days": 14,
             "k_max": 3,
             "recipes": ("marl", "drmarl-mixture"),
@@ -98,8 +103,12 @@ class OnboardOptions:
                 raise ValueError(f"unknown recipe {recipe!r}: use {', '.join(RECIPES)}")
         if self.minutes <= 0:
             raise ValueError("--minutes must be positive")
-        if min(self.heldout_days, self.validation_days, self.min_fit_days) < 1:
+        if min(self.heldout_weeks, self.validation_weeks, self.min_fit_days) < 1:
             raise ValueError("every part of the split needs at least one day")
+        if self.groups_criterion not in ("silhouette", "gap"):
+            raise ValueError(
+                f"unknown groups criterion {self.groups_criterion!r}: use silhouette, gap"
+            )
         if not 1 <= self.k_min <= self.k_max:
             raise ValueError(f"need 1 <= k-min <= k-max, got {self.k_min}..{self.k_max}")
 

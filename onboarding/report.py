@@ -75,6 +75,16 @@ def write_report(
         "|---|---|",
         *(f"| {k} | {s:.4f} |" for k, s in groups["silhouettes"].items()),
         "",
+        *(
+            [
+                "Gap statistic (gap, s, smallest group's days) per k: "
+                + "; ".join(f"k={k}: {g:.3f}, {sd:.3f}, {n}" for k, (g, sd, n) in gaps.items())
+                + ".",
+                "",
+            ]
+            if (gaps := groups.get("gaps"))
+            else []
+        ),
         f"Days per group: {', '.join(str(n) for n in groups['sizes'])}.",
         "",
         "## Candidates (validation days; the rule of docs/policy-selection.md)",

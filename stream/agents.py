@@ -22,6 +22,11 @@ ones after it are applied once. When a partition is revoked (a rebalance, a work
 leaving) its sites are forgotten here and restored from the table when they next appear, so a
 worker that gets a site back continues from what its last owner wrote, not from its own stale
 copy.
+
+Site catalog changes (``stream/site_catalog.py``, a worker started with ``--catalog``) are
+applied here, on the event loop, before each batch and on each timer tick: a new site is
+served at once, a changed one from its next ``day_started``; a removed one is dropped with its
+table snapshot (a changelog tombstone), so a site added again later starts afresh.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,8 @@ from stream.batching import set_batch_handler
 from stream.health import Readiness
 from stream.inputs import INPUT_TOPICS
 from stream.processor import StreamProcessor
+from stream.site_catalog import SiteChange
+from stream.worker_log import log_event
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +66,13 @@ def register(
     ready_file: Path | None = None,
     timer_seconds: float = 1.0,
     readiness: Readiness | None = None,
+    catalog: Callable[[], list[SiteChange]] | None = None,
 ) -> None:
     """Attach the agent, the close timer and the readiness marker to ``app``.
 
     ``readiness`` (``/readyz``) is told when partitions are assigned and revoked, and its
-    event-loop tick comes from the close timer.
+    event-loop tick comes from the close timer. ``catalog`` hands over the site catalog's
+    changes since it was last called (``CatalogFollower.drain``).
     """
     source = app.topic(
         *(spec.name for spec in INPUT_TOPICS),
@@ -114,6 +124,39 @@ def register(
 
     app.on_partitions_revoked.connect(forget_revoked)  # type: ignore[arg-type]
 
+    def apply_catalog() -> None:
+        if catalog is None:
+            return
+        for change in catalog():
+            site_id = change.site_id
+            if change.site is not None:
+                how = processor.add_site(site_id, change.site)
+                if how == "added":
+                    restored.discard(site_id)  # a snapshot, if any, loads on its first record
+                when = "served" if how == "added" else "serves from its next day"
+                log_event(
+                    log,
+                    logging.INFO,
+                    f"site {site_id}: catalog revision {change.revision} {when}",
+                    {"event": f"site_{how}", "site": site_id, "revision": change.revision},
+                )
+                continue
+            processor.remove_site(site_id)
+            restored.discard(site_id)
+            table.data.pop(site_id, None)
+            # Every worker writes the tombstone: whoever owns the partition now, the next
+            # owner must not restore the removed site's state (idempotent on a compacted topic).
+            partition = kafka_partition(message_key(site_id), PARTITIONS)
+            table.send_changelog(
+                partition, site_id, None, key_serializer="json", value_serializer="raw"
+            )
+            log_event(
+                log,
+                logging.INFO,
+                f"site {site_id}: removed from the catalog, its state deleted",
+                {"event": "site_removed", "site": site_id},
+            )
+
     async def publish(records: list[Any]) -> None:
         for record in records:
             await outputs[record.topic].send(key=record.key, value=record.value)
@@ -143,6 +186,7 @@ def register(
             idle.set()
 
     async def _process(messages: list[Any]) -> None:
+        apply_catalog()
         owned = app.consumer.assignment()
         # Routes first: a route written before an interval's close applies at that close's
         # decision even when one fetch hands both over, the route last. Its store policies
@@ -189,6 +233,7 @@ def register(
     async def close_timer() -> None:
         if readiness is not None:
             readiness.tick()
+        apply_catalog()
         out = processor.on_timer()
         if out:
             await publish(out)

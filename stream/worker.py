@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,11 +19,13 @@ if TYPE_CHECKING:
 
     from contracts.control import PolicyRef
     from contracts.limits import InputLimits
+    from contracts.sites import SiteCatalogEntry
     from decision.artifacts import PolicyArtifact
-    from floor.daytypes import FloatArray
+    from floor.daytypes import DayTypeGroups, FloatArray
     from floor.scenario import Scenario
     from stream.app import AppSettings
     from stream.processor import SiteRuntime
+    from stream.site_catalog import CatalogFollower
 
 
 DEFAULT_DEADLINE_S = 0.2
@@ -39,13 +41,16 @@ def make_site(
     fallback: str | None = "proportional",
     deadline_s: float | None = DEFAULT_DEADLINE_S,
     fetch: Callable[[PolicyRef], PolicyArtifact] | None = None,
+    groups: DayTypeGroups | None = None,
 ) -> SiteRuntime:
     """A site the worker serves: tracker layout, engine and the day-type groups' shares.
 
     ``policy`` is a built-in name, an ``.onnx`` path or an artifact from the policy store
     (``stream.policy_store.fetch_policy``): what serves until the control topic routes the
     site. ``fetch`` gets a routed store version's artifact (None: only built-ins can be
-    routed); ``fallback`` and ``deadline_s`` apply to every engine of the site.
+    routed); ``fallback`` and ``deadline_s`` apply to every engine of the site. ``groups``:
+    the site's day-type groups (a site catalog entry's), else
+    :func:`floor.daytypes.default_groups`.
 
     Raises:
         GuardrailError, PolicyError: guardrails that do not fit the scenario, or a policy
@@ -61,7 +66,8 @@ def make_site(
 
     site = load_site(scenario, guardrails)
     engine = build_engine(site, policy, fallback=fallback, deadline_s=deadline_s)
-    groups = default_groups(scenario)
+    shapes = default_groups(scenario) if groups is None else groups
+    shapes.check_fits(scenario)
 
     def engine_for(ref: PolicyRef) -> DecisionEngine:
         deadline = deadline_s
@@ -72,17 +78,62 @@ def make_site(
         return build_engine(site, fetch(ref), fallback=fallback, deadline_s=deadline)
 
     def day_shares(group: int) -> FloatArray:
-        if not 0 <= group < groups.probs.shape[0]:
+        if not 0 <= group < shapes.probs.shape[0]:
             raise IndexError(group)
-        return groups.expected_share(group)
+        return shapes.expected_share(group)
 
     return SiteRuntime(
         config=TrackerConfig.from_scenario(scenario),
         engine=engine,
         day_shares=day_shares,
-        plan_for=lambda day, key: honest_plan(groups, day, key),
+        plan_for=lambda day, key: honest_plan(shapes, day, key),
         interval_minutes=scenario.interval_minutes,
         engine_for=engine_for,
+    )
+
+
+def build_site(
+    entry: SiteCatalogEntry,
+    *,
+    fetch: Callable[[PolicyRef], PolicyArtifact] | None,
+    fallback: str | None = "proportional",
+    deadline_s: float | None = DEFAULT_DEADLINE_S,
+) -> SiteRuntime:
+    """The runtime a worker serves for ``entry``: the site file checked as strictly as
+    ``chuteflow site add`` checks it, the entry's groups (else the shipped ones of the site's
+    name) and its policy (a store version through ``fetch``).
+
+    Raises:
+        ChuteflowError: the entry cannot be served (one line: site, revision, field, problem).
+    """
+    from floor.daytypes import DayTypeGroups
+    from floor.site_file import load_site_text
+    from stream.site_catalog import SiteCatalogError
+
+    where = f"site {entry.site_id} revision {entry.revision}"
+    site = load_site_text(entry.site_yaml, where)
+    scenario = site.scenario
+    if scenario.site_id != entry.site_id:
+        raise SiteCatalogError(
+            f"{where}: site_id: the site file's is {scenario.site_id!r}, not the entry's"
+        )
+    data = entry.groups_bytes()
+    groups = None if data is None else DayTypeGroups.from_bytes(data, f"{where}: groups")
+    ref = entry.policy
+    if ref.sha256 is None:
+        policy: str | PolicyArtifact = ref.name
+    elif fetch is None:
+        raise SiteCatalogError(f"{where}: {ref.label}: this worker cannot fetch store policies")
+    else:
+        policy = fetch(ref)
+    return make_site(
+        scenario,
+        policy,
+        None,
+        fallback=fallback,
+        deadline_s=deadline_s,
+        fetch=fetch,
+        groups=groups,
     )
 
 
@@ -100,8 +151,13 @@ def run_worker(
     metrics_port: int | None = None,
     ready_max_lag: int | None = None,
     prefetch: Callable[[list[bytes]], None] | None = None,
+    catalog: CatalogFollower | None = None,
 ) -> None:
     """Create the topics, then run the faust worker for ``sites`` until it is stopped.
+
+    With ``catalog`` (``chuteflow worker --catalog``), the site catalog's sites are served
+    besides ``sites`` (an entry for one of ``sites`` is ignored): read whole before the app
+    starts, then followed (``stream/site_catalog.py``).
 
     Logging is set up first (:mod:`stream.worker_log`: the worker's own lines at
     ``loglevel``, faust's and aiokafka's at ``library_loglevel``, ``text`` or ``json``). With
@@ -127,7 +183,12 @@ def run_worker(
     # faust start-up traceback that never says "authentication" (design-facts.md#kafka-auth).
     # With the topics made beforehand (``chuteflow kafka topics``) it only reads metadata.
     ensure_topics(settings.kafka_client(), worker_topics(settings.app_id))
-    _apply_routes(sites, settings)
+    pinned = sorted(sites)
+    if catalog is not None:
+        sites = {**catalog.load(), **sites}
+    # a catalog site starts on its entry's policy until a route says otherwise: no
+    # worker-default route for it (that route would outlive the next entry's policy)
+    _apply_routes(sites, settings, defaults_for=pinned)
     app = make_app(settings)
     table = make_table(app)
     processor = StreamProcessor(
@@ -158,12 +219,21 @@ def run_worker(
             observer(decision)
 
     processor.on_decision = observe
-    register(app, processor, table, ready_file=ready_file, readiness=readiness)
+    register(
+        app,
+        processor,
+        table,
+        ready_file=ready_file,
+        readiness=readiness,
+        catalog=None if catalog is None else catalog.drain,
+    )
     app.timer(interval=5.0)(_roll_log_windows)  # a burst's summary also when it has stopped
     readiness.policies_loaded = True  # every site's engine and route are built by now
     text, fields = startup_summary(sites, settings, metrics_port)
     log_event(logging.getLogger("chuteflow.worker"), logging.INFO, text, fields)
     worker = _quiet_worker(faust.Worker)(app, quiet=True, override_logging=False)
+    if catalog is not None:
+        catalog.start()
     worker.execute_from_commandline()
 
 
@@ -211,10 +281,13 @@ def startup_summary(
     return text, fields
 
 
-def _apply_routes(sites: Mapping[str, SiteRuntime], settings: AppSettings) -> None:
+def _apply_routes(
+    sites: Mapping[str, SiteRuntime], settings: AppSettings, defaults_for: Collection[str]
+) -> None:
     """Start every site on its current route from the control topic (a new consumer group
     that starts at the end of the topics would never read it). A site restored from its table
-    snapshot takes the snapshot's route instead, and later control records in offset order."""
+    snapshot takes the snapshot's route instead, and later control records in offset order.
+    Sites of ``defaults_for`` without a route get a ``worker-default`` one."""
     from floor.errors import ChuteflowError
     from stream.routing import publish_routes, read_routes, servable_ref, worker_default_routes
 
@@ -225,6 +298,7 @@ def _apply_routes(sites: Mapping[str, SiteRuntime], settings: AppSettings) -> No
     served = {
         site_id: servable_ref(site.serving().policy.name, site.serving().policy_sha256)
         for site_id, site in sites.items()
+        if site_id in defaults_for
     }
     defaults = worker_default_routes(routes, served, f"{socket.gethostname()}/{os.getpid()}")
     if defaults:
@@ -272,4 +346,4 @@ def _quiet_worker(base: type[faust.Worker]) -> type[faust.Worker]:
     return Worker
 
 
-__all__ = ["DEFAULT_DEADLINE_S", "make_site", "run_worker", "startup_summary"]
+__all__ = ["DEFAULT_DEADLINE_S", "build_site", "make_site", "run_worker", "startup_summary"]

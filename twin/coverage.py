@@ -16,6 +16,8 @@ What is fatal and what is a warning (``docs/site-format.md`` repeats this):
   weekday the site operates on. Sites close for holidays and exports miss a day; the split
   is by calendar weeks and its own minimums catch gaps that would starve a window. Weekdays
   with no day at all in the history are reported as closed weekdays, not as gaps.
+  ``chuteflow site onboard`` refuses gaps unless ``--allow-gaps`` says they are known closures
+  (a missing export would otherwise go unnoticed into the groups and the held-out weeks).
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ import numpy as np
 import numpy.typing as npt
 
 from floor.scenario import Scenario
+from twin.dayfile import read_day_csv
 from twin.history_files import DayScan, list_day_files, scan_day_file
 from twin.split import (
     DEFAULT_HELDOUT_WEEKS,
     DEFAULT_VALIDATION_WEEKS,
+    MIN_FIT_DAYS,
     WEEKDAYS,
     Split,
     split_history,
@@ -160,6 +164,7 @@ class Coverage:
             out.append(
                 f"gaps: {missing} missing days in {len(gaps)} ranges: "
                 + _examples([_span(g) for g in gaps])
+                + " (site onboard refuses them unless --allow-gaps says they are closures)"
             )
         return out
 
@@ -200,16 +205,37 @@ def check_history(
     folder: str | Path,
     heldout_weeks: int = DEFAULT_HELDOUT_WEEKS,
     validation_weeks: int = DEFAULT_VALIDATION_WEEKS,
+    min_fit_days: int = MIN_FIT_DAYS,
+    *,
+    strict: bool = False,
 ) -> Coverage:
-    """Scan every day file in ``folder`` against ``scenario`` and split its days in time.
+    """Scan every day file in ``folder`` against ``scenario`` and split its days in time
+    (``twin.split``: the same split ``chuteflow site onboard`` runs on).
+
+    ``strict``: read each file with the twin's own row reader instead of the column scan, for
+    an install without pyarrow (``chuteflow site onboard`` runs there, on CSV days): slower,
+    and it stops at the first bad file (its one line) instead of listing every problem.
 
     Raises:
         HistoryFileError: ``folder`` is not a folder or holds no day file (nothing to report).
+        DayFileError: ``strict`` and a day file the twin cannot read (file, line, why).
     """
     root = Path(folder)
-    scans = tuple(scan_day_file(path, scenario) for path in list_day_files(root))
+    files = list_day_files(root)
+    scans = tuple(
+        _strict_scan(path, scenario) if strict else scan_day_file(path, scenario) for path in files
+    )
     days = [s.day for s in scans if s.day is not None and s.error is None]
-    return Coverage(root, scans, split_history(days, heldout_weeks, validation_weeks))
+    split = split_history(days, heldout_weeks, validation_weeks, min_fit_days)
+    return Coverage(root, scans, split)
+
+
+def _strict_scan(path: Path, scenario: Scenario) -> DayScan:
+    """A day file through ``twin.dayfile.read_day_csv`` (raises on the first problem), as the
+    scan's record of it."""
+    demand = read_day_csv(path, scenario)
+    counts = demand.interval_arrivals().astype(np.int64)
+    return DayScan(path, demand.day_start.date(), int(counts.sum()), counts)
 
 
 __all__ = ["Coverage", "check_history"]

@@ -50,21 +50,25 @@ class Split:
     """First calendar day of the validation window (``None`` for an empty history)."""
     heldout_start: date | None
     """First calendar day of the held-out window."""
+    min_fit_days: int = MIN_FIT_DAYS
+    """Fewest fit days this split needs (``chuteflow site onboard --quick`` asks fewer)."""
+    min_window_days: int = MIN_WINDOW_DAYS
+    """Fewest days in the validation and in the held-out window."""
 
     def problems(self) -> list[str]:
         """One line per reason the split is not enough (empty when usable)."""
         out = []
-        if len(self.fit) < MIN_FIT_DAYS:
+        if len(self.fit) < self.min_fit_days:
             out.append(
                 f"too little history for the split: {len(self.fit)} fit days before the last "
-                f"{self.validation_weeks + self.heldout_weeks} weeks, need >= {MIN_FIT_DAYS}"
+                f"{self.validation_weeks + self.heldout_weeks} weeks, need >= {self.min_fit_days}"
             )
         operating = {d.weekday() for d in self.fit}
         for name, days in (("validation", self.validation), ("held-out", self.heldout)):
-            if len(days) < MIN_WINDOW_DAYS:
+            if len(days) < self.min_window_days:
                 out.append(
                     f"too little history for the split: {len(days)} {name} days, "
-                    f"need >= {MIN_WINDOW_DAYS}"
+                    f"need >= {self.min_window_days}"
                 )
                 continue
             missing = sorted(operating - {d.weekday() for d in days})
@@ -105,13 +109,19 @@ def split_history(
     dates: Iterable[date],
     heldout_weeks: int = DEFAULT_HELDOUT_WEEKS,
     validation_weeks: int = DEFAULT_VALIDATION_WEEKS,
+    min_fit_days: int = MIN_FIT_DAYS,
+    min_window_days: int = MIN_WINDOW_DAYS,
 ) -> Split:
-    """Split history days by the rule in this module's docstring (duplicates count once)."""
+    """Split history days by the rule in this module's docstring (duplicates count once).
+
+    The one split of the project: ``chuteflow site check`` reports it and ``chuteflow site
+    onboard`` (``onboarding.history``) runs on it, so what one calls usable the other uses."""
     if heldout_weeks < 1 or validation_weeks < 1:
         raise ValueError("heldout_weeks and validation_weeks must be >= 1")
+    minimums = {"min_fit_days": min_fit_days, "min_window_days": min_window_days}
     days = sorted(set(dates))
     if not days:
-        return Split((), (), (), heldout_weeks, validation_weeks, None, None)
+        return Split((), (), (), heldout_weeks, validation_weeks, None, None, **minimums)
     last = days[-1]
     heldout_start = last - timedelta(weeks=heldout_weeks) + timedelta(days=1)
     validation_start = heldout_start - timedelta(weeks=validation_weeks)
@@ -123,6 +133,7 @@ def split_history(
         validation_weeks=validation_weeks,
         validation_start=validation_start,
         heldout_start=heldout_start,
+        **minimums,
     )
 
 

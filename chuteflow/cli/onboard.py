@@ -7,8 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from chuteflow.cli._shared import Subparsers, add_kafka_options, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from onboarding.fleet import FleetSite
 
 
 def register_onboard(sub: Subparsers) -> None:
@@ -17,9 +21,26 @@ def register_onboard(sub: Subparsers) -> None:
         help="split the history, fit groups, train and pick a policy, evaluate it on held-out "
         "days and write a gated bundle (resumable)",
     )
-    parser.add_argument("--site", required=True, metavar="SITE.yaml", help="the site file")
-    parser.add_argument("--history", required=True, metavar="DIR", help="folder of day files")
-    parser.add_argument("--out", required=True, metavar="BUNDLE", help="the bundle folder")
+    parser.add_argument(
+        "--site",
+        action="append",
+        default=[],
+        metavar="SITE.yaml",
+        help="the site file (repeat --site/--history/--out for several sites in one run)",
+    )
+    parser.add_argument(
+        "--history", action="append", default=[], metavar="DIR", help="folder of day files"
+    )
+    parser.add_argument(
+        "--out", action="append", default=[], metavar="BUNDLE", help="the bundle folder"
+    )
+    parser.add_argument(
+        "--fleet",
+        default=None,
+        metavar="FLEET.yaml",
+        help="several sites in one run: `sites:` entries of site, history, out "
+        "(onboarding/fleet.py; docs/site-format.md)",
+    )
     parser.add_argument(
         "--minutes", type=positive_float, default=None, help="time budget (default 30)"
     )
@@ -35,8 +56,30 @@ def register_onboard(sub: Subparsers) -> None:
     parser.add_argument("--quick", action="store_true", help="CI-sized run (seconds)")
     parser.add_argument("--seeds", type=positive_int, default=None, help="seeds per recipe")
     parser.add_argument("--episodes", type=positive_int, default=None, help="per member")
-    parser.add_argument("--heldout-days", type=positive_int, default=None)
-    parser.add_argument("--validation-days", type=positive_int, default=None)
+    parser.add_argument(
+        "--heldout-weeks",
+        type=positive_int,
+        default=None,
+        help="last weeks judged on only (default 4; --quick 1), as `site check`",
+    )
+    parser.add_argument(
+        "--validation-weeks",
+        type=positive_int,
+        default=None,
+        help="weeks before them that candidates are picked on (default 4; --quick 1)",
+    )
+    parser.add_argument(
+        "--groups-criterion",
+        choices=("silhouette", "gap"),
+        default=None,
+        help="how the day-type group count is chosen: best mean silhouette (default) or the "
+        "gap statistic with groups of at least a week (onboarding/groups.py)",
+    )
+    parser.add_argument(
+        "--allow-gaps",
+        action="store_true",
+        help="accept dates missing on operating weekdays (known closures; refused by default)",
+    )
     parser.add_argument(
         "--register", action="store_true", help="register the policy and shadow it on the site"
     )
@@ -52,49 +95,101 @@ def _options(args: argparse.Namespace) -> object:
         "minutes": args.minutes,
         "seeds": args.seeds,
         "episodes": args.episodes,
-        "heldout_days": args.heldout_days,
-        "validation_days": args.validation_days,
+        "heldout_weeks": args.heldout_weeks,
+        "validation_weeks": args.validation_weeks,
+        "allow_gaps": args.allow_gaps or None,
+        "groups_criterion": args.groups_criterion,
     }
     explicit = {k: v for k, v in given.items() if v is not None}
     return OnboardOptions.quick_run(**explicit) if args.quick else OnboardOptions(**explicit)
 
 
+def _sites(args: argparse.Namespace) -> list[FleetSite]:
+    """The run's sites: the fleet file's, or the --site/--history/--out triples."""
+    from onboarding.fleet import FleetSite, read_fleet
+    from onboarding.pipeline import OnboardError
+
+    given = (args.site, args.history, args.out)
+    if args.fleet is not None:
+        if any(given):
+            raise OnboardError("--fleet lists the sites: leave out --site, --history and --out")
+        return list(read_fleet(Path(args.fleet)))
+    if not args.site:
+        raise OnboardError("give --site, --history and --out (or --fleet FLEET.yaml)")
+    if not len(args.site) == len(args.history) == len(args.out):
+        raise OnboardError(
+            f"--site, --history and --out go in triples: got {len(args.site)} --site, "
+            f"{len(args.history)} --history, {len(args.out)} --out"
+        )
+    return [FleetSite(Path(s), Path(h), Path(o)) for s, h, o in zip(*given, strict=True)]
+
+
 def run_onboard(args: argparse.Namespace) -> int:
+    import threading
+
     from chuteflow.progress import Progress
     from evaluation.fanout import open_fanout
-    from onboarding.pipeline import check_inputs, onboard
+    from onboarding.fleet import check_fleet, onboard_fleet
+    from onboarding.pipeline import OnboardError
     from onboarding.plan import OnboardOptions
 
     options = _options(args)
     assert isinstance(options, OnboardOptions)
+    sites = _sites(args)
+    if args.name is not None and len(sites) > 1:
+        raise OnboardError("--name names one site's policy: leave it out for several sites")
     bars: dict[str, Progress] = {}
+    lock = threading.Lock()  # a fleet's sites report from their own threads
 
     def progress(stage: str, done: int, total: int) -> None:
-        if stage not in bars:
-            bars[stage] = Progress(total, stage)
-        bars[stage].update(done)
-        if done == total:
-            bars.pop(stage).close()
+        with lock:
+            if stage not in bars:
+                bars[stage] = Progress(total, stage)
+            bars[stage].update(done)
+            if done == total:
+                bars.pop(stage).close()
 
-    out = Path(args.out)
-    inputs = check_inputs(Path(args.site), Path(args.history), out, options)
+    def log(line: str) -> None:
+        with lock:
+            print(line, file=sys.stderr)
+
+    checked = check_fleet(sites, options)  # every site, before a file is written or Ray starts
+    if args.register:  # a broker that does not answer: one line now, not after the run
+        from chuteflow.cli._shared import kafka_client
+
+        kafka_client(args)
     with open_fanout(args.ray, args.workers) as fanout:
         print(f"fan-out: {fanout.name}", file=sys.stderr)
-        result = onboard(inputs, out, options, fanout, progress=progress)
-    manifest = result.manifest
-    gate = manifest["gate"]
-    print(f"bundle: {result.bundle}")
-    verdict = "passed" if gate["passed"] else "refused"
-    print(f"recommended: {manifest['recommended_policy']} (gate {verdict})")
-    for line in gate["shortfalls"]:
-        print(f"  {line}")
-    times = ", ".join(f"{k} {v:.0f}s" for k, v in manifest["stage_seconds"].items())
-    print(f"stage times: {times}")
-    if result.skipped:
-        print(f"resumed: skipped {', '.join(result.skipped)}")
-    if args.register:
-        return _register(args, result.bundle, manifest)
-    return 0
+        outcomes = onboard_fleet(sites, checked, options, fanout, log, progress)
+    code = 0
+    for outcome in outcomes:
+        if outcome.result is None:
+            print(f"chuteflow: {outcome.site.site}: {outcome.error}", file=sys.stderr)
+            print(f"  resume: rerun the same command ({outcome.site.out}.partial is kept)")
+            code = 1
+            continue
+        result, manifest = outcome.result, outcome.result.manifest
+        gate = manifest["gate"]
+        print(f"bundle: {result.bundle}")
+        verdict = "passed" if gate["passed"] else "refused"
+        print(f"recommended: {manifest['recommended_policy']} (gate {verdict})")
+        for line in gate["shortfalls"]:
+            print(f"  {line}")
+        print(f"stage times: {stage_times(manifest)}")
+        if result.skipped:
+            print(f"resumed: skipped {', '.join(result.skipped)}")
+        if args.register:
+            registered = _register(args, result.bundle, manifest)
+            code = code or registered
+    return code
+
+
+def stage_times(manifest: dict[str, Any]) -> str:
+    """``split 0s, groups 1s, ...``: where an onboarding's time went (``bench onboard``)."""
+    from onboarding.timing import stage_timing
+
+    rows = stage_timing(manifest)["stages"]
+    return ", ".join(f"{row['stage']} {row['seconds']:.0f}s" for row in rows)
 
 
 def _register(args: argparse.Namespace, bundle: Path, manifest: dict[str, object]) -> int:
@@ -152,4 +247,4 @@ def _register(args: argparse.Namespace, bundle: Path, manifest: dict[str, object
     return code
 
 
-__all__ = ["register_onboard", "run_onboard"]
+__all__ = ["register_onboard", "run_onboard", "stage_times"]

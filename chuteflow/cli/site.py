@@ -1,5 +1,7 @@
 """``chuteflow site``: bring your own site. ``site check`` reads a site file and its history and
-reports coverage before anything runs; ``site synth`` makes a synthetic site to try it on.
+reports coverage before anything runs; ``site synth`` makes a synthetic site to try it on;
+``site add|list|remove`` keep the site catalog (``chuteflow.sites.v1``) that ``chuteflow
+worker --catalog`` serves, so a site joins or leaves a running fleet without a restart.
 
 Each subcommand is a ``(register, run)`` pair in :data:`SUBCOMMANDS`; a new one (``onboard``)
 is one more entry. The work is in ``floor/site_file.py`` (the site file), ``twin/coverage.py``
@@ -11,11 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chuteflow.cli._shared import (
     Subparsers,
+    add_kafka_options,
+    kafka_client,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -23,6 +28,13 @@ from chuteflow.cli._shared import (
     print_json,
 )
 from chuteflow.cli.onboard import register_onboard
+
+if TYPE_CHECKING:
+    from contracts.control import PolicyRef
+    from contracts.sites import SiteCatalogEntry
+    from floor.scenario import Scenario
+    from floor.site import Site
+    from stream.clients import KafkaClientConfig
 
 NAME = "site"
 
@@ -179,16 +191,317 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- site add | list | remove (the site catalog) ------------------------------------------
+
+
+def register_add(sub: Subparsers) -> None:
+    add = sub.add_parser(
+        "add",
+        help="add a site (or a new revision of it) to the site catalog served by "
+        "`chuteflow worker --catalog`; the site is checked strictly first (exit 2 if unusable)",
+    )
+    source = add.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--site", metavar="FILE", help="site file (YAML; docs/site-format.md), small or large"
+    )
+    source.add_argument(
+        "--bundle",
+        metavar="DIR",
+        help="an onboarding bundle (chuteflow site onboard): its site.yaml, groups and "
+        "recommended policy (registered in the policy store when it is a learned one)",
+    )
+    add.add_argument(
+        "--groups",
+        metavar="FILE",
+        help="day-type groups .npz of the site (chuteflow days fit-groups; default: "
+        "groups-<name>.npz beside the site file, else the shipped groups of its name)",
+    )
+    add.add_argument(
+        "--policy",
+        default=None,
+        help="what serves the site until a route says otherwise: static, proportional or a "
+        "store version NAME@VERSION, NAME@latest, NAME@ALIAS, sha256:HEX (default: the "
+        "bundle's recommended policy, else proportional)",
+    )
+    add.add_argument(
+        "--site-id",
+        default=None,
+        help="serve the site under this id instead of the file's site_id (copies of one "
+        "layout in a fleet)",
+    )
+    add.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_kafka_options(add)
+    add.set_defaults(func=run_add)
+
+
+def _site_text(path: str, site_id: str | None) -> tuple[str, Site]:
+    """The site file's text as a catalog entry carries it (the file as it is when it has its
+    own guardrails section, else rendered with the guardrails it was loaded with) and the
+    site, checked strictly."""
+    from floor.errors import ChuteflowError
+    from floor.site_file import SITE_ID, load_site_file, load_site_text, site_file_text
+    from floor.site_guardrails import SiteGuardrails
+
+    site = load_site_file(path)
+    scenario = site.scenario
+    if site_id is not None:
+        if not SITE_ID.match(site_id):
+            raise ChuteflowError(
+                f"--site-id {site_id!r}: must be 1-128 letters, digits, '.', '_' or '-'"
+            )
+        scenario = scenario.model_copy(update={"site_id": site_id})
+    if scenario.guardrails is not None and site_id is None and Path(path).is_file():
+        text = Path(path).read_text()
+    else:
+        rails = site.guardrails
+        section = SiteGuardrails(
+            version=rails.version,
+            total_eject_chutes=rails.total_eject_chutes,
+            min_chutes_per_destination=rails.min_chutes_per_destination,
+            min_overrides=dict(rails.min_overrides),
+            max_chutes_per_destination=rails.max_chutes_per_destination,
+            max_overrides=dict(rails.max_overrides),
+            max_moves_per_interval=rails.max_moves_per_interval,
+        )
+        scenario = scenario.model_copy(update={"guardrails": section})
+        text = site_file_text(scenario, header=f"{scenario.name}: added by chuteflow site add")
+    return text, load_site_text(text, path)
+
+
+def _groups(scenario: Scenario, path: Path | None) -> bytes | None:
+    """The groups bytes an entry carries (checked against the site), or None when the
+    worker has them already (the shipped ones of the site's name)."""
+    from floor.daytypes import DayTypeGroups, GroupsError, default_groups_path, site_groups_path
+
+    if path is None:
+        found = site_groups_path(scenario)
+        if found == default_groups_path(scenario.name):
+            if not found.is_file():
+                raise GroupsError(
+                    f"site {scenario.name}: no day-type groups: give --groups FILE (chuteflow "
+                    "days fit-groups) or --bundle DIR (chuteflow site onboard)"
+                )
+            DayTypeGroups.load(found).check_fits(scenario)
+            return None
+        path = found
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise GroupsError(f"{path}: cannot read it ({error.strerror})") from None
+    DayTypeGroups.from_bytes(data, str(path)).check_fits(scenario)
+    return data
+
+
+def _policy_ref(text: str, client: KafkaClientConfig) -> PolicyRef:
+    """``--policy`` as a catalog entry names it: a built-in, or a store version by hash."""
+    from contracts.control import BUILTIN_SERVABLE, PolicyRef
+    from floor.errors import ChuteflowError
+    from rollout.refs import is_store_name, store_record
+
+    if text in BUILTIN_SERVABLE:
+        return PolicyRef(name=text)
+    if is_store_name(text):
+        record = store_record(client, text)
+        return PolicyRef(name=record.name, sha256=record.sha256)
+    raise ChuteflowError(
+        f"--policy {text}: a catalog entry names a built-in ({', '.join(BUILTIN_SERVABLE)}) or "
+        "a store version (workers fetch it by hash): register the file first with chuteflow "
+        "policy register"
+    )
+
+
+def _bundle_policy(
+    bundle: Path, manifest: dict[str, object], client: KafkaClientConfig
+) -> PolicyRef:
+    """The bundle's recommended policy as a reference, registered in the policy store as
+    ``chuteflow site onboard --register`` does (``<site>-onboarded``) when it is learned."""
+    from contracts.control import PolicyRef
+    from decision.artifacts import inspect_artifact
+    from stream.policy_store import read_report, read_settings, register_policy
+
+    recommended = str(manifest.get("recommended_policy", "proportional"))
+    if recommended in ("proportional", "static"):
+        return PolicyRef(name=recommended)
+    path = bundle / recommended
+    data = path.read_bytes()
+    check = inspect_artifact(data, [str(bundle / "site.yaml")], label=str(path))
+    settings_file = bundle / "policy" / "settings.json"
+    report_file = bundle / "report.md"
+    record, _ = register_policy(
+        client,
+        f"{manifest['site']}-onboarded",
+        check,
+        data,
+        settings=read_settings(settings_file) if settings_file.is_file() else None,
+        report=read_report(report_file) if report_file.is_file() else None,
+    )
+    return PolicyRef(name=record.name, sha256=record.sha256)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """Check the site (file, groups, policy: as a worker will build it), then publish it."""
+    import json
+
+    from contracts.control import PolicyRef
+    from contracts.sites import CatalogError, make_entry
+    from contracts.topics import SITES
+    from floor.errors import ChuteflowError
+    from stream.policy_store import ArtifactFetcher
+    from stream.site_catalog import add_site
+    from stream.topic_reader import site_partition
+    from stream.worker import build_site
+
+    manifest: dict[str, object] = {}
+    bundle = Path(args.bundle) if args.bundle else None
+    if bundle is not None:
+        if args.groups:
+            raise ChuteflowError("--groups: give it with --site; a bundle has its own groups")
+        try:
+            manifest = json.loads((bundle / "manifest.json").read_text())
+        except (OSError, ValueError) as error:
+            raise ChuteflowError(
+                f"--bundle {bundle}: no readable manifest.json ({error})"
+            ) from None
+        path = str(bundle / "site.yaml")
+    else:
+        path = args.site
+    text, site = _site_text(path, args.site_id)
+    scenario = site.scenario
+    groups = _groups(scenario, Path(args.groups) if args.groups else None)
+    client = kafka_client(args)
+    if args.policy is not None:
+        ref = _policy_ref(args.policy, client)
+    elif bundle is not None:
+        ref = _bundle_policy(bundle, manifest, client)
+    else:
+        ref = PolicyRef(name="proportional")
+    # What every worker will do with the entry, here first: a site it cannot serve is one
+    # line and exit 2, not a refused record in each worker's log.
+    try:
+        probe = make_entry(
+            scenario.site_id,
+            text,
+            revision=1,
+            added_at=datetime.now(UTC),
+            groups=groups,
+            policy=ref,
+        )
+    except CatalogError as error:
+        raise ChuteflowError(error.reason) from None
+    build_site(probe, fetch=ArtifactFetcher(client))
+    entry = add_site(client, scenario.site_id, text, groups=groups, policy=ref)
+    partition = site_partition(entry.site_id)
+    summary = {
+        "site_id": entry.site_id,
+        "revision": entry.revision,
+        "name": scenario.name,
+        "policy": ref.label,
+        "groups": "entry" if groups is not None else "shipped",
+        "partition": partition,
+        "topic": SITES.name,
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        served = "from its next day" if entry.revision > 1 else "from its first day"
+        print(
+            f"site {entry.site_id} revision {entry.revision} added to {SITES.name} "
+            f"({scenario.name}, policy {ref.label}, groups {summary['groups']}, partition "
+            f"{partition}): workers started with --catalog serve it {served}"
+        )
+    return 0
+
+
+def register_list(sub: Subparsers) -> None:
+    listing = sub.add_parser("list", help="the sites of the site catalog")
+    listing.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    add_kafka_options(listing)
+    listing.set_defaults(func=run_list)
+
+
+def _describe_entry(entry: SiteCatalogEntry) -> dict[str, object]:
+    import yaml
+
+    from stream.topic_reader import site_partition
+
+    try:
+        raw = yaml.safe_load(entry.site_yaml)
+    except yaml.YAMLError:
+        raw = None
+    fields = raw if isinstance(raw, dict) else {}
+    return {
+        "site_id": entry.site_id,
+        "revision": entry.revision,
+        "name": fields.get("name"),
+        "eject_chutes": fields.get("eject_chutes"),
+        "destinations": len(fields.get("destinations") or ()),
+        "policy": entry.policy.label,
+        "groups": "entry" if entry.groups_npz_base64 is not None else "shipped",
+        "partition": site_partition(entry.site_id),
+        "added_at": entry.added_at.isoformat(),
+        "added_by": entry.added_by,
+    }
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from stream.site_catalog import read_catalog
+
+    read = read_catalog(kafka_client(args))
+    rows = [_describe_entry(entry) for _, entry in sorted(read.entries.items())]
+    for key, reason in read.refused:
+        print(f"chuteflow: warning: catalog record of {key} refused: {reason}", file=sys.stderr)
+    if args.json:
+        print_json(rows)
+        return 0
+    columns = ("site_id", "revision", "name", "policy", "groups", "partition", "added_at")
+    table = [tuple(c.upper() for c in columns)] + [
+        tuple(str(row[c]) for c in columns) for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    return 0
+
+
+def register_remove(sub: Subparsers) -> None:
+    remove = sub.add_parser(
+        "remove", help="remove a site from the site catalog: workers drop it and its state"
+    )
+    remove.add_argument("site_id", metavar="SITE_ID", help="the site's id (chuteflow site list)")
+    add_kafka_options(remove)
+    remove.set_defaults(func=run_remove)
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from contracts.topics import SITES
+    from floor.errors import ChuteflowError
+    from stream.site_catalog import read_catalog, remove_site
+
+    client = kafka_client(args)
+    if args.site_id not in read_catalog(client).entries:
+        raise ChuteflowError(f"site {args.site_id} is not in the site catalog ({SITES.name})")
+    remove_site(client, args.site_id)
+    print(f"site {args.site_id} removed from {SITES.name}: workers drop it and its state")
+    return 0
+
+
 SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     register_check,
     register_synth,
     register_onboard,
+    register_add,
+    register_list,
+    register_remove,
 )
 """Every ``site`` subcommand's register function (``onboard`` joins here), in help order."""
 
 
 def register(sub: Subparsers) -> None:
-    parser = sub.add_parser(NAME, help="bring your own site: check a site and history, synth one")
+    parser = sub.add_parser(
+        NAME,
+        help="bring your own site: check a site and history, synth one, onboard it, add it to "
+        "the site catalog a fleet serves",
+    )
     site_sub = parser.add_subparsers(dest="site_command", required=True)
     for register_sub in SUBCOMMANDS:
         register_sub(site_sub)

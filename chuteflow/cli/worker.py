@@ -1,4 +1,11 @@
-"""``chuteflow worker``: serve allocations from Kafka events (the faust worker)."""
+"""``chuteflow worker``: serve allocations from Kafka events (the faust worker).
+
+Which sites: each ``--scenario`` (small, large or a site YAML), and with ``--catalog`` every
+site of the site catalog (``chuteflow site add``), followed while the worker runs. No
+``--scenario`` means the default scenario without ``--catalog``, and only the catalog with it
+(how a fleet's workers are started: ``chuteflow worker --catalog``). Every worker of one group
+(``--app-id``) must be started with the same sites: the group spreads them by partition.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +30,14 @@ def register(sub: Subparsers) -> None:
         "--scenario",
         action="append",
         help=f"site to serve: small, large or a scenario YAML; repeat for several sites "
-        f"(default: {DEFAULT_SCENARIO})",
+        f"(default: {DEFAULT_SCENARIO}, none with --catalog)",
+    )
+    parser.add_argument(
+        "--catalog",
+        action="store_true",
+        help="also serve every site of the site catalog (chuteflow site add), read at start "
+        "and followed: a site added is served from its first day, a changed one from its next "
+        "day, a removed one dropped with its state; without --scenario, only the catalog",
     )
     parser.add_argument(
         "--policy",
@@ -136,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
     from stream.app import AppSettings
     from stream.policy_store import ArtifactFetcher
     from stream.processor import SiteRuntime
-    from stream.worker import make_site, run_worker
+    from stream.routing import read_routes
+    from stream.site_catalog import CatalogFollower
+    from stream.worker import build_site, make_site, run_worker
 
     if args.policy == "lookahead":
         print(
@@ -148,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     fallback = None if args.fallback_policy == "none" else args.fallback_policy
     deadline_s = args.inference_deadline_ms / 1e3 if args.inference_deadline_ms > 0 else None
     sites: dict[str, SiteRuntime] = {}
-    for name in args.scenario or [DEFAULT_SCENARIO]:
+    for name in args.scenario or ([] if args.catalog else [DEFAULT_SCENARIO]):
         scenario = load_scenario(name)
         if scenario.site_id in sites:
             print(f"site {scenario.site_id} given twice", file=sys.stderr)
@@ -163,6 +179,16 @@ def run(args: argparse.Namespace) -> int:
             fallback=fallback,
             deadline_s=deadline_s,
             fetch=fetcher,
+        )
+    catalog = None
+    if args.catalog:
+        catalog = CatalogFollower(
+            client,
+            lambda entry: build_site(
+                entry, fetch=fetcher, fallback=fallback, deadline_s=deadline_s
+            ),
+            pinned=sites,
+            routes=lambda: read_routes(client),
         )
     run_worker(
         sites,
@@ -184,5 +210,6 @@ def run(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         library_loglevel=args.library_loglevel,
         ready_max_lag=args.ready_max_lag,
+        catalog=catalog,
     )
     return 0

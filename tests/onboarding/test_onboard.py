@@ -21,6 +21,7 @@ QUICK = ["--quick", "--workers", "1"]
 
 
 def _onboard(site: Path, history: Path, out: Path, *extra: str) -> int:
+    """``site onboard`` of one site, quick and serial; its exit code."""
     argv = ["site", "onboard", "--site", str(site), "--history", str(history), "--out", str(out)]
     return main([*argv, *QUICK, *extra])
 
@@ -158,4 +159,40 @@ def test_bad_input_gets_one_line_and_leaves_no_bundle(
     for path in sorted(history.glob("*.csv"))[:20]:
         shutil.copyfile(path, short / path.name)
     message = _bad(tmp_path, capsys, site, short)
-    assert "too little history for the split: 20 days, need at least 28" in message
+    assert "too little history for the split: 6 fit days before the last 2 weeks" in message
+
+    assert "not a folder of day files" in _bad(tmp_path, capsys, site, tmp_path / "nowhere")
+
+    late = tmp_path / "late"  # an event after the shift: the day reader would refuse the day
+    shutil.copytree(history, late)
+    day = late / "2024-01-05.csv"
+    day.write_text(day.read_text() + "2024-01-05T10:00:05Z,late-1,D1\n")  # shift 07:00-10:00
+    assert "events outside the shift" in _bad(tmp_path, capsys, site, late)
+
+
+def test_an_out_folder_that_is_not_this_runs_bundle_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site, history = make_site(tmp_path / "good")
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    assert _onboard(site, history, out) == 2
+    assert "already exists and is not a bundle" in capsys.readouterr().err
+    (out / "manifest.json").write_text('{"inputs": "another run"}\n')
+    assert _onboard(site, history, out) == 2
+    assert "a bundle of other inputs or options" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "notes.txt"]
+    assert not out.with_name("bundle.partial").exists()
+
+
+def test_register_without_a_broker_fails_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site, history = make_site(tmp_path / "good")
+    out = tmp_path / "bundle"
+    dead = ["--register", "--bootstrap", "127.0.0.1:9"]  # the discard port: nothing answers
+    assert _onboard(site, history, out, *dead) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("chuteflow: ") and "127.0.0.1:9" in err[0], err
+    assert not out.exists() and not out.with_name("bundle.partial").exists()

@@ -1,0 +1,100 @@
+"""``site onboard --register`` end to end on a real broker: the bundle's policy is registered
+and routed in shadow on the site; a worker serving the bundle's site file decides a replayed
+held-out day of the site's history; ``shadow report`` then shows the policy's counterfactual
+day, and its recirculation lies inside ``simulate``'s seed range for that policy on that day.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from chuteflow.cli import main
+from replay.workers import start_worker, stop_worker
+from tests.onboarding.onboard_site import SITE, make_site
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+SIM_SEEDS = range(5)
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict[str, object]:
+    capsys.readouterr()
+    assert main(argv) == 0
+    value = json.loads(capsys.readouterr().out)
+    assert isinstance(value, dict)
+    return value
+
+
+def test_a_registered_bundle_shadows_within_simulates_seed_range(
+    kafka_topics: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bootstrap = kafka_topics
+    monkeypatch.setenv("CHUTEFLOW_POLICY_CACHE", str(tmp_path / "cache"))
+    site_id = f"site-onboard-{uuid.uuid4().hex[:8]}"  # routes are compacted: a fresh site
+    site, history = make_site(tmp_path / "site", text=SITE.replace("site-tiny", site_id))
+    bundle = tmp_path / "bundle"
+    argv = ["site", "onboard", "--site", str(site), "--history", str(history)]
+    argv += ["--out", str(bundle), "--quick", "--workers", "1", "--register"]
+    argv += ["--name", "tiny-onboarded", "--bootstrap", bootstrap]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"next: chuteflow shadow report --site {site_id}" in printed
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    policy = bundle / manifest["selection"]["policy"]
+
+    capsys.readouterr()
+    assert main(["policy", "routes", "--json", "--bootstrap", bootstrap]) == 0
+    routes = {r["site_id"]: r for r in json.loads(capsys.readouterr().out)}
+    route = routes[site_id]
+    assert route["serving"]["name"] == "proportional"
+    assert [s["name"] for s in route["shadows"]] == ["tiny-onboarded"]
+
+    heldout = manifest["split"]["heldout"]
+    day_file = history / f"{heldout['first']}.csv"  # a held-out day: never tuned on
+    site_file = str(bundle / "site.yaml")
+    worker = start_worker(
+        bootstrap,
+        [site_file],
+        tmp_path / "worker",
+        app_id=f"onboard-{uuid.uuid4().hex[:8]}",
+        extra=["--inference-deadline-ms", "5000"],
+    )
+    try:
+        replay = ["replay", "--scenario", site_file, "--day", str(day_file), "--seed", "0"]
+        _json(capsys, [*replay, "--speed", "max", "--json", "--bootstrap", bootstrap])
+    finally:
+        stop_worker(worker)
+
+    report = _json(
+        capsys,
+        [
+            "shadow", "report", "--site", site_id, "--scenario", site_file, "--json",
+            "--plot", str(tmp_path / "plots"), "--bootstrap", bootstrap,
+        ],
+    )  # fmt: skip
+    assert report["complete"], report
+    rows = report["rows"]
+    assert isinstance(rows, list)
+    shadow = [r for r in rows if r["source"] == "twin" and "tiny-onboarded" in r["label"]]
+    assert len(shadow) == 1, rows
+    rate = float(shadow[0]["recirculation_rate"])
+
+    simulated = []
+    for seed in SIM_SEEDS:
+        kpis = _json(
+            capsys,
+            [
+                "simulate", "--scenario", site_file, "--day", str(day_file),
+                "--policy", str(policy), "--seed", str(seed), "--json",
+            ],
+        )  # fmt: skip
+        simulated.append(float(str(kpis["recirculation_rate"])))
+    low, high = min(simulated), max(simulated)
+    print(f"shadow {rate:.4f}, simulate seeds {SIM_SEEDS}: {low:.4f}..{high:.4f}")
+    assert low <= rate <= high, f"shadow {rate:.4f} outside simulate's {low:.4f}..{high:.4f}"
