@@ -42,6 +42,7 @@ from contracts.events import (
     PackageRecirculated,
     PackageSorted,
 )
+from decision.admission import event_field
 from decision.state import ARRIVAL_LAGS, IDLE, SiteState
 
 IntArray = npt.NDArray[np.int64]
@@ -168,10 +169,10 @@ class SiteTracker:
             raise UnknownEntityError(
                 f"event of site {event.site_id!r} given to the tracker of {self.config.site_id!r}"
             )
-        destination = getattr(event, "destination", None)
+        destination = event_field(event, "destination")
         if destination is not None:
             self.destination(destination)
-        chute_id = getattr(event, "chute_id", None)
+        chute_id = event_field(event, "chute_id")
         if chute_id is not None:
             self.chute(chute_id)
 

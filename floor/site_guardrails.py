@@ -45,6 +45,20 @@ class SiteGuardrails(BaseModel):
         ge=0, description="Chutes that may gain a new destination per interval."
     )
 
+    @classmethod
+    def from_set(cls, limits: GuardrailSet) -> SiteGuardrails:
+        """A shipped set written into its site's file (a built-in layout under another site
+        id, e.g. ``bench fleet``'s sites in the site catalog): the same limits and version."""
+        return cls(
+            version=limits.version,
+            total_eject_chutes=limits.total_eject_chutes,
+            min_chutes_per_destination=limits.min_chutes_per_destination,
+            min_overrides=dict(limits.min_overrides),
+            max_chutes_per_destination=limits.max_chutes_per_destination,
+            max_overrides=dict(limits.max_overrides),
+            max_moves_per_interval=limits.max_moves_per_interval,
+        )
+
     def to_set(self, scenario: str, eject_chutes: int, destinations: Sequence[str]) -> GuardrailSet:
         """The guardrail set this section describes on a site with these chutes and ids."""
         return GuardrailSet(

@@ -18,13 +18,16 @@ Bad input (site file, history, options) fails before anything is written.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -177,6 +180,39 @@ def check_inputs(site: Path, history: Path, out: Path, options: OnboardOptions) 
     return CheckedInputs(site, scenario, checked.days, checked.split, key, finished)
 
 
+@contextlib.contextmanager
+def bundle_lock(out: Path) -> Iterator[None]:
+    """Hold ``BUNDLE.lock`` (an OS file lock) while a run writes ``BUNDLE.partial``.
+
+    Two runs on one bundle would interleave journals and candidates (it happened: a command
+    started twice from a shell). The lock dies with its process, so a crashed run never
+    blocks the resume; the file itself is left, empty of meaning, and reused.
+
+    Raises:
+        OnboardError: another live process holds it (its pid in the message).
+    """
+    lock_path = out.with_name(out.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise OnboardError(
+                f"{out}: another onboarding (pid {holder}) is writing this bundle; wait for it "
+                "or stop it (a rerun then resumes)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def onboard(
     inputs: CheckedInputs,
     out: Path,
@@ -186,7 +222,8 @@ def onboard(
     progress: StageProgress | None = None,
 ) -> OnboardResult:
     """Run (or resume) every stage on :func:`check_inputs`'s inputs and write the bundle at
-    ``out``; see the module doc."""
+    ``out``; see the module doc. The caller holds :func:`bundle_lock` (``chuteflow site
+    onboard`` takes every site's before Ray starts)."""
     if inputs.finished is not None:
         log("bundle: done before (same inputs), reused")
         manifest = inputs.finished

@@ -1,4 +1,18 @@
-"""``chuteflow bench replay``: a day at max speed through a broker and a worker, timed.
+"""``chuteflow bench replay``: a day at max speed through a broker and a worker, timed, beside
+the raw Kafka floor of the same records measured in the same run.
+
+The lockstep replay (``replay.loop.replay_day``) is the closed loop: the twin publishes an
+interval, the worker consumes, checks and counts every record, closes the interval and
+decides, and the twin waits for that allocation before it plays the next interval.
+
+The raw floor is what Kafka and the contract codec cost with nothing else: the day's records
+(same topics' partition counts, same keys, same encoded values, regenerated from the twin under
+the allocations the replay received) are produced with the replay's own producer
+(:class:`~replay.publisher.KafkaPublisher`) while a plain consumer in another process (as the
+worker is) reads them and decodes each with :func:`contracts.codec.decode`, timed from the
+first produce to the last decode. They go to throw-away copies of the input topics (deleted
+afterwards), never to the real ones: a worker of the broker given must not see a second copy
+of the day. ``ratio`` = replay wall / raw wall.
 
 Argument parsing (and starting a throw-away local broker when none is given) lives in
 :mod:`chuteflow.cli.bench`.
@@ -6,14 +20,26 @@ Argument parsing (and starting a throw-away local broker when none is given) liv
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from contracts.events import AllocationDecided
+    from contracts.topics import TopicSpec
     from stream.clients import KafkaClientConfig
+    from twin.day import DayDemand
+
+RAW_TIMEOUT_S = 600.0
+"""Longest the raw floor's consumer may take for one day's records."""
 
 
 def bench_replay(
@@ -23,9 +49,12 @@ def bench_replay(
     bootstrap: str | KafkaClientConfig,
     max_intervals: int | None = None,
     policy: str = "proportional",
+    *,
+    raw: bool = True,
 ) -> dict[str, object]:
     """Replay a day at max speed through the broker at ``bootstrap`` and a worker process;
-    time it. The worker is a fresh consumer group started before the clock runs."""
+    time it; then (``raw``) the raw floor of the same records (module docstring). The worker
+    is a fresh consumer group started before the clock runs."""
     from floor.daytypes import default_groups
     from floor.scenario import load_scenario
     from replay.loop import day_type_group, replay_day
@@ -43,6 +72,7 @@ def bench_replay(
             bootstrap, [scenario_name], Path(tmp) / "worker", app_id=app_id, policy=policy
         ):
             t0 = time.monotonic()
+            cpu0 = os.times()
             result = replay_day(
                 demand,
                 seed,
@@ -52,8 +82,9 @@ def bench_replay(
                 allocation_timeout_s=600.0,
             )
             wall = time.monotonic() - t0
+            cpu1 = os.times()
     intervals = len(result.allocations)
-    return {
+    out: dict[str, object] = {
         "scenario": scenario_name,
         "intervals": intervals,
         "of_intervals": scenario.n_intervals,
@@ -61,8 +92,177 @@ def bench_replay(
         "wall_s": round(wall, 2),
         "events_per_s": round(result.events_published / wall, 1),
         "waiting_for_allocations_s": round(result.waited_seconds, 2),
-        "kpis": result.kpis.to_dict() if intervals == scenario.n_intervals else None,
+        "driver_busy_s": round(wall - result.waited_seconds, 2),
+        "driver_cpu_s": round(cpu1.user - cpu0.user + cpu1.system - cpu0.system, 2),
+    }
+    if raw:
+        records = day_records(demand, seed, result.allocations)
+        if len(records) + 1 != result.events_published:  # + the replay's day_started
+            raise RuntimeError(
+                f"regenerated {len(records)} floor records, the replay published "
+                f"{result.events_published - 1}: the twin did not replay the same day"
+            )
+        floor = raw_floor(bootstrap, records)
+        out.update(
+            raw_wall_s=round(floor["wall_s"], 2),
+            raw_events_per_s=round(len(records) / floor["wall_s"], 1),
+            raw_produce_s=round(floor["produce_s"], 2),
+            raw_consumer_cpu_s=round(floor["consumer_cpu_s"], 2),
+            ratio=round(wall / floor["wall_s"], 2),
+        )
+    out["kpis"] = result.kpis.to_dict() if intervals == scenario.n_intervals else None
+    return out
+
+
+def day_records(
+    demand: DayDemand, seed: int, allocations: list[AllocationDecided]
+) -> list[tuple[str, bytes, bytes]]:
+    """``(topic, key, value)`` of every floor and interval record the replay published (all but
+    its ``day_started``), in publishing order: the twin run again with the same seed under the
+    allocations the replay received, encoded as the replay encodes them."""
+    from contracts.topics import message_key
+    from replay.loop import FloorRecords, owner_of
+    from twin.sim import SortationTwin
+
+    scenario = demand.scenario
+    key = message_key(scenario.site_id)
+    encoder = FloorRecords()
+    records: list[tuple[str, bytes, bytes]] = []
+
+    def emit(event: Any) -> None:
+        _, topic, value = encoder.record(event)
+        records.append((topic, key, value))
+
+    twin = SortationTwin(scenario, demand, seed=seed, emit=emit)
+    for allocation in allocations:
+        if twin.done:
+            break
+        twin.run_interval(owner_of(scenario, allocation))
+    return records
+
+
+def raw_floor(
+    bootstrap: str | KafkaClientConfig, records: list[tuple[str, bytes, bytes]]
+) -> dict[str, float]:
+    """Produce ``records`` and consume + decode them in another process, timed (module
+    docstring): ``wall_s`` from the first produce to the last decode, ``produce_s`` until the
+    producer's flush returned, ``consumer_cpu_s`` the consumer process's CPU time."""
+    from stream.admin import ensure_topics
+    from stream.clients import as_client
+    from stream.inputs import EVENT_TOPICS
+
+    client = as_client(bootstrap)
+    suffix = f".raw-floor-{uuid.uuid4().hex[:8]}"
+    specs = {spec.name: replace(spec, name=spec.name + suffix) for spec in EVENT_TOPICS}
+    used = sorted({topic for topic, _, _ in records})
+    ensure_topics(client, [specs[name] for name in used])
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter, as a worker is
+    parent, child = context.Pipe()
+    consumer = context.Process(
+        target=_consume,
+        args=(client, [(name, specs[name]) for name in used], len(records), child),
+        daemon=True,
+    )
+    consumer.start()
+    try:
+        if not parent.poll(120.0) or parent.recv() != "ready":
+            raise RuntimeError("the raw floor's consumer did not start")
+        result = _produce(client, specs, records)
+        if not parent.poll(RAW_TIMEOUT_S):
+            raise RuntimeError(f"the raw floor's consumer did not finish in {RAW_TIMEOUT_S:g} s")
+        done: dict[str, float] = parent.recv()
+        if "error" in done:
+            raise RuntimeError(f"raw floor: {done['error']}")
+    finally:
+        consumer.join(10.0)
+        if consumer.is_alive():
+            consumer.kill()
+        _delete_topics(client, [specs[name].name for name in used])
+    return {
+        "wall_s": done["finished"] - result["started"],
+        "produce_s": result["flushed"] - result["started"],
+        "consumer_cpu_s": done["cpu_s"],
     }
 
 
-__all__ = ["bench_replay"]
+def _produce(
+    client: KafkaClientConfig,
+    specs: dict[str, TopicSpec],
+    records: list[tuple[str, bytes, bytes]],
+) -> dict[str, float]:
+    from replay.publisher import KafkaPublisher
+
+    publisher = KafkaPublisher(client)
+    names = {name: spec.name for name, spec in specs.items()}
+    started = time.monotonic()
+    for topic, key, value in records:
+        publisher.produce(names[topic], key, value)
+    publisher.flush()
+    return {"started": started, "flushed": time.monotonic()}
+
+
+def _consume(
+    client: KafkaClientConfig,
+    topics: list[tuple[str, TopicSpec]],
+    expected: int,
+    pipe: Connection,
+) -> None:  # pragma: no cover - runs in the raw floor's child process
+    """A plain consumer: assigned every partition of ``topics`` from the beginning, decoding
+    each record's value against its original topic's spec; reports when the last is decoded.
+    ``time.monotonic`` is the system's monotonic clock, the same in both processes."""
+    try:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        from contracts.codec import decode
+
+        consumer = Consumer(
+            client.confluent_config(
+                {
+                    "group.id": f"chuteflow-raw-floor-{uuid.uuid4().hex[:8]}",
+                    "enable.auto.commit": False,
+                }
+            )
+        )
+        consumer.assign(
+            [
+                TopicPartition(spec.name, p, OFFSET_BEGINNING)
+                for _, spec in topics
+                for p in range(spec.partitions)
+            ]
+        )
+        by_name = {spec.name: _original_spec(name) for name, spec in topics}
+        pipe.send("ready")
+        cpu0 = os.times()
+        seen = 0
+        while seen < expected:
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                if message.error() is not None:
+                    continue
+                decode(message.value() or b"", by_name[str(message.topic())])
+                seen += 1
+        finished = time.monotonic()
+        cpu1 = os.times()
+        consumer.close()
+        cpu = cpu1.user - cpu0.user + cpu1.system - cpu0.system
+        pipe.send({"finished": finished, "cpu_s": cpu})
+    except Exception as error:
+        pipe.send({"error": f"{type(error).__name__}: {error}"})
+
+
+def _original_spec(name: str) -> TopicSpec:
+    from stream.inputs import BY_NAME
+
+    return BY_NAME[name]
+
+
+def _delete_topics(client: KafkaClientConfig, names: list[str]) -> None:
+    from stream.clients import connect_admin
+
+    admin, _ = connect_admin(client)
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        # a throw-away topic left behind only costs disk; the figures are already taken
+        with contextlib.suppress(Exception):
+            future.result()
+
+
+__all__ = ["bench_replay", "day_records", "raw_floor"]

@@ -74,31 +74,43 @@ def owner_of(scenario: Scenario, allocation: AllocationDecided) -> IntArray:
     return owner
 
 
-class AllocationReader:
-    """Allocations of one site from the allocations topic, from 'now' on, duplicates dropped.
+def allocation_consumer(bootstrap: str | KafkaClientConfig) -> Consumer:
+    """A consumer of the allocations topic assigned (no consumer group offsets) at its
+    current end: made *before* a day is published, it misses none of the run's allocations
+    and reads none of an earlier run's."""
+    consumer = Consumer(
+        as_client(bootstrap).confluent_config(
+            {
+                "group.id": f"chuteflow-replay-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 5,
+            }
+        )
+    )
+    partitions = []
+    for p in range(ALLOCATIONS.partitions):
+        _, high = consumer.get_watermark_offsets(TopicPartition(ALLOCATIONS.name, p), timeout=10)
+        partitions.append(TopicPartition(ALLOCATIONS.name, p, high))
+    consumer.assign(partitions)
+    return consumer
 
-    Assigned (no consumer group) at the current end offsets *before* the day is published, so
-    no allocation of this run can be missed and none of an earlier run is read.
-    """
+
+def allocation_of(value: bytes) -> AllocationDecided | None:
+    """The allocation an allocations-topic record holds, None for anything else."""
+    try:
+        event = decode(value, ALLOCATIONS)
+    except DecodeError:
+        return None
+    return event if isinstance(event, AllocationDecided) else None
+
+
+class AllocationReader:
+    """Allocations of one site from the allocations topic, from 'now' on, duplicates dropped
+    (:func:`allocation_consumer`)."""
 
     def __init__(self, bootstrap: str | KafkaClientConfig, site_id: str) -> None:
         self.site_id = site_id
-        self._consumer = Consumer(
-            as_client(bootstrap).confluent_config(
-                {
-                    "group.id": f"chuteflow-replay-{uuid.uuid4().hex[:8]}",
-                    "enable.auto.commit": False,
-                    "fetch.wait.max.ms": 5,
-                }
-            )
-        )
-        partitions = []
-        for p in range(ALLOCATIONS.partitions):
-            _, high = self._consumer.get_watermark_offsets(
-                TopicPartition(ALLOCATIONS.name, p), timeout=10
-            )
-            partitions.append(TopicPartition(ALLOCATIONS.name, p, high))
-        self._consumer.assign(partitions)
+        self._consumer = allocation_consumer(bootstrap)
         self.received: dict[int, AllocationDecided] = {}
         self.duplicates = 0
 
@@ -116,11 +128,8 @@ class AllocationReader:
                 continue
             if message.key() != self.site_id.encode():
                 continue
-            try:
-                event = decode(message.value() or b"", ALLOCATIONS)
-            except DecodeError:
-                continue
-            if not isinstance(event, AllocationDecided):
+            event = allocation_of(message.value() or b"")
+            if event is None:
                 continue
             if event.interval_index in self.received:
                 self.duplicates += 1
@@ -130,6 +139,33 @@ class AllocationReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+class FloorRecords:
+    """A site's twin events as Kafka records: each ``interval_closed`` gets
+    ``events_in_interval``, the records of each floor topic since the previous close.
+
+    Shared by :func:`replay_day` and the fleet replay (``replay/fleet.py``), so both announce
+    the same counts. Called once per package-level record (~0.8M for a large day): one type
+    lookup, one encode; the interval close is the only event that is copied.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.per_topic: dict[str, int] = {}
+        """Records by event type, over the run."""
+
+    def record(self, event: Envelope) -> tuple[str, str, bytes]:
+        """``(event type, topic, value)`` of ``event``."""
+        kind = event_type_of(event)
+        topic = TOPIC_FOR_EVENT[kind].name
+        if kind == "interval_closed":
+            event = event.model_copy(update={"events_in_interval": dict(self.counts)})
+            self.counts.clear()
+        else:
+            self.counts[topic] = self.counts.get(topic, 0) + 1
+        self.per_topic[kind] = self.per_topic.get(kind, 0) + 1
+        return kind, topic, encode(event)
 
 
 @dataclass
@@ -180,8 +216,7 @@ def replay_day(
     site = scenario.site_id
     publisher = KafkaPublisher(bootstrap)
     reader = AllocationReader(bootstrap, site)
-    counts: dict[str, int] = {}
-    per_topic: dict[str, int] = {}
+    records = FloorRecords()
     started = time.monotonic()
 
     def pace(moment: datetime) -> None:
@@ -196,19 +231,10 @@ def replay_day(
     key = message_key(site)
 
     def emit(event: Envelope) -> None:
-        # Called once per package-level record (~0.8M for a large day): one type lookup, one
-        # encode, one produce; the interval close is the only event that is copied.
         if speed is not None:
             pace(event.event_time)
-        kind = event_type_of(event)
-        topic = TOPIC_FOR_EVENT[kind].name
-        if kind == "interval_closed":
-            event = event.model_copy(update={"events_in_interval": dict(counts)})
-            counts.clear()
-        else:
-            counts[topic] = counts.get(topic, 0) + 1
-        per_topic[kind] = per_topic.get(kind, 0) + 1
-        publisher.produce(topic, key, encode(event))
+        _, topic, value = records.record(event)
+        publisher.produce(topic, key, value)
 
     twin = SortationTwin(scenario, demand, seed=seed, emit=emit)
     waited = 0.0
@@ -246,5 +272,5 @@ def replay_day(
         wall_seconds=time.monotonic() - started,
         waited_seconds=waited,
         waits=waits,
-        per_topic=per_topic,
+        per_topic=records.per_topic,
     )

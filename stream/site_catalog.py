@@ -31,7 +31,7 @@ import queue
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -136,12 +136,24 @@ def publish_site(
     bootstrap: str | KafkaClientConfig, entry: SiteCatalogEntry, *, timeout_s: float = 30.0
 ) -> None:
     """Write ``entry`` to the catalog and wait until the broker has it."""
+    publish_sites(bootstrap, [entry], timeout_s=timeout_s)
+
+
+def publish_sites(
+    bootstrap: str | KafkaClientConfig,
+    entries: Sequence[SiteCatalogEntry],
+    *,
+    timeout_s: float = 30.0,
+) -> None:
+    """Write ``entries`` to the catalog with one producer (a fleet's sites: ``bench fleet``)
+    and wait until the broker has every one."""
     client = as_client(bootstrap)
     _ensure(client, timeout_s)
-    records = [(SITES.name, message_key(entry.site_id), encode_entry(entry), 0)]
+    records = [(SITES.name, message_key(e.site_id), encode_entry(e), 0) for e in entries]
     failure = produce_all(client, records, extra=PRODUCER_SETTINGS, timeout_s=timeout_s)
     if failure is not None:
-        raise SiteCatalogError(f"writing site {entry.site_id} to {SITES.name}: {failure}")
+        names = ", ".join(e.site_id for e in entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise SiteCatalogError(f"writing site {names} to {SITES.name}: {failure}")
 
 
 def remove_site(

@@ -81,6 +81,9 @@ class SiteRuntime:
     """Engines of the route's policies by ``PolicyRef.key``, made when the route arrived
     (sessions loaded ahead of the boundary where they start to decide)."""
     _calendar: SiteCalendar | None = field(default=None, init=False, repr=False)
+    _interval_start: tuple[datetime, int, datetime] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.tracker = SiteTracker(self.config)
@@ -200,7 +203,12 @@ class SiteRuntime:
 
     def interval_start(self, index: int) -> datetime:
         assert self.day_start is not None
-        return self.day_start + timedelta(minutes=self.interval_minutes * index)
+        cached = self._interval_start
+        if cached is not None and cached[0] == self.day_start and cached[1] == index:
+            return cached[2]  # every floor record asks for the open interval's end
+        start = self.day_start + timedelta(minutes=self.interval_minutes * index)
+        self._interval_start = (self.day_start, index, start)
+        return start
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready state for the faust table (never pickle)."""

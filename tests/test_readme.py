@@ -27,6 +27,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+DOCS_WITH_COMMANDS = (REPO / "docs" / "operations.md",)
+"""Pages the README points to for detail: their inline commands must parse too."""
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`(chuteflow [^`]+)`")
 BROKER_BLOCK = "chuteflow kafka up"
@@ -43,7 +45,7 @@ def bash_blocks() -> list[str]:
 def inline_commands() -> list[str]:
     """``chuteflow ...`` in inline code outside the bash blocks, whitespace-normalized (an
     inline command may wrap across lines); command shapes with placeholders are left out."""
-    text = BLOCK.sub("", README.read_text())
+    text = "\n".join(BLOCK.sub("", p.read_text()) for p in (README, *DOCS_WITH_COMMANDS))
     found = [" ".join(match.group(1).split()) for match in INLINE.finditer(text)]
     return [command for command in found if not PLACEHOLDER.search(command[len("chuteflow") :])]
 

@@ -76,15 +76,18 @@ def run_day(
     day: str | None = None,
     *,
     oracle_plan: bool = False,
+    intervals: int | None = None,
 ) -> DayRun:
     """Simulate ``demand`` with allocations from ``engine``; deterministic in ``seed``. The
-    policy gets the honest plan unless ``oracle_plan`` (:func:`day_plan`)."""
+    policy gets the honest plan unless ``oracle_plan`` (:func:`day_plan`). ``intervals``: only
+    the first that many (a replay truncated the same way gives the same KPIs)."""
     scenario = demand.scenario
     twin = SortationTwin(scenario, demand, seed=seed, emit=emit)
     engine.start_day(day_plan(demand, day, oracle=oracle_plan))
     decisions = []
     interval = timedelta(minutes=scenario.interval_minutes)
-    while not twin.done:
+    last = scenario.n_intervals if intervals is None else intervals
+    while not twin.done and twin.interval_index < last:
         state = twin.site_state()
         start = demand.day_start + interval * state.interval_index
         decision = engine.decide(state, interval_start=start, now=start)

@@ -17,10 +17,12 @@ from chuteflow.cli._shared import (
     add_scenario,
     kafka_client,
     non_negative_int,
+    positive_float,
     positive_int,
     print_json,
     print_result,
 )
+from chuteflow.cli.bench_onboard import register_bench_onboard
 
 TEMPORARY_BROKER_HELP = (
     "Kafka bootstrap servers (default: bootstrap.servers of --kafka-config, "
@@ -43,6 +45,10 @@ def register(sub: Subparsers) -> None:
         add_scenario(on_twin)
         on_twin.add_argument("--days", type=positive_int, default=days, help="days simulated")
         on_twin.add_argument("--seed", type=non_negative_int, default=0, help="first day's seed")
+        if name == "decision":
+            on_twin.add_argument(
+                "--policy", default="proportional", help="the engine's; " + POLICY_HELP
+            )
         on_twin.add_argument("--json", action="store_true", help="one JSON object on stdout")
         on_twin.set_defaults(func=func)
 
@@ -92,11 +98,48 @@ def register(sub: Subparsers) -> None:
     canary.add_argument("--json", action="store_true", help="one JSON object on stdout")
     canary.set_defaults(func=run_canary)
 
+    fleet = bench_sub.add_parser(
+        "fleet",
+        help="N sites' shifts at once through one broker and W workers: latency, on-time "
+        "share, lag, CPU and memory per site (--kill-one: hand-over)",
+    )
+    fleet.add_argument("--sites", type=positive_int, default=100, help="sites (a third each size)")
+    fleet.add_argument("--workers", type=positive_int, default=3, help="worker processes")
+    fleet.add_argument(
+        "--pace", type=pace_factor, default=10.0, help="times real time, or max (default 10)"
+    )
+    fleet.add_argument(
+        "--hours", type=positive_float, default=1.0, help="hours of each shift replayed"
+    )
+    fleet.add_argument(
+        "--deadline-seconds",
+        type=non_negative_float,
+        default=10.0,
+        help="floor seconds after its interval starts an allocation is due (default 10: "
+        "1 s of wall time at 10x)",
+    )
+    fleet.add_argument(
+        "--kill-one", action="store_true", help="SIGKILL one worker mid-shift; report hand-over"
+    )
+    fleet.add_argument(
+        "--session-timeout-seconds",
+        type=positive_float,
+        default=6.0,
+        help="the workers' group session timeout (Kafka's minimum: 6)",
+    )
+    fleet.add_argument("--seed", type=non_negative_int, default=0, help="site i replays seed+i")
+    fleet.add_argument("--policy", default="proportional", help="the workers'; " + POLICY_HELP)
+    add_kafka_options(fleet, bootstrap_help=TEMPORARY_BROKER_HELP)
+    fleet.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    fleet.set_defaults(func=run_fleet)
+
     train = bench_sub.add_parser("train", help="env steps/s and s/episode per algorithm")
     add_scenario(train)
     train.add_argument("--episodes", type=positive_int, default=2, help="episodes per algorithm")
     train.add_argument("--json", action="store_true", help="one JSON object on stdout")
     train.set_defaults(func=run_train)
+
+    register_bench_onboard(bench_sub)
 
 
 def run_canary(args: argparse.Namespace) -> int:
@@ -167,9 +210,15 @@ def run_twin(args: argparse.Namespace) -> int:
 
 
 def run_decision(args: argparse.Namespace) -> int:
+    from floor.scenario import load_scenario
+    from rollout.refs import resolve_policy
     from twin.bench import bench_decision
 
-    print_result(bench_decision(args.scenario, days=args.days, seed=args.seed), args.json)
+    policy = resolve_policy(args.policy, load_scenario(args.scenario).name)
+    result = bench_decision(
+        args.scenario, days=args.days, seed=args.seed, policy=policy.engine_policy
+    )
+    print_result({"policy": args.policy, **result}, args.json)
     return 0
 
 
@@ -203,4 +252,56 @@ def run_train(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+def pace_factor(text: str) -> float | None:
+    """``--pace``: a positive factor, or ``max`` (None: as fast as the loops go)."""
+    if text == "max":
+        return None
+    return positive_float(text)
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
+    return value
+
+
+def run_fleet(args: argparse.Namespace) -> int:
+    """``chuteflow/fleet_bench.py`` against the broker given, else a temporary local one."""
+    import sys
+
+    from chuteflow.fleet_bench import FleetSettings, bench_fleet, format_fleet
+    from localkafka import temporary_broker
+    from stream.clients import KafkaClientConfig
+
+    settings = FleetSettings(
+        sites=args.sites,
+        workers=args.workers,
+        pace=args.pace,
+        hours=args.hours,
+        deadline_seconds=args.deadline_seconds,
+        kill_one=args.kill_one,
+        seed=args.seed,
+        policy=args.policy,
+        session_timeout_seconds=args.session_timeout_seconds,
+    )
+    given = args.bootstrap or args.kafka_config or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    with contextlib.ExitStack() as stack:
+        if given:
+            client = kafka_client(args)
+        else:
+            client = KafkaClientConfig(stack.enter_context(temporary_broker(timeout=90.0)))
+        result = bench_fleet(
+            settings, client, progress=lambda text: print(text, file=sys.stderr, flush=True)
+        )
+    if args.json:
+        print_json(result)
+    else:
+        print(format_fleet(result))
     return 0

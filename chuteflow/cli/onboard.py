@@ -125,12 +125,13 @@ def _sites(args: argparse.Namespace) -> list[FleetSite]:
 
 
 def run_onboard(args: argparse.Namespace) -> int:
+    import contextlib
     import threading
 
     from chuteflow.progress import Progress
     from evaluation.fanout import open_fanout
     from onboarding.fleet import check_fleet, onboard_fleet
-    from onboarding.pipeline import OnboardError
+    from onboarding.pipeline import OnboardError, bundle_lock
     from onboarding.plan import OnboardOptions
 
     options = _options(args)
@@ -158,9 +159,12 @@ def run_onboard(args: argparse.Namespace) -> int:
         from chuteflow.cli._shared import kafka_client
 
         kafka_client(args)
-    with open_fanout(args.ray, args.workers) as fanout:
-        print(f"fan-out: {fanout.name}", file=sys.stderr)
-        outcomes = onboard_fleet(sites, checked, options, fanout, log, progress)
+    with contextlib.ExitStack() as locks:
+        for site in sites:  # a second run on a bundle being written: one line, before Ray
+            locks.enter_context(bundle_lock(site.out))
+        with open_fanout(args.ray, args.workers) as fanout:
+            print(f"fan-out: {fanout.name}", file=sys.stderr)
+            outcomes = onboard_fleet(sites, checked, options, fanout, log, progress)
     code = 0
     for outcome in outcomes:
         if outcome.result is None:

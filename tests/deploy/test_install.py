@@ -456,6 +456,22 @@ def test_bench_replay_starts_the_installed_worker(installed: Installed, broker: 
     assert result
 
 
+def test_bench_fleet_replays_two_sites_on_the_installed_worker(
+    installed: Installed, broker: str
+) -> None:
+    """``bench fleet``, tiny: two sites (small, medium) on one installed worker, as fast as it
+    goes; every site equals its in-process day and the topic has every site-interval once."""
+    result = json.loads(
+        installed.run(
+            "bench", "fleet", "--sites", "2", "--workers", "1", "--pace", "max",
+            "--hours", "0.5", "--bootstrap", broker, "--json",
+            timeout=300,
+        )
+    )  # fmt: skip
+    assert result["kpis_equal"] and result["allocations_equal"]
+    assert result["audit"]["missing"] == [] and result["audit"]["decided_twice_differently"] == []
+
+
 def test_ops_serve_shows_the_sites(installed: Installed, worker: str) -> None:
     """``chuteflow ops serve`` of the install: the page and its state answer; stopped by PID."""
     from localkafka import free_port
@@ -495,6 +511,24 @@ def test_ops_serve_shows_the_sites(installed: Installed, worker: str) -> None:
         stop_worker(process)
 
 
+def test_site_catalog_add_list_remove(installed: Installed, worker: str) -> None:
+    """``site add|list|remove`` of the install against its broker: the small site under another
+    id (checked strictly, then published), listed with its partition, removed; removing it again
+    is one line and exit 2. (Serving catalog sites: tests/stream/test_site_catalog.py.)"""
+    kafka = ("--bootstrap", worker)
+    site_id = "install-catalog-small"
+    added = json.loads(
+        installed.run("site", "add", "--site", "small", "--site-id", site_id, "--json", *kafka)
+    )
+    assert added["site_id"] == site_id and added["revision"] == 1, added
+    listed = json.loads(installed.run("site", "list", "--json", *kafka))
+    assert [(row["site_id"], row["name"]) for row in listed] == [(site_id, "small")]
+    assert listed[0]["partition"] == added["partition"]
+    installed.run("site", "remove", site_id, *kafka)
+    assert json.loads(installed.run("site", "list", "--json", *kafka)) == []
+    installed.run("site", "remove", site_id, *kafka, expect=2)
+
+
 def test_site_synth_check_and_onboard_without_the_onboard_extra(installed: Installed) -> None:
     """A plain install (no Ray, no pyarrow) makes a site and onboards it serially
     (``--workers 1``), writing a complete bundle; ``site check``, whose column scan needs
@@ -522,6 +556,8 @@ def test_site_synth_check_and_onboard_without_the_onboard_extra(installed: Insta
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest and (bundle / "report.md").is_file()
     assert not (installed.workdir / "bundle.partial").exists()
+    timing = json.loads(installed.run("bench", "onboard", "--bundle", str(bundle), "--json"))
+    assert [t["site"] for t in timing["bundles"]] == [manifest["site"]]
 
 
 RUN_HERE = {
@@ -532,6 +568,7 @@ RUN_HERE = {
     "policy route", "policy routes", "replay", "policy history", "shadow report",
     "policy shadow", "policy canary", "policy gate", "policy promote", "policy abort",
     "policy rollback", "bench replay", "ops serve", "site synth", "site check", "site onboard",
+    "bench onboard", "site add", "site list", "site remove", "bench fleet",
 }  # fmt: skip
 """Every command the tests above run from the install (``demo`` as ``--offline``)."""
 

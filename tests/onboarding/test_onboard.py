@@ -196,3 +196,22 @@ def test_register_without_a_broker_fails_before_the_run(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("chuteflow: ") and "127.0.0.1:9" in err[0], err
     assert not out.exists() and not out.with_name("bundle.partial").exists()
+
+
+def test_a_second_run_on_a_bundle_being_written_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs on one bundle would interleave journals and candidates: the second one is one
+    line and exit 2 while the first holds the bundle, and runs once the first is gone."""
+    from onboarding.pipeline import bundle_lock
+
+    site, history = make_site(tmp_path)
+    out = tmp_path / "bundle"
+    with bundle_lock(out):  # a run in progress (flock: another open file, so it conflicts)
+        assert _onboard(site, history, out) == 2
+        err = capsys.readouterr().err
+        assert f"another onboarding (pid {os.getpid()}) is writing this bundle" in err
+        assert len(err.strip().splitlines()) == 1
+        assert not out.exists() and not out.with_name("bundle.partial").exists()
+    assert _onboard(site, history, out) == 0
+    assert (out / "manifest.json").is_file()
