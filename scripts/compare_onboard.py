@@ -138,6 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sites", default="bundle,builtin", help="bundle, builtin or both (comma list)"
     )
     parser.add_argument("--no-rule", action="store_true", help="skip the rule's days (builtin)")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH.onnx",
+        help="another policy in the table (e.g. a bundle's single candidates)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="write every row as JSON here")
     args = parser.parse_args(argv)
@@ -150,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         (str(Path(args.shipped).resolve()), "shipped"),
         (onboarded, "onboarded"),
     ]
+    for extra in args.also:
+        label, _, path = extra.partition("=")
+        policies.append((str(Path(path).resolve()), label))
     sites = {"bundle": str((args.bundle / "site.yaml").resolve()), "builtin": args.builtin}
     suites = [s for s in args.suites.split(",") if s]
     plan: list[tuple[str, str, int, DayJob]] = []
@@ -186,11 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"\nRecirculation rate: mean over {args.replicates} seed replicates [min..max of the "
         "replicates] (worst group, mean of replicates); delta = onboarded - shipped on the "
-        "same days, mean [min..max]."
+        "same days, mean [min..max]. The rule's days are fixed: one run, no spread."
     )
     print(f"onboarded: {onboarded}\nshipped:   {args.shipped}\n")
-    header = "| site | suite | proportional | shipped | onboarded | delta (points) | within? |"
-    print(header + "\n|---|---|---|---|---|---|---|")
+    labels = " | ".join(label for _, label in policies)
+    print(f"| site | suite | {labels} | delta (points) | within? |")
+    print("|---|---|" + "---|" * len(policies) + "---|---|")
     verdicts = []
     for site_name in args.sites.split(","):
         for suite in dict.fromkeys(r["_suite"] for r in rows if r["_site"] == site_name):

@@ -14,10 +14,10 @@ The table holds one JSON snapshot per site, with the site's input partition as c
 partition (faust's ``table[key] = v`` takes the partition from the "current event", which a
 batch does not have). A site that decided in a batch is written at once, with the batch's
 outputs; a site that only took floor records is written at the latest before the next offset
-commit (``stream.batching.BatchConsumer.before_commit``), on the next timer tick and before a
-rebalance. Writing every touched site after every fetch cost 35-40 % of a fleet worker's time
-(a large site mid-interval is ~33 KB of JSON, and at 10x a fetch holds a few records of many
-sites) and filled the changelog that a new owner must read back.
+commit (``stream.batching.BatchConsumer.before_commit``, every 2.8 s or 10,000 records) and
+before a rebalance. Writing every touched site after every fetch cost 35-40 % of a fleet
+worker's time (a large site mid-interval is ~33 KB of JSON, and at 10x a fetch holds a few
+records of many sites) and filled the changelog that a new owner must read back.
 
 Exactly-once effect on state: each snapshot carries the input offsets it includes
 (``SiteRuntime.offsets``). Deferred snapshots are written before faust flushes the producer
@@ -266,8 +266,8 @@ def register(
         out = processor.on_timer()
         if out:
             await publish(out)
-        if idle.is_set():
-            write_table()  # bounds how far a snapshot lags its site (never mid-batch)
+            if idle.is_set():  # never mid-batch: a batch writes its deciding sites itself
+                write_decided(out)
 
     if readiness is not None:
 
