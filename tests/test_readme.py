@@ -139,7 +139,10 @@ def test_every_other_readme_command_parses(command: str) -> None:
     from floor.scenario import load_scenario
     from rollout.refs import resolve_policy
 
-    scenario = load_scenario(args.scenario).name if hasattr(args, "scenario") else None
+    given = getattr(args, "scenario", None)  # None: `worker --catalog` serves no fixed site
+    if isinstance(given, list):
+        given = given[0] if given else None
+    scenario = load_scenario(given).name if given else None
     for name in str(getattr(args, "policies", "") or "").split(","):
         if name:
             resolve_policy(name, scenario)  # the names mean policies (RefError otherwise)
