@@ -63,6 +63,10 @@ class TopicSpec:
     summary: str = ""
     """What the topic carries, for integrators, plain text (the AsyncAPI channel's
     description)."""
+    tuning: tuple[tuple[str, str], ...] = ()
+    """Topic configs set when the topic is created but not required of an existing one (the
+    changelog's compaction pace): an upgrade must not stop a worker over a topic an older
+    version created (``kafka-configs --alter`` sets them there)."""
 
 
 PARTITIONS = 6

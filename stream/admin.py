@@ -146,7 +146,7 @@ def ensure_topics(
                     s.name,
                     num_partitions=s.partitions,
                     replication_factor=replication,
-                    config=dict(s.configs),
+                    config=dict(s.configs + s.tuning),
                 )
                 for s in missing
             ],

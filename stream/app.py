@@ -37,12 +37,9 @@ DEFAULT_APP_ID = "chuteflow-worker"
 TABLE_NAME = "site-state"
 
 
-CHANGELOG_CONFIGS = (
-    ("cleanup.policy", "compact"),
-    ("segment.ms", "60000"),
-    ("min.cleanable.dirty.ratio", "0.1"),
-)
-"""Compacted, and compacted soon: Kafka compacts only closed segments, and a segment closes
+CHANGELOG_TUNING = (("segment.ms", "60000"), ("min.cleanable.dirty.ratio", "0.1"))
+"""Compacted soon (set on creation; a changelog an older version made keeps its own, and a
+worker still starts): Kafka compacts only closed segments, and a segment closes
 after a week by default. A fleet worker writes each of its sites' snapshots (~100 KB, mostly
 the duplicate window) every commit, so without this a site's next owner read every snapshot
 written since the topic began (``bench fleet --kill-one``: 19.6 s to the first site taken
@@ -59,7 +56,8 @@ def changelog_topic(app_id: str = DEFAULT_APP_ID) -> TopicSpec:
         f"{app_id}-{TABLE_NAME}-changelog",
         PARTITIONS,
         (),
-        configs=CHANGELOG_CONFIGS,
+        configs=(("cleanup.policy", "compact"),),
+        tuning=CHANGELOG_TUNING,
     )
 
 
