@@ -253,16 +253,7 @@ def _site_text(path: str, site_id: str | None) -> tuple[str, Site]:
     if scenario.guardrails is not None and site_id is None and Path(path).is_file():
         text = Path(path).read_text()
     else:
-        rails = site.guardrails
-        section = SiteGuardrails(
-            version=rails.version,
-            total_eject_chutes=rails.total_eject_chutes,
-            min_chutes_per_destination=rails.min_chutes_per_destination,
-            min_overrides=dict(rails.min_overrides),
-            max_chutes_per_destination=rails.max_chutes_per_destination,
-            max_overrides=dict(rails.max_overrides),
-            max_moves_per_interval=rails.max_moves_per_interval,
-        )
+        section = SiteGuardrails.from_set(site.guardrails)
         scenario = scenario.model_copy(update={"guardrails": section})
         text = site_file_text(scenario, header=f"{scenario.name}: added by chuteflow site add")
     return text, load_site_text(text, path)
