@@ -5,6 +5,11 @@ All four subcommands are registered here; each calls its package's ``bench_*`` f
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stream.clients import KafkaClientConfig
+
 import argparse
 import contextlib
 import json
@@ -145,15 +150,9 @@ def register(sub: Subparsers) -> None:
 def run_canary(args: argparse.Namespace) -> int:
     """``chuteflow/canary_bench.py`` against the broker given, else a temporary local one."""
     from chuteflow.canary_bench import bench_canary
-    from localkafka import temporary_broker
-    from stream.clients import KafkaClientConfig
 
-    given = args.bootstrap or args.kafka_config or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     with contextlib.ExitStack() as stack:
-        if given:
-            client = kafka_client(args)
-        else:
-            client = KafkaClientConfig(stack.enter_context(temporary_broker(timeout=90.0)))
+        client = _bench_client(args, stack)
         result = bench_canary(
             client,
             args.scenario,
@@ -227,16 +226,10 @@ def run_replay(args: argparse.Namespace) -> int:
     ``$KAFKA_BOOTSTRAP_SERVERS`` (with the security settings of the file and ``KAFKA_*``),
     else a local Apache Kafka started in a temporary directory for this run and stopped
     afterwards."""
-    from localkafka import temporary_broker
     from replay.bench import bench_replay
-    from stream.clients import KafkaClientConfig
 
-    given = args.bootstrap or args.kafka_config or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     with contextlib.ExitStack() as stack:
-        if given:
-            client = kafka_client(args)
-        else:
-            client = KafkaClientConfig(stack.enter_context(temporary_broker(timeout=90.0)))
+        client = _bench_client(args, stack)
         result = bench_replay(
             args.scenario, args.group, args.seed, client, args.intervals, args.policy
         )
@@ -277,8 +270,6 @@ def run_fleet(args: argparse.Namespace) -> int:
     import sys
 
     from chuteflow.fleet_bench import FleetSettings, bench_fleet, format_fleet
-    from localkafka import temporary_broker
-    from stream.clients import KafkaClientConfig
 
     settings = FleetSettings(
         sites=args.sites,
@@ -291,12 +282,8 @@ def run_fleet(args: argparse.Namespace) -> int:
         policy=args.policy,
         session_timeout_seconds=args.session_timeout_seconds,
     )
-    given = args.bootstrap or args.kafka_config or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     with contextlib.ExitStack() as stack:
-        if given:
-            client = kafka_client(args)
-        else:
-            client = KafkaClientConfig(stack.enter_context(temporary_broker(timeout=90.0)))
+        client = _bench_client(args, stack)
         result = bench_fleet(
             settings, client, progress=lambda text: print(text, file=sys.stderr, flush=True)
         )
@@ -305,3 +292,15 @@ def run_fleet(args: argparse.Namespace) -> int:
     else:
         print(format_fleet(result))
     return 0
+
+
+def _bench_client(args: argparse.Namespace, stack: contextlib.ExitStack) -> KafkaClientConfig:
+    """The broker the flags or ``KAFKA_BOOTSTRAP_SERVERS`` give, else a temporary local one
+    that ``stack`` stops (the benches that need a broker share this)."""
+    from localkafka import temporary_broker
+    from stream.clients import KafkaClientConfig
+
+    given = args.bootstrap or args.kafka_config or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        return kafka_client(args)
+    return KafkaClientConfig(stack.enter_context(temporary_broker(timeout=90.0)))
