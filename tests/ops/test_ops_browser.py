@@ -2,12 +2,13 @@
 
 A worker serves a fresh small site (proportional); ``chuteflow ops serve`` runs as its own
 process on a free port; Debian's headless Chromium, driven by Playwright, keeps the page open
-while the day is replayed at full speed and, one interval in, an operator opens a canary of a
-bad candidate (it prefers no chutes at all) with ``chuteflow policy canary``, whose gate rolls
-it back. The page must show the gate's checks as they come and the rollback in the route
-history; then the operator opens a second canary and aborts it from the page itself (token,
-typed confirmation, the ``policy abort`` verb, the worker's answer). A screenshot of the page
-after the rollback is kept as a test artifact (``out/test-artifacts/ops-rollback.png``).
+while the day is replayed at 2 s an interval (``GATE_SPEED``) and, one interval in, an operator
+opens a canary of a bad candidate (it prefers no chutes at all) with ``chuteflow policy
+canary``, whose gate rolls it back. The page must show the gate's checks as they come and the
+rollback in the route history; then the operator opens a second canary and aborts it from the
+page itself (token, typed confirmation, the ``policy abort`` verb, the worker's answer). A
+screenshot of the page after the rollback is kept as a test artifact
+(``out/test-artifacts/ops-rollback.png``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ from floor.scenario import load_scenario
 from replay.workers import chuteflow_command, start_worker, stop_worker
 from stream.routing import new_route, publish_routes, read_routes
 from tests.conftest import require_tool
-from tests.stream.test_live_ops import _register, _replay, _site_scenario, _starving_policy
+from tests.stream.test_live_ops import (
+    GATE_SPEED,
+    _register,
+    _replay,
+    _site_scenario,
+    _starving_policy,
+)
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[2]
@@ -168,7 +175,7 @@ def test_the_page_shows_a_canary_its_gate_checks_and_its_rollback_live(
             card.wait_for(timeout=20_000)  # the base route is on the page
             assert "proportional" in card.locator("table.route").inner_text()
 
-            result = _replay(bootstrap, scenario, operate)
+            result = _replay(bootstrap, scenario, operate, speed=GATE_SPEED)
             (watcher,) = watchers
             code = watcher.wait(120)
             assert code == 1, f"the gate did not fail the bad candidate (exit {code})"
