@@ -193,6 +193,7 @@ class DecisionEngine:
         """Allocation for ``state.interval_index``, validated, as a contract event."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        cpu0 = time.thread_time()
         if self.belief is not None:
             state = self.belief.plan_state(state)
         observations = observe(state, self.scale)
@@ -239,6 +240,9 @@ class DecisionEngine:
         t4 = time.perf_counter()
         timings["validation"] = (t4 - t3) * 1e3
         timings["total"] = (t4 - t0) * 1e3
+        # this thread's CPU time (ONNX sessions and CP-SAT run single-threaded on it): the
+        # cycle's own cost, which wall time mixes with whatever else the machine runs
+        timings["cpu"] = (time.thread_time() - cpu0) * 1e3
         self._hint = counts
 
         event = self._event(state, counts, owner, status, interval_start, now)

@@ -132,7 +132,9 @@ def bench_decision(
     :func:`~decision.build.build_engine` takes), so the projection sees the chute churn,
     out-of-service chutes and move caps of a real day under the values that policy gives; the
     timer covers the plan update, features, policy, projection, chute map and validation. The
-    p99 of each part is reported too: the slowest cycles are where a cut pays.
+    p99 of each part is reported too: the slowest cycles are where a cut pays. ``cpu_*`` is
+    the same cycle in CPU time of the deciding thread (the engine's ``timings_ms["cpu"]``):
+    on a loaded machine wall time adds the waits for a core, CPU time does not.
     """
     from decision.build import build_engine
     from floor.daytypes import default_groups
@@ -154,16 +156,19 @@ def bench_decision(
                 parts.setdefault(part, []).append(ms)
         optimal += sum(d.proven_optimal for d in run.decisions)
     samples = np.asarray(parts["total"])
+    cpu = np.asarray(parts["cpu"])
     return {
         "scenario": scenario.name,
         "intervals": int(samples.size),
         "p50_ms": round(float(np.percentile(samples, 50)), 3),
         "p99_ms": round(float(np.percentile(samples, 99)), 3),
         "max_ms": round(float(samples.max()), 3),
+        "cpu_p50_ms": round(float(np.percentile(cpu, 50)), 3),
+        "cpu_p99_ms": round(float(np.percentile(cpu, 99)), 3),
         "optimal_fraction": round(optimal / samples.size, 4),
         **{
             f"p99_{part}_ms": round(float(np.percentile(ms, 99)), 3)
             for part, ms in parts.items()
-            if part != "total"
+            if part not in ("total", "cpu")
         },
     }
