@@ -14,6 +14,13 @@ first produce to the last decode. They go to throw-away copies of the input topi
 afterwards), never to the real ones: a worker of the broker given must not see a second copy
 of the day. ``ratio`` = replay wall / raw wall.
 
+``round_trip_ms`` splits the replay's waits for allocations (:func:`round_trip_ms`). Measured
+(issue 22, large day, group 20): the wait is almost all the worker still handling the
+interval's records when the driver's last one is delivered (thousands of records behind: it
+spends ~33 us a record, the driver ~18 us producing one), then ~7 ms deciding; the allocation's
+trip back to the driver is ~5 ms. So the wait follows the worker's cost per record, not the
+producers' linger or the consumers' fetch waits.
+
 Argument parsing (and starting a throw-away local broker when none is given) lives in
 :mod:`chuteflow.cli.bench`.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -35,6 +43,7 @@ if TYPE_CHECKING:
 
     from contracts.events import AllocationDecided
     from contracts.topics import TopicSpec
+    from replay.loop import ReplayResult
     from stream.clients import KafkaClientConfig
     from twin.day import DayDemand
 
@@ -94,6 +103,7 @@ def bench_replay(
         "waiting_for_allocations_s": round(result.waited_seconds, 2),
         "driver_busy_s": round(wall - result.waited_seconds, 2),
         "driver_cpu_s": round(cpu1.user - cpu0.user + cpu1.system - cpu0.system, 2),
+        "round_trip_ms": round_trip_ms(result),
     }
     if raw:
         records = day_records(demand, seed, result.allocations)
@@ -111,6 +121,25 @@ def bench_replay(
             ratio=round(wall / floor["wall_s"], 2),
         )
     out["kpis"] = result.kpis.to_dict() if intervals == scenario.n_intervals else None
+    return out
+
+
+def round_trip_ms(result: ReplayResult) -> dict[str, float]:
+    """Where the driver's waits for allocations went, ms per interval (mean, and median/p90 of
+    the whole wait): ``worker`` from the interval delivered to the broker to the allocation
+    sent (the worker working off its backlog of the interval's records, closing, deciding),
+    ``delivery`` from sent to read by the driver (:class:`replay.loop.ReplayResult`)."""
+    waits = sorted(1000.0 * w for w in result.waits)
+    if not waits:
+        return {}
+    out = {
+        "mean": round(statistics.fmean(waits), 1),
+        "p50": round(statistics.median(waits), 1),
+        "p90": round(waits[int(0.9 * (len(waits) - 1))], 1),
+    }
+    if result.worker_waits:
+        out["worker_mean"] = round(1000.0 * statistics.fmean(result.worker_waits), 1)
+        out["delivery_mean"] = round(1000.0 * statistics.fmean(result.delivery_waits), 1)
     return out
 
 
@@ -265,4 +294,4 @@ def _delete_topics(client: KafkaClientConfig, names: list[str]) -> None:
             future.result()
 
 
-__all__ = ["bench_replay", "day_records", "raw_floor"]
+__all__ = ["bench_replay", "day_records", "raw_floor", "round_trip_ms"]

@@ -25,7 +25,7 @@ from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, TopicPartition
 
 from contracts.codec import DecodeError, decode, encode
 from contracts.events import AllocationDecided, DayStarted, Envelope, day_key
@@ -113,6 +113,11 @@ class AllocationReader:
         self._consumer = allocation_consumer(bootstrap)
         self.received: dict[int, AllocationDecided] = {}
         self.duplicates = 0
+        self.sent_at: dict[int, float] = {}
+        """Wall time (``time.time``) the worker handed each allocation to its producer: the
+        record's CreateTime, which aiokafka stamps at ``send``."""
+        self.read_at: dict[int, float] = {}
+        """Wall time this reader had each allocation."""
 
     def wait(self, interval_index: int, timeout_s: float) -> AllocationDecided:
         deadline = time.monotonic() + timeout_s
@@ -135,6 +140,10 @@ class AllocationReader:
                 self.duplicates += 1
                 continue
             self.received[event.interval_index] = event
+            self.read_at[event.interval_index] = time.time()
+            kind, stamp = message.timestamp()
+            if kind == TIMESTAMP_CREATE_TIME:
+                self.sent_at[event.interval_index] = stamp / 1000.0
         return self.received[interval_index]
 
     def close(self) -> None:
@@ -182,6 +191,14 @@ class ReplayResult:
     """Wall time spent waiting for allocations (worker consumption + decision + delivery)."""
     waits: list[float] = field(default_factory=list)
     """Wait per interval, seconds."""
+    worker_waits: list[float] = field(default_factory=list)
+    """Per interval, seconds from the moment the interval's records were all delivered to the
+    broker (the driver's flush returned) to the worker sending the allocation (its CreateTime):
+    the worker working off the records it has not handled yet, closing and deciding. Wall
+    clocks of two processes: meaningful when driver and worker share a host."""
+    delivery_waits: list[float] = field(default_factory=list)
+    """Per interval, seconds from the worker sending the allocation to the driver having it
+    (the worker's producer, the broker, the driver's fetch)."""
     per_topic: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:
@@ -239,6 +256,8 @@ def replay_day(
     twin = SortationTwin(scenario, demand, seed=seed, emit=emit)
     waited = 0.0
     waits: list[float] = []
+    worker_waits: list[float] = []
+    delivery_waits: list[float] = []
     allocations = []
     try:
         opening = DayStarted(
@@ -253,9 +272,13 @@ def replay_day(
         publisher.flush()
         last = scenario.n_intervals if max_intervals is None else max_intervals
         while not twin.done and twin.interval_index < last:
-            t0 = time.monotonic()
-            allocation = reader.wait(twin.interval_index, allocation_timeout_s)
+            t0, flushed = time.monotonic(), time.time()
+            index = twin.interval_index
+            allocation = reader.wait(index, allocation_timeout_s)
             waits.append(time.monotonic() - t0)
+            if index in reader.sent_at:
+                worker_waits.append(reader.sent_at[index] - flushed)
+                delivery_waits.append(reader.read_at[index] - reader.sent_at[index])
             waited += waits[-1]
             allocations.append(allocation)
             if on_allocation is not None:
@@ -272,5 +295,7 @@ def replay_day(
         wall_seconds=time.monotonic() - started,
         waited_seconds=waited,
         waits=waits,
+        worker_waits=worker_waits,
+        delivery_waits=delivery_waits,
         per_topic=records.per_topic,
     )
