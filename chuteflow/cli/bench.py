@@ -132,6 +132,13 @@ def register(sub: Subparsers) -> None:
         default=6.0,
         help="the workers' group session timeout (Kafka's minimum: 6)",
     )
+    fleet.add_argument(
+        "--driver-nice",
+        type=non_negative_int,
+        default=10,
+        help="niceness of the replay driver (the N floors) during the replay; the broker and "
+        "workers keep 0 (default 10; 0: share the CPU equally)",
+    )
     fleet.add_argument("--seed", type=non_negative_int, default=0, help="site i replays seed+i")
     fleet.add_argument("--policy", default="proportional", help="the workers'; " + POLICY_HELP)
     add_kafka_options(fleet, bootstrap_help=TEMPORARY_BROKER_HELP)
@@ -281,6 +288,7 @@ def run_fleet(args: argparse.Namespace) -> int:
         seed=args.seed,
         policy=args.policy,
         session_timeout_seconds=args.session_timeout_seconds,
+        driver_nice=args.driver_nice,
     )
     with contextlib.ExitStack() as stack:
         client = _bench_client(args, stack)
