@@ -228,6 +228,11 @@ def replay_day(
     Every replay is a new run of its day (``run_id``, random by default): its ``day_started``
     has a new ``event_id``, so the worker starts the day afresh and its decision ids differ
     from any earlier replay of the same date (a WCS dropping repeated ids drops none of them).
+
+    With ``speed``, the time ``on_allocation`` takes is not floor time: the schedule moves on
+    by it. A test's operator action there (a canary opened, a broker stopped for 40 s) would
+    otherwise leave the replay that far behind, and it would then run the next intervals at
+    full speed to catch up, shrinking the intervals a gate's timing is judged in.
     """
     scenario = demand.scenario
     site = scenario.site_id
@@ -235,11 +240,12 @@ def replay_day(
     reader = AllocationReader(bootstrap, site)
     records = FloorRecords()
     started = time.monotonic()
+    held = 0.0  # seconds spent in on_allocation: the schedule moves on by them
 
     def pace(moment: datetime) -> None:
         if speed is None:
             return
-        due = started + (moment - demand.day_start).total_seconds() / speed
+        due = started + held + (moment - demand.day_start).total_seconds() / speed
         delay = due - time.monotonic()
         if delay > 0:
             publisher.flush()
@@ -282,7 +288,9 @@ def replay_day(
             waited += waits[-1]
             allocations.append(allocation)
             if on_allocation is not None:
+                t1 = time.monotonic()
                 on_allocation(allocation)
+                held += time.monotonic() - t1
             twin.run_interval(owner_of(scenario, allocation))
             publisher.flush()
     finally:
