@@ -35,18 +35,6 @@ Site catalog changes (``stream/site_catalog.py``, a worker started with ``--cata
 applied here, on the event loop, before each batch and on each timer tick: a new site is
 served at once, a changed one from its next ``day_started``; a removed one is dropped with its
 table snapshot (a changelog tombstone), so a site added again later starts afresh.
-
-A catalog worker builds only the sites of the partitions it is assigned. At every assignment
-(faust's ``on_partitions_assigned``, after the table's recovery has been set off and before any
-record of the new assignment is handled: :func:`register`'s ``process`` waits for the build)
-``CatalogFollower.assign`` builds the newly owned sites in a thread and drops the built sites
-whose partitions went elsewhere, keeping their table snapshots for the next owner. Eager
-rebalancing revokes every partition first, so dropping at the revoke would rebuild every kept
-site at every rebalance; the revoke resets them (above) and the assignment drops only what did
-not come back. The exactly-once argument is unchanged: a dropped site's snapshot was written
-at the revoke, before the commit; a built site has no state until its first record restores
-the table's snapshot. A record of a site not built here (a race at a rebalance) is handled as
-any unknown site's: dead-lettered, never applied.
 """
 
 from __future__ import annotations
@@ -56,7 +44,7 @@ import contextlib
 import json
 import logging
 import os
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +54,8 @@ from contracts.topics import CONTROL, PARTITIONS, SITE_TOPICS, kafka_partition, 
 from stream.batching import set_batch_handler
 from stream.health import Readiness
 from stream.inputs import INPUT_TOPICS
-from stream.processor import SiteRuntime, StreamProcessor
-from stream.site_catalog import CatalogFollower, SiteChange, return_freed_memory
+from stream.processor import StreamProcessor
+from stream.site_catalog import SiteChange
 from stream.worker_log import log_event
 
 log = logging.getLogger(__name__)
@@ -86,14 +74,13 @@ def register(
     ready_file: Path | None = None,
     timer_seconds: float = 1.0,
     readiness: Readiness | None = None,
-    catalog: CatalogFollower | None = None,
+    catalog: Callable[[], list[SiteChange]] | None = None,
 ) -> None:
     """Attach the agent, the close timer and the readiness marker to ``app``.
 
-    ``readiness`` (``/readyz``) is told when partitions are assigned (and their catalog sites
-    built) and revoked, and its event-loop tick comes from the close timer. ``catalog``: the
-    site catalog's follower; its changes are drained between batches and it builds the sites
-    of every partition assignment.
+    ``readiness`` (``/readyz``) is told when partitions are assigned and revoked, and its
+    event-loop tick comes from the close timer. ``catalog`` hands over the site catalog's
+    changes since it was last called (``CatalogFollower.drain``).
     """
     source = app.topic(
         *(spec.name for spec in INPUT_TOPICS),
@@ -119,54 +106,13 @@ def register(
         snapshot = table.get(site_id)
         site = processor.sites.get(site_id)
         if snapshot is not None and site is not None and not site.day_open:
-            site = runtime_for(site_id, site, snapshot)
             site.restore(snapshot)
             log.info("site %s restored at interval %s", site_id, site.tracker.interval_index)
-
-    def runtime_for(site_id: str, site: SiteRuntime, snapshot: dict[str, Any]) -> SiteRuntime:
-        """The runtime ``snapshot`` continues in. A catalog site whose entry changed while its
-        day was open is built here from the latest entry (its partition was assigned, or the
-        worker restarted) but its snapshot ran under the one before: that one is built and
-        serves to the end of the day, and the latest waits for the next ``day_started``
-        (``StreamProcessor.add_site``), as on a worker that had the site all along."""
-        revision = snapshot.get("catalog_revision")
-        if (
-            catalog is None
-            or revision is None
-            or revision == site.catalog_revision
-            or snapshot.get("day_start") is None
-        ):
-            return site
-        older = catalog.build_revision(site_id, int(revision))  # rare: a few ms, on the loop
-        if older is None:
-            log.warning(
-                "site %s: its open day ran under catalog revision %s, which this worker does "
-                "not have; the day continues under revision %s",
-                site_id,
-                revision,
-                site.catalog_revision,
-            )
-            return site
-        processor.remove_site(site_id)
-        processor.add_site(site_id, older)
-        processor.add_site(site_id, site)  # pending: serves from the next day_started
-        log.info(
-            "site %s: the open day continues under catalog revision %s; revision %s serves "
-            "from its next day",
-            site_id,
-            revision,
-            site.catalog_revision,
-        )
-        return older
 
     input_names = {spec.name for spec in INPUT_TOPICS}
 
     idle = asyncio.Event()
     idle.set()
-    built = asyncio.Event()
-    """The assigned partitions' catalog sites are built: records may be handled."""
-    if catalog is None:
-        built.set()
 
     async def forget_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
         # Eager rebalancing revokes every partition, also the ones that come straight back:
@@ -175,8 +121,6 @@ def register(
         # next owner recovers a table that includes every record this worker applied.
         if readiness is not None:
             readiness.assigned = False
-        if catalog is not None:
-            built.clear()  # the next assignment's sites are built before its records
         await idle.wait()
         write_table()  # deferred snapshots first: the next owner must see every applied record
         await app.producer.flush()
@@ -192,11 +136,8 @@ def register(
     def apply_catalog() -> None:
         if catalog is None:
             return
-        for change in catalog.drain():
+        for change in catalog():
             site_id = change.site_id
-            if change.assigned:
-                apply_assigned(change)
-                continue
             if change.site is not None:
                 how = processor.add_site(site_id, change.site)
                 if how == "added":
@@ -224,59 +165,6 @@ def register(
                 f"site {site_id}: removed from the catalog, its state deleted",
                 {"event": "site_removed", "site": site_id},
             )
-
-    def apply_assigned(change: SiteChange) -> None:
-        """A site built for a newly assigned partition, or dropped with a lost one (its table
-        snapshot stays: the partition's next owner restores it)."""
-        site_id = change.site_id
-        restored.discard(site_id)  # a snapshot, if any, loads on its first record
-        if change.site is not None:
-            processor.add_site(site_id, change.site)
-            log.debug("site %s: catalog revision %s built", site_id, change.revision)
-        else:
-            if site_id in processor.dirty:  # a revoke wrote it already; never lose a record
-                write_site(site_id)
-            if processor.remove_site(site_id):
-                log.debug("site %s: its partition went to another worker, dropped", site_id)
-
-    async def build_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
-        """Build the sites of the new assignment, then let its records through."""
-        assert catalog is not None
-        partitions = {tp.partition for tp in (assigned or ()) if tp.topic in input_names}
-        started = time.monotonic()
-        changes: list[SiteChange] = []
-        try:
-            changes = await asyncio.to_thread(catalog.assign, partitions)
-        except asyncio.CancelledError:
-            raise  # records wait for the next assignment's build (a stop: for nothing)
-        except Exception:  # never stall the worker: what was not built is an unknown site
-            log.exception("site catalog: building the sites of partitions %s", sorted(partitions))
-        apply_catalog()
-        built.set()
-        made = sorted(c.site_id for c in changes if c.site is not None)
-        dropped = sorted(c.site_id for c in changes if c.site is None)
-        if dropped:
-            return_freed_memory()  # tens of ms, at a rebalance that gave sites away
-        here = len(catalog.revisions)  # len() of a dict the follower thread changes: atomic
-        log_event(
-            log,
-            logging.INFO,
-            f"partitions {sorted(partitions)} assigned: {here} of "
-            f"{len(catalog.entries)} catalog sites built here ({len(made)} new, "
-            f"{len(dropped)} dropped) in {time.monotonic() - started:.2f} s",
-            {
-                "event": "sites_assigned",
-                "partitions": sorted(partitions),
-                "sites_built": here,
-                "catalog_sites": len(catalog.entries),
-                "built": made,
-                "dropped": dropped,
-                "seconds": round(time.monotonic() - started, 3),
-            },
-        )
-
-    if catalog is not None:
-        app.on_partitions_assigned.connect(build_assigned)  # type: ignore[arg-type]
 
     async def publish(records: list[Any]) -> None:
         for record in records:
@@ -309,11 +197,8 @@ def register(
         """Apply records in consumption order, publishing each record's outputs as they come.
 
         Records of partitions this worker no longer owns (a batch fetched before a rebalance
-        and handed over after it) are left alone: their new owner reads them. Waits first
-        for the catalog sites of the current assignment (before ``idle`` is cleared: a
-        revoke waiting for an idle agent must not wait for the assignment after it).
+        and handed over after it) are left alone: their new owner reads them.
         """
-        await built.wait()
         idle.clear()
         try:
             await _process(messages)
@@ -387,7 +272,6 @@ def register(
     if readiness is not None:
 
         async def assigned(sender: Any, **kwargs: Any) -> None:
-            await built.wait()  # ready once the assignment's catalog sites are built
             readiness.assigned = True
 
         app.on_rebalance_complete.connect(assigned)  # type: ignore[arg-type]
@@ -396,19 +280,13 @@ def register(
 
         async def mark_ready(sender: Any, **kwargs: Any) -> None:
             # Written after every rebalance: the agent owns these partitions from here on
-            # (which ones tells a test when a group of several workers has settled), and
-            # serves these sites (a catalog worker: the ones it built for them). Replaced
+            # (which ones tells a test when a group of several workers has settled). Replaced
             # atomically: a reader never sees half a file.
-            await built.wait()
             assigned: dict[str, list[int]] = {name: [] for name in sorted(input_names)}
             for tp in app.consumer.assignment():
                 if tp.topic in input_names:
                     assigned[tp.topic].append(tp.partition)
-            body = {
-                "pid": os.getpid(),
-                "assigned": {k: sorted(v) for k, v in assigned.items()},
-                "sites": sorted(processor.sites),
-            }
+            body = {"pid": os.getpid(), "assigned": {k: sorted(v) for k, v in assigned.items()}}
             partial = ready_file.with_name(ready_file.name + ".tmp")
             partial.write_text(json.dumps(body, sort_keys=True) + "\n")
             os.replace(partial, ready_file)

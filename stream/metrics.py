@@ -125,13 +125,6 @@ class _ProcessorCollector(Collector):
             still = site.day_open and site.tracker.interval_index < site.config.n_intervals
             day_open.add_metric([site_id], 1.0 if still else 0.0)
         yield from (ratio, info, revision, day_open)
-        built = GaugeMetricFamily(
-            "chuteflow_sites_built",
-            "Sites this worker has built and serves: its --scenario sites and the catalog sites "
-            "of its assigned partitions",
-        )
-        built.add_metric([], float(len(sites)))
-        yield built
 
         with m.lock:
             last = {label: (a.at, a.spacing) for label, a in m.last.items()}

@@ -154,10 +154,9 @@ class StreamProcessor:
     # ------------------------------------------------------------------ sites
 
     def add_site(self, site_id: str, site: SiteRuntime) -> str:
-        """Serve ``site`` (from the site catalog, ``stream/site_catalog.py``, when it is added
-        or its partition is assigned here): a new site at once (``"added"``); a site already
-        served from its next ``day_started`` on (``"pending"``), so a running day ends on the
-        layout and plan it started with."""
+        """Serve ``site`` (from the site catalog, ``stream/site_catalog.py``): a new site at
+        once (``"added"``); a site already served from its next ``day_started`` on
+        (``"pending"``), so a running day ends on the layout and plan it started with."""
         site.seen.depth = SeenWindow.depth_for(
             self.limits.event_time_skew_s, site.interval_minutes * 60.0
         )
@@ -169,12 +168,9 @@ class StreamProcessor:
 
     def remove_site(self, site_id: str) -> bool:
         """Stop serving ``site_id`` (its records are dead-lettered as ``unknown_site`` from
-        now on); whether it was served. The caller deletes its table snapshot (a site removed
-        from the catalog) or leaves it to the partition's next owner (a site whose partition
-        went elsewhere; its snapshot was written at the revoke)."""
+        now on); whether it was served. The caller deletes its table snapshot."""
         self.pending_sites.pop(site_id, None)
         self.dirty.discard(site_id)
-        self._site_partitions.pop(site_id, None)
         return self.sites.pop(site_id, None) is not None
 
     def _next_runtime(self, site: SiteRuntime) -> SiteRuntime:

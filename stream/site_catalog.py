@@ -6,38 +6,26 @@ call :func:`publish_site` and :func:`remove_site`. A worker started with ``--cat
 :class:`CatalogFollower`:
 
 1. at start, :meth:`CatalogFollower.load` reads the topic from the beginning to its end and
-   keeps every site's latest entry, raw (a few KB, up to ~1 MB with groups), before the faust
-   app runs; it builds nothing yet, because the worker does not know its partitions yet;
-2. at every partition assignment (``stream/agents.py``, before the assigned partitions'
-   records are handled), :meth:`CatalogFollower.assign` builds the sites whose partition
-   (``contracts/topics.py``'s rule: murmur2 of the site id key, the input topics' partition)
-   is now this worker's and were not built yet, from the entries kept (no catalog read), and
-   drops the built ones whose partition went elsewhere (their table state stays, for the
-   next owner);
-3. a thread follows the topic from where the read stopped (:meth:`CatalogFollower.start`).
-   Every entry is kept; one for an owned partition is built *in that thread* (parsing,
-   groups, ONNX session: never on the event loop) and handed over as a :class:`SiteChange`;
-   the faust agent drains them between batches and the processor serves a new site at once
-   and a changed one from its next ``day_started`` (``StreamProcessor.add_site``); a
-   tombstone drops the entry, the site and its table snapshot.
+   builds every site (the latest entry per key; a tombstone deletes), before the faust app runs,
+   so a restarted worker restores the catalog sites' table snapshots like its ``--scenario``
+   ones;
+2. then a thread follows the topic from there (:meth:`CatalogFollower.start`). Each new or
+   changed entry is built *in that thread* (parsing, groups, ONNX session: never on the event
+   loop) and handed over as a :class:`SiteChange`; the faust agent drains them between batches
+   (``stream/agents.py``) and the processor serves a new site at once and a changed one from
+   its next ``day_started`` (``StreamProcessor.add_site``); a tombstone drops the site and its
+   table snapshot.
 
-Why build only the owned sites: a built site costs ~1.5 MB (layout, engine, policy session)
-before its first day and 9-11 MB with a day open; a group of 6 workers serving 500 sites held
-500 in every worker. Now each holds its share, and a hand-over builds the taken-over sites
-from memory (a few ms each with a built-in policy) while faust recovers their table state.
-
-An entry for a site the worker serves from ``--scenario`` is ignored (the command line wins).
-A record a worker cannot use (invalid, bad YAML or layout, groups that do not fit, a policy it
-cannot load) is logged with its reason and changes nothing: the worker never crashes on a
-catalog record, and keeps serving the entry it had. Whether an entry builds shows only where
-it is built (the site's owner); a worker that takes the site over later and cannot build its
-latest entry builds the one before it (:attr:`CatalogFollower.previous`), the entry the last
-owner kept serving.
+Every worker of a group reads the whole catalog and builds every site; it decides the sites of
+the partitions it owns (``contracts/topics.py``'s partition rule), so a rebalance needs no
+catalog read. An entry for a site the worker serves from ``--scenario`` is ignored (the command
+line wins). A record a worker cannot use (invalid, bad YAML or layout, groups that do not fit,
+a policy it cannot load) is logged with its reason and changes nothing: the worker never
+crashes on a catalog record, and keeps serving the entry it had.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import socket
@@ -56,7 +44,7 @@ from contracts.sites import (
     encode_entry,
     make_entry,
 )
-from contracts.topics import PARTITIONS, SITES, kafka_partition, message_key
+from contracts.topics import SITES, message_key
 from floor.errors import ChuteflowError
 from stream.clients import KafkaClientConfig, as_client, produce_all
 from stream.topic_reader import Record, TopicReadError, read_to_end
@@ -82,18 +70,11 @@ fallback, deadline and policy fetcher); raises on an entry it cannot serve."""
 
 @dataclass(frozen=True)
 class SiteChange:
-    """A change for the event loop: a site to serve (``site``) or to drop (None).
-
-    ``assigned`` says why: False for a catalog record (a new or changed entry; None: the
-    site's tombstone, its table state is deleted too), True for a partition assignment (a
-    site built because its partition is now this worker's; None: its partition went to
-    another worker, whose table state it keeps).
-    """
+    """A catalog change for the event loop: a site to serve (``site``) or to drop (None)."""
 
     site_id: str
     site: SiteRuntime | None
     revision: int = 0
-    assigned: bool = False
 
 
 # --- reading and writing ----------------------------------------------------------------
@@ -233,22 +214,14 @@ def add_site(
 
 
 class CatalogFollower:
-    """A worker's view of the catalog: every site's entry, and the owned sites built.
+    """A worker's view of the catalog: the sites at start, then changes as they come.
 
     Args:
         client: how to reach Kafka.
         build: entry -> runtime (``stream.worker.build_site`` with the worker's settings).
         pinned: site ids the worker serves from ``--scenario``; their entries are ignored.
         routes: reads the control topic's current routes (``stream.routing.read_routes``),
-            so a site built while running starts on its route, as one read at start does.
-        partitions: the input topics' partition count (the site -> partition rule).
-        owned: the partitions whose sites are built; None: every site (in-memory use). A
-            worker starts with none (``load(owned=())``) and is told by :meth:`assign`.
-
-    Thread safety: :meth:`apply` (the follower thread) and :meth:`assign` (a thread of the
-    event loop's) hold one lock while they build, so an entry that arrives during an
-    assignment is built by exactly one of them, and their changes are queued for
-    :meth:`drain` in the order they were decided.
+            so a site added while running starts on its route, as one read at start does.
     """
 
     def __init__(
@@ -259,95 +232,32 @@ class CatalogFollower:
         pinned: Collection[str] = (),
         routes: Callable[[], Mapping[str, PolicyRoute]] | None = None,
         poll_s: float = 0.5,
-        partitions: int = PARTITIONS,
-        owned: Collection[int] | None = None,
     ) -> None:
         self.client = client
         self.build = build
         self.pinned = frozenset(pinned)
         self.routes = routes
         self.poll_s = poll_s
-        self.partitions = partitions
-        self.owned: frozenset[int] | None = None if owned is None else frozenset(owned)
-        """Partitions whose sites this worker builds (None: all)."""
-        self.entries: dict[str, SiteCatalogEntry] = {}
-        """The latest entry of every catalog site, built or not (what an assignment builds)."""
-        self.previous: dict[str, SiteCatalogEntry] = {}
-        """The entry before the latest, built when the latest is refused."""
         self.revisions: dict[str, int] = {}
-        """Revision of the entry each site built here is served from."""
+        """Revision of the entry each catalog site is served from."""
         self.next_offset = 0
-        self._partition: dict[str, int] = {}
-        self._lock = threading.Lock()
         self._changes: queue.SimpleQueue[SiteChange] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def partition_of(self, site_id: str) -> int:
-        """The input partition of ``site_id``'s records (murmur2 of its key)."""
-        partition = self._partition.get(site_id)
-        if partition is None:
-            partition = self._partition[site_id] = kafka_partition(
-                message_key(site_id), self.partitions
-            )
-        return partition
-
-    def owns(self, site_id: str) -> bool:
-        """Whether ``site_id``'s partition is this worker's (its site is built here)."""
-        owned = self.owned
-        return owned is None or self.partition_of(site_id) in owned
-
-    def load(
-        self, timeout_s: float = 30.0, *, owned: Collection[int] | None = None
-    ) -> dict[str, SiteRuntime]:
-        """Read the catalog whole and keep every entry; build the sites of ``owned``
-        partitions (None: every site; a worker gives ``()``: its group assigns them later)
-        and return them (refused entries logged and left out)."""
+    def load(self, timeout_s: float = 30.0) -> dict[str, SiteRuntime]:
+        """Every site of the catalog, built (refused entries logged and left out)."""
         read = read_catalog(self.client, timeout_s=timeout_s)
+        self.next_offset = read.next_offset
         for key, reason in read.refused:
             _refused(key, None, reason)
         sites: dict[str, SiteRuntime] = {}
-        with self._lock:
-            self.next_offset = read.next_offset
-            self.owned = None if owned is None else frozenset(owned)
-            for site_id, entry in sorted(read.entries.items()):
-                if site_id in self.pinned:
-                    log.warning("site %s: catalog entry ignored (served from --scenario)", site_id)
-                    continue
-                self.entries[site_id] = entry
-                if not self.owns(site_id):
-                    continue
-                built = self._build_kept(site_id)
-                if built is not None:
-                    sites[site_id] = built[0]
-                    self.revisions[site_id] = built[1]
+        for site_id, entry in sorted(read.entries.items()):
+            site = self._build(entry)
+            if site is not None:
+                sites[site_id] = site
+                self.revisions[site_id] = entry.revision
         return sites
-
-    def assign(self, partitions: Collection[int]) -> list[SiteChange]:
-        """Own ``partitions`` from now on: build the sites on them that are not built yet
-        (from the entries kept; no catalog read) and drop the built sites on other
-        partitions. Returns the changes, also queued for :meth:`drain` (the event loop
-        applies them); slow (builds): call it off the event loop."""
-        with self._lock:
-            self.owned = frozenset(partitions)
-            changes: list[SiteChange] = []
-            for site_id in sorted(self.revisions):
-                if not self.owns(site_id):
-                    del self.revisions[site_id]
-                    changes.append(SiteChange(site_id, None, assigned=True))
-            built: list[SiteChange] = []
-            for site_id in sorted(self.entries):
-                if site_id in self.revisions or not self.owns(site_id):
-                    continue
-                made = self._build_kept(site_id)
-                if made is not None:
-                    self.revisions[site_id] = made[1]
-                    built.append(SiteChange(site_id, made[0], made[1], assigned=True))
-            self._route(built)
-            changes += built
-            for change in changes:
-                self._changes.put(change)
-        return changes
 
     def start(self) -> None:
         """Follow the catalog from where :meth:`load` stopped, in a daemon thread."""
@@ -370,69 +280,33 @@ class CatalogFollower:
 
     def apply(self, records: Iterable[Record]) -> list[SiteChange]:
         """The changes ``records`` make (also queued for :meth:`drain`): one per tombstone of
-        a site, one per entry above the kept revision of an owned site that builds; every
-        entry kept, refused ones logged."""
+        a site, one per entry above the served revision that builds; refused ones logged."""
         changes: list[SiteChange] = []
-        with self._lock:
-            for record in records:
-                self.next_offset = max(self.next_offset, record.offset + 1)
-                change = self._apply_one(record)
-                if change is not None:
-                    changes.append(change)
-            self._route(changes)
-            for change in changes:
-                self._changes.put(change)
-        return changes
-
-    def _apply_one(self, record: Record) -> SiteChange | None:
-        key = record.key.decode("utf-8", "replace") if record.key is not None else "unknown"
-        if key in self.pinned:
-            log.warning("site %s: catalog record ignored (served from --scenario)", key)
-            return None
-        if record.value is None:
-            self.entries.pop(key, None)
-            self.previous.pop(key, None)
-            self.revisions.pop(key, None)
-            return SiteChange(key, None)
-        try:
-            entry = decode_entry(record.key, record.value)
-        except CatalogError as error:
-            _refused(key, None, error.reason)
-            return None
-        site_id = entry.site_id
-        current = self.entries.get(site_id)
-        if current is not None:
-            if entry.revision <= current.revision:
-                return None
-            self.previous[site_id] = current
-        self.entries[site_id] = entry
-        if not self.owns(site_id):
-            return None
-        site = self._build(entry)
-        if site is None:
-            return None
-        self.revisions[site_id] = entry.revision
-        return SiteChange(site_id, site, entry.revision)
-
-    def build_revision(self, site_id: str, revision: int) -> SiteRuntime | None:
-        """``site_id`` built from its kept entry of ``revision`` (the latest or the one before
-        it), None if neither is that revision or it does not build. For a site taken over
-        mid-day whose table snapshot ran under the entry before the latest: the day ends on
-        it. No lock: it reads two dict entries (atomic) and builds (thread-safe)."""
-        for entry in (self.entries.get(site_id), self.previous.get(site_id)):
-            if entry is not None and entry.revision == revision:
-                return self._build(entry)
-        return None
-
-    def _build_kept(self, site_id: str) -> tuple[SiteRuntime, int] | None:
-        """``site_id`` built from its latest kept entry, else from the one before it."""
-        for entry in (self.entries.get(site_id), self.previous.get(site_id)):
-            if entry is None:
+        for record in records:
+            self.next_offset = max(self.next_offset, record.offset + 1)
+            key = record.key.decode("utf-8", "replace") if record.key is not None else "unknown"
+            if key in self.pinned:
+                log.warning("site %s: catalog record ignored (served from --scenario)", key)
+                continue
+            if record.value is None:
+                self.revisions.pop(key, None)
+                changes.append(SiteChange(key, None))
+                continue
+            try:
+                entry = decode_entry(record.key, record.value)
+            except CatalogError as error:
+                _refused(key, None, error.reason)
+                continue
+            if entry.revision <= self.revisions.get(entry.site_id, 0):
                 continue
             site = self._build(entry)
             if site is not None:
-                return site, entry.revision
-        return None
+                self.revisions[entry.site_id] = entry.revision
+                changes.append(SiteChange(entry.site_id, site, entry.revision))
+        self._route(changes)
+        for change in changes:
+            self._changes.put(change)
+        return changes
 
     def _build(self, entry: SiteCatalogEntry) -> SiteRuntime | None:
         if entry.site_id in self.pinned:
@@ -446,8 +320,7 @@ class CatalogFollower:
 
     def _route(self, changes: list[SiteChange]) -> None:
         """Start the new sites on their current route (the control records of a site read
-        before it existed, or by another worker, were dead-lettered or applied elsewhere; a
-        site that restores a table snapshot takes the snapshot's route instead)."""
+        before it existed were dead-lettered as unknown_site)."""
         added = [change for change in changes if change.site is not None]
         if not added or self.routes is None:
             return
@@ -501,22 +374,6 @@ class CatalogFollower:
             consumer.close()
 
 
-def return_freed_memory() -> None:
-    """Collect garbage and hand freed heap back to the OS (glibc's ``malloc_trim``).
-
-    Called after the catalog read at start and after an assignment that dropped sites: a
-    worker's first assignment is often every partition (it joined first), and without this
-    the memory of the sites it then gives away stays in its RSS for good (glibc keeps freed
-    small blocks in its arenas). Elsewhere (musl, macOS) only the collection runs.
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def _refused(site_id: str, revision: int | None, reason: str) -> None:
     from stream.worker_log import log_event
 
@@ -540,5 +397,4 @@ __all__ = [
     "publish_site",
     "read_catalog",
     "remove_site",
-    "return_freed_memory",
 ]

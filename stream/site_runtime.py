@@ -80,10 +80,6 @@ class SiteRuntime:
     engines: dict[str, DecisionEngine] = field(default_factory=dict)
     """Engines of the route's policies by ``PolicyRef.key``, made when the route arrived
     (sessions loaded ahead of the boundary where they start to decide)."""
-    catalog_revision: int | None = None
-    """Revision of the site catalog entry this runtime was built from (None: a ``--scenario``
-    site). Written with every snapshot: a worker that takes the site over mid-day continues
-    the day on the revision it started with (``stream/agents.py``)."""
     _calendar: SiteCalendar | None = field(default=None, init=False, repr=False)
     _interval_start: tuple[datetime, int, datetime] | None = field(
         default=None, init=False, repr=False
@@ -240,7 +236,6 @@ class SiteRuntime:
             },
             "seen": self.seen.to_dict(),
             "day_totals": dict(self.day_totals),
-            "catalog_revision": self.catalog_revision,
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:

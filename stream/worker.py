@@ -126,7 +126,7 @@ def build_site(
         raise SiteCatalogError(f"{where}: {ref.label}: this worker cannot fetch store policies")
     else:
         policy = fetch(ref)
-    runtime = make_site(
+    return make_site(
         scenario,
         policy,
         None,
@@ -135,8 +135,6 @@ def build_site(
         fetch=fetch,
         groups=groups,
     )
-    runtime.catalog_revision = entry.revision
-    return runtime
 
 
 def run_worker(
@@ -159,8 +157,7 @@ def run_worker(
 
     With ``catalog`` (``chuteflow worker --catalog``), the site catalog's sites are served
     besides ``sites`` (an entry for one of ``sites`` is ignored): read whole before the app
-    starts, then followed (``stream/site_catalog.py``); only the sites of the partitions the
-    group assigns this worker are built, at each assignment (``stream/agents.py``).
+    starts, then followed (``stream/site_catalog.py``).
 
     Logging is set up first (:mod:`stream.worker_log`: the worker's own lines at
     ``loglevel``, faust's and aiokafka's at ``library_loglevel``, ``text`` or ``json``). With
@@ -188,10 +185,7 @@ def run_worker(
     ensure_topics(settings.kafka_client(), worker_topics(settings.app_id))
     pinned = sorted(sites)
     if catalog is not None:
-        catalog.load(owned=())  # entries only: sites are built as their partitions are assigned
-        from stream.site_catalog import return_freed_memory
-
-        return_freed_memory()  # the whole catalog was read into memory once
+        sites = {**catalog.load(), **sites}
     # a catalog site starts on its entry's policy until a route says otherwise: no
     # worker-default route for it (that route would outlive the next entry's policy)
     _apply_routes(sites, settings, defaults_for=pinned)
@@ -231,18 +225,11 @@ def run_worker(
         table,
         ready_file=ready_file,
         readiness=readiness,
-        catalog=catalog,
+        catalog=None if catalog is None else catalog.drain,
     )
     app.timer(interval=5.0)(_roll_log_windows)  # a burst's summary also when it has stopped
-    # every --scenario site's engine and route are built by now; catalog sites are built at
-    # each assignment, before readiness.assigned (stream/agents.py)
-    readiness.policies_loaded = True
-    text, fields = startup_summary(
-        sites,
-        settings,
-        metrics_port,
-        catalog_sites=None if catalog is None else len(catalog.entries),
-    )
+    readiness.policies_loaded = True  # every site's engine and route are built by now
+    text, fields = startup_summary(sites, settings, metrics_port)
     log_event(logging.getLogger("chuteflow.worker"), logging.INFO, text, fields)
     worker = _quiet_worker(faust.Worker)(app, quiet=True, override_logging=False)
     if catalog is not None:
@@ -251,14 +238,9 @@ def run_worker(
 
 
 def startup_summary(
-    sites: Mapping[str, SiteRuntime],
-    settings: AppSettings,
-    metrics_port: int | None,
-    *,
-    catalog_sites: int | None = None,
+    sites: Mapping[str, SiteRuntime], settings: AppSettings, metrics_port: int | None
 ) -> tuple[str, dict[str, object]]:
-    """The one line that says what this worker serves and where (text, JSON fields);
-    ``catalog_sites``: entries in the site catalog (``--catalog``), built as assigned."""
+    """The one line that says what this worker serves and where (text, JSON fields)."""
     from contracts.topics import ALLOCATIONS, DEAD_LETTER, DECISIONS_AUDIT, SHADOW
     from stream.app import changelog_topic
     from stream.inputs import INPUT_TOPICS
@@ -285,16 +267,14 @@ def startup_summary(
         "output_topics": outputs,
         "changelog_topic": changelog,
         "metrics_port": metrics_port,
-        "catalog_sites": catalog_sites,
     }
     listed = "; ".join(
         f"{site_id} policy={s['policy']} route_revision={s['route_revision']} "
         f"shadows={','.join(s['shadows']) or '-'} fallback={s['fallback']}"  # type: ignore[arg-type]
         for site_id, s in served.items()
     )
-    catalog = "" if catalog_sites is None else f" catalog={catalog_sites} sites (built as assigned)"
     text = (
-        f"worker starting: sites [{listed}]{catalog} bootstrap={settings.bootstrap} "
+        f"worker starting: sites [{listed}] bootstrap={settings.bootstrap} "
         f"group={settings.app_id} inputs={','.join(inputs)} outputs={','.join(outputs)} "
         f"changelog={changelog} metrics_port={metrics_port or '-'}"
     )
@@ -366,10 +346,4 @@ def _quiet_worker(base: type[faust.Worker]) -> type[faust.Worker]:
     return Worker
 
 
-__all__ = [
-    "DEFAULT_DEADLINE_S",
-    "build_site",
-    "make_site",
-    "run_worker",
-    "startup_summary",
-]
+__all__ = ["DEFAULT_DEADLINE_S", "build_site", "make_site", "run_worker", "startup_summary"]
