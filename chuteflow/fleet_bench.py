@@ -141,8 +141,8 @@ def provision_workers(
 ) -> list[FleetWorker]:
     """Publish every site to the site catalog, then start ``n_workers`` catalog workers of
     group ``app_id`` (``chuteflow worker --catalog``, no ``--scenario``): the one place that
-    decides how workers learn their sites. Every worker keeps every catalog entry and builds
-    the sites of the partitions the group assigns it.
+    decides how workers learn their sites. Every worker builds every catalog site; the group's
+    partition assignment decides who serves which.
     """
     from localkafka import free_port
 
@@ -728,7 +728,7 @@ def format_fleet(out: dict[str, Any]) -> str:
         f"{out['driver_cpu_s']} s (at nice {out['driver_nice']})",
         f"memory: idle worker {out['idle_worker_rss_mb']} MB, worker with the catalog read and "
         f"its sites built {out['worker_rss_sites_loaded_mb']} MB "
-        f"({out['rss_per_site_loaded_mb']} MB per catalog site: every worker keeps every entry), "
+        f"({out['rss_per_site_loaded_mb']} MB per catalog site: every worker builds every site), "
         f"at the end {out['worker_rss_end_mb']} MB ({out['rss_per_site_mb']} MB per site over "
         "all workers)",
     ]
