@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import chain, zip_longest
 from typing import Any
 
@@ -56,6 +57,7 @@ BatchHandler = Callable[[list[Any]], Awaitable[None]]
 order."""
 
 
+@dataclass(slots=True, eq=False)
 class BatchRecord:
     """One record of a batch topic, as the handler and :meth:`BatchConsumer._ack_all` read it.
 
@@ -65,18 +67,13 @@ class BatchRecord:
     reads either kind (``stream.agents`` also gets faust's messages when not installed).
     """
 
-    __slots__ = ("acked", "key", "offset", "partition", "topic", "tp", "value")
-
-    def __init__(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, tp: Any
-    ) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.key = key
-        self.value = value
-        self.tp = tp
-        self.acked = False
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    tp: Any
+    acked: bool = False
 
 
 _GAP = object()

@@ -52,6 +52,24 @@ class Instance:
         return np.bincount(self.previous_owner[held], minlength=self.values.shape[0])
 
 
+def _value_matrix(
+    draw: st.DrawFn, cells: st.SearchStrategy[float], n_dest: int, top: int
+) -> np.ndarray:
+    """[n_dest, top + 1] values, each cell drawn from ``cells``."""
+    rows = st.lists(cells, min_size=top + 1, max_size=top + 1)
+    return np.array(draw(st.lists(rows, min_size=n_dest, max_size=n_dest)), dtype=np.float64)
+
+
+def _floor(draw: st.DrawFn, n_dest: int, n_chutes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which chutes are in service, and who held each one before (``IDLE``: nobody)."""
+    available = np.array(draw(st.lists(st.booleans(), min_size=n_chutes, max_size=n_chutes)))
+    owners = st.integers(IDLE, n_dest - 1)
+    previous_owner = np.array(
+        draw(st.lists(owners, min_size=n_chutes, max_size=n_chutes)), dtype=np.int64
+    )
+    return available, previous_owner
+
+
 @st.composite
 def instances(draw: st.DrawFn) -> Instance:
     n_dest = draw(st.integers(1, 8))
@@ -62,24 +80,11 @@ def instances(draw: st.DrawFn) -> Instance:
         st.just(-np.inf),
         st.integers(-3, 3).map(float),  # ties between levels
     )
-    values = np.array(
-        draw(
-            st.lists(
-                st.lists(cells, min_size=top + 1, max_size=top + 1),
-                min_size=n_dest,
-                max_size=n_dest,
-            )
-        ),
-        dtype=np.float64,
-    )
+    values = _value_matrix(draw, cells, n_dest, top)
     low = draw(st.integers(0, min(2, top)))
     high = draw(st.integers(low, top + 1))
     guardrails = _guardrails(n_chutes, low, high, draw(st.integers(0, 10)))
-    available = np.array(draw(st.lists(st.booleans(), min_size=n_chutes, max_size=n_chutes)))
-    owners = st.integers(IDLE, n_dest - 1)
-    previous_owner = np.array(
-        draw(st.lists(owners, min_size=n_chutes, max_size=n_chutes)), dtype=np.int64
-    )
+    available, previous_owner = _floor(draw, n_dest, n_chutes)
     return Instance(values, guardrails, previous_owner, available, draw(st.booleans()))
 
 
@@ -313,23 +318,10 @@ def small_instances(draw: st.DrawFn) -> Instance:
     top = draw(st.integers(1, 3))
     n_chutes = draw(st.integers(1, 12))
     cells = st.sampled_from([-np.inf, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0])
-    values = np.array(
-        draw(
-            st.lists(
-                st.lists(cells, min_size=top + 1, max_size=top + 1),
-                min_size=n_dest,
-                max_size=n_dest,
-            )
-        ),
-        dtype=np.float64,
-    )
+    values = _value_matrix(draw, cells, n_dest, top)
     low = draw(st.integers(0, min(1, top)))
     guardrails = _guardrails(n_chutes, low, draw(st.integers(low, top)), draw(st.integers(0, 4)))
-    available = np.array(draw(st.lists(st.booleans(), min_size=n_chutes, max_size=n_chutes)))
-    owners = st.integers(IDLE, n_dest - 1)
-    previous_owner = np.array(
-        draw(st.lists(owners, min_size=n_chutes, max_size=n_chutes)), dtype=np.int64
-    )
+    available, previous_owner = _floor(draw, n_dest, n_chutes)
     waive = draw(st.sampled_from([False, False, False, True]))  # mostly with the move cap
     return Instance(values, guardrails, previous_owner, available, waive)
 
