@@ -14,11 +14,13 @@ first produce to the last decode. They go to throw-away copies of the input topi
 afterwards), never to the real ones: a worker of the broker given must not see a second copy
 of the day. ``ratio`` = replay wall / raw wall.
 
-``round_trip_ms`` splits the replay's waits for allocations (:func:`round_trip_ms`). Measured
-(issue 22, large day, group 20): the wait is almost all the worker still handling the
-interval's records when the driver's last one is delivered (thousands of records behind: it
-spends ~33 us a record, the driver ~18 us producing one), then ~7 ms deciding; the allocation's
-trip back to the driver is ~5 ms. So the wait follows the worker's cost per record, not the
+``round_trip_ms`` splits the replay's waits for allocations (:func:`round_trip_ms`);
+``worker_cpu_s`` is the worker process's CPU over the replay (procfs), beside ``driver_cpu_s``
+(the twin building and encoding events, and producing them). Measured (issue 22, large day,
+group 20, quiet machine): the wait is almost all the worker still handling the interval's
+records when the driver's last one is delivered (it spends ~17 us of CPU a record, ~10 of them
+in ``StreamProcessor.handle``, the driver ~10 us making and producing one); the allocation's
+trip back to the driver is ~3 ms. So the wait follows the worker's cost per record, not the
 producers' linger or the consumers' fetch waits.
 
 Argument parsing (and starting a throw-away local broker when none is given) lives in
@@ -79,7 +81,8 @@ def bench_replay(
         app_id = f"bench-{uuid.uuid4().hex[:8]}"
         with running_worker(
             bootstrap, [scenario_name], Path(tmp) / "worker", app_id=app_id, policy=policy
-        ):
+        ) as worker:
+            worker_cpu0 = process_cpu_s(worker.pid)
             t0 = time.monotonic()
             cpu0 = os.times()
             result = replay_day(
@@ -92,6 +95,7 @@ def bench_replay(
             )
             wall = time.monotonic() - t0
             cpu1 = os.times()
+            worker_cpu1 = process_cpu_s(worker.pid)
     intervals = len(result.allocations)
     out: dict[str, object] = {
         "scenario": scenario_name,
@@ -105,6 +109,11 @@ def bench_replay(
         "driver_cpu_s": round(cpu1.user - cpu0.user + cpu1.system - cpu0.system, 2),
         "round_trip_ms": round_trip_ms(result),
     }
+    if worker_cpu0 is not None and worker_cpu1 is not None:
+        out["worker_cpu_s"] = round(worker_cpu1 - worker_cpu0, 2)
+        out["worker_cpu_us_per_record"] = round(
+            1e6 * (worker_cpu1 - worker_cpu0) / max(result.events_published, 1), 2
+        )
     if raw:
         records = day_records(demand, seed, result.allocations)
         if len(records) + 1 != result.events_published:  # + the replay's day_started
@@ -122,6 +131,17 @@ def bench_replay(
         )
     out["kpis"] = result.kpis.to_dict() if intervals == scenario.n_intervals else None
     return out
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (all its threads), from
+    ``/proc/PID/stat``; None where there is no procfs (the bench then leaves the figure out)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # after "pid (comm)": state is field 3, utime and stime are fields 14 and 15 (man 5 proc)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def round_trip_ms(result: ReplayResult) -> dict[str, float]:
@@ -249,6 +269,14 @@ def _consume(
                 {
                     "group.id": f"chuteflow-raw-floor-{uuid.uuid4().hex[:8]}",
                     "enable.auto.commit": False,
+                    # librdkafka (>= 2.0) stops fetching a partition for fetch.queue.backoff.ms
+                    # (1 s) whenever its local queue holds queued.min.messages (100k): a
+                    # consumer that reads a day already on the broker then stalls ~0.8 s every
+                    # ~90k records (issue 22: 9.2 s for the heaviest large day, 5.5 s without).
+                    # A floor is measured without that throttle, and with a short fetch wait
+                    # so the first records are not held by an empty topic's long poll.
+                    "fetch.queue.backoff.ms": 0,
+                    "fetch.wait.max.ms": 5,
                 }
             )
         )
@@ -294,4 +322,4 @@ def _delete_topics(client: KafkaClientConfig, names: list[str]) -> None:
             future.result()
 
 
-__all__ = ["bench_replay", "day_records", "raw_floor", "round_trip_ms"]
+__all__ = ["bench_replay", "day_records", "process_cpu_s", "raw_floor", "round_trip_ms"]

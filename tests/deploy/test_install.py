@@ -453,7 +453,12 @@ def test_bench_replay_starts_the_installed_worker(installed: Installed, broker: 
             timeout=240,
         )
     )
-    assert result
+    assert result["intervals"] == 2
+    assert result["events"] > 0
+    assert result["raw_wall_s"] > 0 and result["ratio"] > 0
+    # the worker process's own CPU (procfs), beside the driver's: where a replay's time goes
+    assert 0 < result["worker_cpu_s"] < result["wall_s"] * 2
+    assert result["worker_cpu_us_per_record"] > 0
 
 
 def test_bench_fleet_replays_two_sites_on_the_installed_worker(
