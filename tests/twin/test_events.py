@@ -1,5 +1,5 @@
-"""The twin's events are built without validation (``twin.events.EventEmitter._send``): each one
-must still be exactly what the contract's codec accepts and writes."""
+"""The twin's events (``twin.events.EventEmitter``) are exactly what the contract's codec
+accepts and writes: what a replay publishes is what a WCS would send, byte for byte."""
 
 from __future__ import annotations
 
