@@ -125,6 +125,9 @@ class StreamProcessor:
         self.on_decision = on_decision
         self.on_dead_letter = on_dead_letter
         self.partitions = partitions
+        self._offset_keys: dict[tuple[str, int], str] = {}
+        """``topic/partition``, the key of a site's applied offsets, made once per input
+        topic-partition instead of once per record."""
         self._site_partitions: dict[str, int] = {}
         """Partition of each served site's key (``partitions`` is fixed for the processor)."""
         self.prefetch: Callable[[list[bytes]], None] = lambda values: None
@@ -256,7 +259,11 @@ class StreamProcessor:
         if keyed is not None and offset >= 0:
             # per topic *and* partition: a producer with another partitioner can put records
             # with a site's key on other partitions, whose offsets say nothing about this one
-            where = f"{topic}/{partition}"
+            where = self._offset_keys.get((topic, partition))
+            if where is None:
+                where = f"{topic}/{partition}"
+                if topic in BY_NAME or topic == CONTROL.name:  # a hostile topic name: not kept
+                    self._offset_keys[(topic, partition)] = where
             if offset <= keyed.offsets.get(where, -1):
                 self.stats["redelivered_skipped"] += 1
                 self.redelivered[label] += 1
@@ -266,7 +273,10 @@ class StreamProcessor:
             self.dirty.add(keyed.config.site_id)
         self.stats["records"] += 1
         self.records[(label, topic)] += 1
-        out = self._route(topic, key, value, partition)
+        out = self._route(topic, key, value, partition, keyed=keyed is not None)
+        if not out:  # most records: applied, nothing to publish
+            self.stats["accepted"] += 1
+            return []
         if any(isinstance(r, _Rejected) for r in out):
             return self._letters(out, label, topic, key, value, partition, offset)
         self.stats["accepted"] += 1
@@ -309,8 +319,10 @@ class StreamProcessor:
         return records
 
     def _route(
-        self, topic: str, key: bytes | None, value: bytes, partition: int
+        self, topic: str, key: bytes | None, value: bytes, partition: int, *, keyed: bool = False
     ) -> list[OutRecord | _Rejected]:
+        """Decode and dispatch one record. ``keyed``: its key names a served site, whose
+        partition :meth:`handle` has checked already."""
         if topic == CONTROL.name:
             return self._control(key, value, partition)
         spec = BY_NAME.get(topic)
@@ -331,9 +343,10 @@ class StreamProcessor:
                     f"unknown_site: {event.site_id!r}: this worker serves {sorted(self.sites)}"
                 )
             ]
-        expected = self.wrong_partition(event.site_id, partition)
-        if expected is not None:  # a key-less record (a keyed one was checked in handle)
-            return [_misplaced(event.site_id, topic, partition, expected)]
+        if not keyed:  # a keyed record's partition was checked in handle
+            expected = self.wrong_partition(event.site_id, partition)
+            if expected is not None:
+                return [_misplaced(event.site_id, topic, partition, expected)]
         if partition >= 0:
             site.partition = partition
         if isinstance(event, DayStarted):
