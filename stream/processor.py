@@ -41,9 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
-
-from contracts.codec import DecodeError, decode, decode_route, encode
+from contracts.codec import DecodeError, decode, decode_route
 from contracts.events import (
     AllocationDecided,
     DayStarted,
@@ -54,10 +52,8 @@ from contracts.events import (
 )
 from contracts.limits import InputLimits
 from contracts.topics import (
-    ALLOCATIONS,
     CONTROL,
     DECISIONS_AUDIT,
-    SHADOW,
     kafka_partition,
     message_key,
 )
@@ -68,11 +64,11 @@ from decision.admission import (
     check_floor_event,
     check_interval_closed,
 )
-from decision.engine import Decision
 from decision.state import SiteState
 from decision.tracker import UnknownEntityError
 from floor.errors import ChuteflowError
 from stream.deadletter import OutRecord, dead_letter, reason_kind
+from stream.decisions import decision_records
 from stream.inputs import BY_NAME, EVENT_TOPICS, FLOOR_NAMES, FLOOR_TOPICS, INPUT_TOPICS
 from stream.observations import UNKNOWN_SITE, DeadLetterObserved, DecisionObserved
 from stream.site_runtime import SiteRuntime
@@ -609,68 +605,17 @@ class StreamProcessor:
         counted: dict[str, int] | None = None,
         declared: dict[str, int] | None = None,
     ) -> list[OutRecord]:
-        start = site.interval_start(state.interval_index)
-        # The allocation's time is its interval's start, not the wall clock: a redelivered or
-        # replayed decision is then byte-identical, and replay is deterministic.
-        revision = site.route_revision
-        decision = site.serving().decide(
-            state, interval_start=start, now=start, route_revision=revision
+        out = decision_records(
+            site,
+            state,
+            how,
+            worker_id=self.worker_id,
+            counted=counted,
+            declared=declared,
+            on_decision=self.on_decision,
         )
-        site.tracker.apply_owner(decision.owner, state.interval_index)
         self.stats["decisions"] += 1
         self.allocations[site.config.site_id] += 1
-        if self.on_decision is not None:
-            self.on_decision(_observed(site, decision, role="served", how=how, revision=revision))
-        key = message_key(site.config.site_id)
-        audit = {
-            "decision_id": decision.event.decision_id,
-            "site_id": site.config.site_id,
-            "interval_index": state.interval_index,
-            "trigger": how,
-            "worker": self.worker_id,
-            "solver_status": decision.event.solver_status,
-            "policy": {
-                "name": decision.event.policy_name,
-                "version": decision.event.policy_version,
-                "sha256": decision.event.policy_sha256,
-            },
-            "route_revision": revision,
-            "fallback_reason": decision.fallback_reason,
-            "proven_optimal": decision.proven_optimal,
-            "moves": decision.moves,
-            "policy_error": decision.policy_error,
-            "timings_ms": {k: round(v, 3) for k, v in decision.timings_ms.items()},
-            "inputs": {
-                "arrivals_last_interval": int(state.arrivals[0].sum()),
-                "recirculated_last_interval": int(state.recirculated.sum()),
-                "backlog": int(state.backlog.sum()),
-                "chutes_available": int(state.chute_available.sum()),
-                "chutes_open": int(state.chute_open.sum()),
-                "chutes_held": int(state.held().sum()),
-                "records_counted": counted or {},
-                "records_declared": declared,
-            },
-        }
-        out = [OutRecord(ALLOCATIONS.name, key, encode(decision.event))]
-        shadows = []
-        for ref, engine in site.shadows():
-            # The same live state, projection and validator; never the allocation topic, and
-            # never the tracker's chute owners (the floor runs the served allocation).
-            shadow = engine.decide(state, interval_start=start, now=start, route_revision=revision)
-            out.append(OutRecord(SHADOW.name, key, encode(shadow.event)))
-            if self.on_decision is not None:
-                self.on_decision(_observed(site, shadow, role="shadow", how=how, revision=revision))
-            shadows.append(
-                {
-                    "policy": ref.label,
-                    "decision_id": shadow.event.decision_id,
-                    "chutes_differing": int(np.abs(shadow.counts - decision.counts).sum()) // 2,
-                    "total_ms": round(shadow.timings_ms.get("total", 0.0), 3),
-                    "fallback_reason": shadow.fallback_reason,
-                }
-            )
-        audit["shadows"] = shadows
-        out.append(OutRecord(DECISIONS_AUDIT.name, key, json.dumps(audit, sort_keys=True).encode()))
         return out
 
 
@@ -686,27 +631,6 @@ def _misplaced(site_id: str, topic: str, partition: int, expected: int) -> _Reje
         f"wrong_partition: site {site_id!r} record on {topic[:200]} partition {partition}; "
         f"its key hashes to partition {expected} (murmur2, Java's default partitioner: "
         "librdkafka producers need partitioner=murmur2_random)"
-    )
-
-
-def _observed(
-    site: SiteRuntime, decision: Decision, *, role: str, how: str, revision: int
-) -> DecisionObserved:
-    event = decision.event
-    return DecisionObserved(
-        site_id=site.config.site_id,
-        interval_index=event.interval_index,
-        total_ms=decision.timings_ms.get("total", 0.0),
-        solver_status=event.solver_status,
-        policy_error=decision.policy_error,
-        policy_name=event.policy_name,
-        policy_version=event.policy_version,
-        fallback_from=event.fallback_from,
-        role=role,
-        day="" if site.day_start is None else site.day_start.date().isoformat(),
-        route_revision=revision,
-        fallback_reason=decision.fallback_reason,
-        trigger=how,
     )
 
 
