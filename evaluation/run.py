@@ -48,8 +48,9 @@ class RunSpec:
     guardrails: str
     day_kind: str = "group"
     """The suite (``evaluation.suites.SUITES``): ``group``: a sample of the group; ``spike``:
-    plus one destination at 4x its volume; ``shifted``: with 30% of destinations' volumes
-    shuffled (outside every group); ``history``, ``drift-*``, ``other``: see the suites."""
+    plus one destination at 4x its volume; ``concentration``: one big destination grown to a
+    fifth of the day; ``shifted``: with 30% of destinations' volumes shuffled (outside every
+    group); ``history``, ``drift-*``, ``other``: see the suites."""
     day: str | None = None
     """ISO date of a ``history`` or ``other`` day (``group`` is then found when it runs)."""
     history_seed: int | None = None
@@ -127,8 +128,8 @@ def specs_for(
     guardrails: str,
     day_kind: str = "group",
 ) -> list[RunSpec]:
-    """Specs of a group-based suite (``group``, ``spike``, ``shifted``, ``drift-*``): every
-    policy on ``seeds`` days of each group."""
+    """Specs of a group-based suite (``group``, ``spike``, ``concentration``, ``shifted``,
+    ``drift-*``): every policy on ``seeds`` days of each group."""
     if day_kind not in GROUP_SUITES:
         raise ValueError(f"{day_kind!r} is not a group-based suite; use suite_specs")
     return [

@@ -8,6 +8,12 @@ its group label. The suites:
 - ``group``: a multinomial sample of each day-type group, per seed. These days are drawn from
   the group's own shares, so they flatter any policy that plans with those shares.
 - ``spike``: a group day plus one top-half destination at ``SPIKE_FACTOR`` its volume.
+- ``concentration``: a group day where one big destination (drawn by seed among the top
+  tenth of the plan's shares, ``twin.spike.big_destination``) is grown
+  until it takes ``CONCENTRATION_SHARE`` of the day's volume, every other destination as it
+  was (``twin.spike.with_concentration``); the plan stays the group's (nobody forecast the
+  promotion). History-fitted groups cannot hold a day type seen only a couple of times in the
+  history, so the gate checks it on every site.
 - ``shifted``: a group day with ``SHIFT_FRACTION`` of destinations' volumes shuffled among
   them (``twin.spike.with_shifted_mix``).
 - ``history``: the primary suite. ``history_days`` (default 60) consecutive real days of the
@@ -39,19 +45,22 @@ from twin.day import DayDemand
 from twin.fit import GroupFit, site_history
 from twin.groups import sample_day
 from twin.history import generate_history, to_demand
-from twin.spike import with_shifted_mix, with_spike
+from twin.spike import big_destination, with_concentration, with_shifted_mix, with_spike
 
 SPIKE_FACTOR = 4.0
 """Stress days: one destination at four times its usual volume."""
+CONCENTRATION_SHARE = 0.2
+"""Concentration days: one destination takes a fifth of the day (one big customer's promotion;
+the built-in large site's rarest day type has its top destination at about that share)."""
 SHIFT_FRACTION = 0.3
 """Out-of-distribution days: 30% of destinations swap volumes."""
 DRIFT = {"drift-0": 0.0, "drift-25": 0.25, "drift-50": 0.5, "drift-100": 1.0}
 """Plan-mismatch suites: the fraction of destinations whose volumes are reassigned."""
 HISTORY_SUITES = ("history", "other")
 """Suites of real history days, labelled with their nearest group."""
-GROUP_SUITES = ("group", "spike", "shifted", *DRIFT)
+GROUP_SUITES = ("group", "spike", "concentration", "shifted", *DRIFT)
 """Suites of group samples, labelled with the group they were sampled from."""
-SUITES = ("group", "spike", "shifted", "history", *DRIFT, "other")
+SUITES = ("group", "spike", "concentration", "shifted", "history", *DRIFT, "other")
 """Every suite, in the order ``--suite all`` runs and tables them."""
 DEFAULT_HISTORY_DAYS = 60
 DEFAULT_OTHER_SEEDS = (11, 12, 13)
@@ -59,6 +68,8 @@ DEFAULT_OTHER_SEEDS = (11, 12, 13)
 DESCRIPTIONS = {
     "group": "multinomial samples of each day-type group (drawn from the plan's own shares)",
     "spike": f"group days plus one top-half destination at {SPIKE_FACTOR:g}x its volume",
+    "concentration": f"group days with one big (top-tenth) destination grown to "
+    f"{CONCENTRATION_SHARE:.0%} of the day's volume (plan unchanged)",
     "shifted": f"group days with {SHIFT_FRACTION:.0%} of destinations' volumes shuffled",
     "history": "held-out real days of the site's own history after the groups' fit period; "
     "groups are each day's hindsight nearest group",
@@ -224,6 +235,9 @@ def build_day(
         rank = seed % max(1, scenario.n_destinations // 2)
         destination = int(np.argsort(-demand.expected_share.mean(axis=0), kind="stable")[rank])
         demand = with_spike(demand, destination, SPIKE_FACTOR, seed=seed)
+    elif suite == "concentration":
+        destination = big_destination(demand, seed, below=CONCENTRATION_SHARE)
+        demand = with_concentration(demand, destination, CONCENTRATION_SHARE, seed=seed)
     elif suite == "shifted":
         demand = with_shifted_mix(demand, SHIFT_FRACTION, seed=seed)
     elif suite in DRIFT:
@@ -236,6 +250,7 @@ def build_suite_day(scenario: Scenario, groups: DayTypeGroups, day: SuiteDay) ->
 
 
 __all__ = [
+    "CONCENTRATION_SHARE",
     "DESCRIPTIONS",
     "DRIFT",
     "GROUP_SUITES",

@@ -47,6 +47,7 @@ from onboarding.history import HistoryDay, HistorySplit, read_history
 from onboarding.plan import OnboardOptions, TrainingPlan, size_training
 from onboarding.report import write_report
 from onboarding.tasks import (
+    RULE_CONCENTRATED,
     RULE_DRIFTED,
     RULE_SAMPLED,
     DayJob,
@@ -423,13 +424,18 @@ def _validation_jobs(
     label: str,
     per_group: int,
 ) -> list[DayJob]:
-    """The selection rule's days (every group x ``per_group``, as sampled and drifted) and the
-    validation weeks' own day files."""
+    """The selection rule's days (every group x ``per_group``, as sampled, drifted and
+    concentrated) and the validation weeks' own day files.
+
+    The concentrated days (one big destination at ``CONCENTRATION_SHARE`` of the day, plan
+    unchanged) are there because the fitted groups cannot show the day type and the gate checks
+    it: a rule that never saw it picked, on the large site, an ensemble whose weaker member
+    lost those days to proportional. They recirculate most, so they weigh most in the mean."""
     jobs: list[DayJob] = []
     for g in range(groups.n_groups):
         for k in range(per_group):
             seed = derive(Stream.VALIDATION_DAY, g, k)
-            for kind in (RULE_SAMPLED, RULE_DRIFTED):
+            for kind in (RULE_SAMPLED, RULE_DRIFTED, RULE_CONCENTRATED):
                 jobs.append(DayJob(site_path, policy, label, kind, seed, len(jobs), g))
     for i, day in enumerate(split.validation):
         seed = derive(Stream.VALIDATION_DAY, FILE_KEY, i)

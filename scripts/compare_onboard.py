@@ -45,12 +45,14 @@ from evaluation.report import headline, summarize
 from floor.daytypes import default_groups
 from floor.scenario import load_scenario
 from floor.seeds import Stream, derive, evaluation_seed
+from onboarding.plan import OnboardOptions
 from onboarding.tasks import RULE_DRIFTED, RULE_SAMPLED, DayJob, run_day_job
 
 RULE = "rule"
 """The selection rule's validation days (every group x 3, as sampled and drifted)."""
 RULE_PER_GROUP = 3
-DEFAULT_SUITES = ("history", "group", "spike", "shifted", "drift-25", "drift-50", "drift-100")
+DEFAULT_SUITES = ("history", *OnboardOptions().suites)
+"""What onboarding's report and gate look at: the held-out history and every stress suite."""
 
 
 def _jobs(

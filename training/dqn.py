@@ -65,6 +65,7 @@ from twin.day import DayDemand
 from twin.groups import sample_day
 from twin.reward import destination_rewards
 from twin.sim import SortationTwin
+from twin.spike import big_destination, with_concentration
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -350,6 +351,16 @@ class Trainer:
             draw = np.random.default_rng(derive(Stream.TRAIN_DAY, s.seed, episode, 1))
             if draw.random() < s.drift_probability:
                 day = with_drift(day, float(draw.uniform(0.25, 1.0)), seed)
+        if s.concentration_probability > 0:
+            # its own stream: runs without concentrated days keep exactly their days
+            draw = np.random.default_rng(derive(Stream.TRAIN_DAY, s.seed, episode, 2))
+            if draw.random() < s.concentration_probability:
+                low, high = s.concentration_share
+                pick_seed = int(draw.integers(2**31))
+                share = float(draw.uniform(low, high))
+                pick = big_destination(day, pick_seed, below=share)
+                planned = bool(draw.random() < 0.5)
+                day = with_concentration(day, pick, share, seed, planned=planned)
         return group, day
 
     def run_episode(self, episode: int) -> dict[str, float]:

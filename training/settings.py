@@ -78,6 +78,15 @@ class Settings:
     """Share of training days whose destination mix is drifted (a fraction of destinations'
     volumes reassigned, uniform in [0.25, 1]): days that depart from every group, so the
     policy learns on the plan error the honest plan protocol leaves (issue 10)."""
+    concentration_probability: float = 0.0
+    """Share of training days on which one big destination suddenly takes a set share of the day.
+    On those days a destination drawn among the plan's top tenth is grown to a share of the day's
+    volume uniform in ``concentration_share`` (``twin.spike.with_concentration``: one customer's
+    promotion, every other destination unchanged); on half of them the plan knows it (an
+    announced promotion), on the other half it does not. Drawn independently of the drift.
+    History-fitted groups rarely hold such a day type (issue 19)."""
+    concentration_share: tuple[float, float] = (0.15, 0.25)
+    """Range of the concentrated destination's share of the day on those days."""
 
     feature_set: str = "trust"
     """The features the network reads (``decision.features.FEATURE_SETS``): ``trust`` adds the
@@ -116,6 +125,12 @@ class Settings:
         _check_choice("checkpoint", self.checkpoint, CHECKPOINTS)
         _check_choice("group-dro reference", self.group_dro_reference, GROUP_DRO_REFERENCES)
         _check_choice("feature set", self.feature_set, tuple(FEATURE_SETS))
+        if not 0.0 <= self.concentration_probability <= 1.0:
+            raise ValueError("concentration probability must be in [0, 1]")
+        low, high = self.concentration_share
+        if not 0.0 < low <= high < 1.0:
+            raise ValueError("concentration share must be a range inside (0, 1)")
+        self.concentration_share = (float(low), float(high))
 
     @classmethod
     def quick(cls, **overrides: object) -> Settings:

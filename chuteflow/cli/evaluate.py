@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 NAME = "evaluate"
 LEGACY_KINDS = ("group", "spike", "shifted")
 SUITE_HELP = (
-    "comma list of suites, or 'all': group (samples of each day-type group), spike, shifted, "
+    "comma list of suites, or 'all': group (samples of each day-type group), spike, "
+    "concentration (one top-tenth destination grown to 20%% of the day, plan unchanged), shifted, "
     "history (held-out real days of the site's own history after the groups' fit period: the "
     "primary suite), drift-0/drift-25/drift-50/drift-100 (group days with that share of "
     "destinations' volumes reassigned, plan unchanged), other (the same dates from other "

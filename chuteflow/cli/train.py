@@ -55,6 +55,15 @@ def register(sub: Subparsers) -> None:
             )
         elif f.name == "scenario":  # the one default scenario of every verb
             parser.add_argument(flag, default=DEFAULT_SCENARIO, help=helps.get(f.name))
+        elif isinstance(default, tuple):  # a range: two numbers
+            parser.add_argument(
+                flag,
+                type=float,
+                nargs=2,
+                default=default,
+                metavar=("LOW", "HIGH"),
+                help=helps.get(f.name),
+            )
         elif isinstance(default, int) and not isinstance(default, bool):
             parser.add_argument(
                 flag, type=non_negative_int, default=default, help=helps.get(f.name)
@@ -82,14 +91,18 @@ def register(sub: Subparsers) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from floor.errors import ChuteflowError
     from training.settings import Settings
 
     values: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
-    if args.quick:
-        defaults = Settings()
-        explicit = {k: v for k, v in values.items() if v != getattr(defaults, k)}
-        return Settings.quick(**explicit)
-    return Settings(**values)
+    try:
+        if args.quick:
+            defaults = Settings()
+            explicit = {k: v for k, v in values.items() if v != getattr(defaults, k)}
+            return Settings.quick(**explicit)
+        return Settings(**values)
+    except ValueError as error:  # a setting that cannot work: one line, exit 2
+        raise ChuteflowError(f"train: {error}") from error
 
 
 def run(args: argparse.Namespace) -> int:

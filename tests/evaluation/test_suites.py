@@ -11,6 +11,7 @@ import pytest
 from evaluation.report import markdown, suites_markdown, summarize
 from evaluation.run import RunSpec, run_all, specs_for, suite_specs
 from evaluation.suites import (
+    CONCENTRATION_SHARE,
     DRIFT,
     GROUP_SUITES,
     HISTORY_SUITES,
@@ -241,3 +242,20 @@ def test_real_days_are_tabled_by_day_and_nearest_group() -> None:
     table = suites_markdown({"history": nearest, "group": summarize(_rows("group"))}, "s")
     assert "| policy | history | group |" in table
     assert "| a | 12.50% (~g5: 20.00%) | 15.00% (g5: 20.00%) |" in table
+
+
+def test_concentration_days_grow_one_big_destination_to_the_share() -> None:
+    group = suite_days("group", GROUPS, OPTIONS)
+    concentrated = suite_days("concentration", GROUPS, OPTIONS)
+    big = max(2, round(0.1 * SCENARIO.n_destinations))
+    for g, c in zip(group, concentrated, strict=True):
+        base = build_suite_day(SCENARIO, GROUPS, g).demand
+        day = build_suite_day(SCENARIO, GROUPS, c).demand
+        grown = np.flatnonzero((day.arrivals != base.arrivals).any(axis=0))
+        assert len(grown) == 1  # one destination; every other one as the group day drew it
+        destination = int(grown[0])
+        share = day.arrivals[:, destination].sum() / day.total
+        assert abs(share - CONCENTRATION_SHARE) < 1.0 / day.total
+        rank = np.argsort(-base.expected_share.mean(axis=0), kind="stable").tolist()
+        assert rank.index(destination) < big
+        np.testing.assert_array_equal(day.expected_share, base.expected_share)

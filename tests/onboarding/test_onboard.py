@@ -60,7 +60,7 @@ def test_onboard_writes_a_complete_bundle(
     best = max(groups["silhouettes"].values())
     assert groups["silhouettes"][str(groups["k"])] == best
     gate = manifest["gate"]
-    assert gate["suites"] == ["history", "group", "spike", "drift-50"]
+    assert gate["suites"] == ["history", "group", "spike", "concentration", "drift-50"]
     assert manifest["recommended_policy"] == (
         manifest["selection"]["policy"] if gate["passed"] else "proportional"
     )

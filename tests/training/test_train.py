@@ -182,3 +182,28 @@ def test_group_dro_reference_sets_what_the_losses_are_measured_against() -> None
     assert (trainer.adversary.baseline < proportional.adversary.baseline).all()
     with pytest.raises(ValueError, match="use one of proportional, lookahead"):
         Settings(group_dro_reference="oracle")
+
+
+def test_concentration_probability_concentrates_that_share_of_training_days() -> None:
+    plain = Trainer(Settings.quick(scenario="small", algo="drmarl", drift_probability=0.3))
+    always = Trainer(
+        Settings.quick(
+            scenario="small", algo="drmarl", drift_probability=0.3, concentration_probability=1.0
+        )
+    )
+    planned = 0
+    for episode in range(8):
+        group, base = plain._episode_day(episode)
+        same_group, day = always._episode_day(episode)
+        assert group == same_group and "concentration" in day.label
+        grown = np.flatnonzero((day.arrivals != base.arrivals).any(axis=0))
+        assert len(grown) == 1  # the day the plain run trains on, one destination grown
+        low, high = always.s.concentration_share
+        share = day.arrivals[:, grown[0]].sum() / day.total
+        assert low - 1e-3 <= share <= high + 1e-3
+        planned += not np.array_equal(day.expected_share, base.expected_share)
+    assert 0 < planned < 8  # some promotions announced in the plan, some not
+    with pytest.raises(ValueError, match="concentration"):
+        Settings(concentration_probability=1.5)
+    with pytest.raises(ValueError, match="concentration"):
+        Settings(concentration_share=(0.3, 0.2))
