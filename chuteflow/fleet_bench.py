@@ -70,7 +70,7 @@ from replay.fleet import (
     site_partitions,
 )
 from replay.loop import allocation_of
-from replay.workers import start_worker, stop_worker
+from replay.workers import cpu_seconds, start_worker, stop_worker
 from stream.clients import KafkaClientConfig, as_client
 from stream.inputs import INPUT_TOPICS
 
@@ -253,13 +253,6 @@ def wait_committed(bootstrap: str | KafkaClientConfig, group_id: str, timeout_s:
 
 
 # ---------------------------------------------------------------- process figures
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` (``/proc/PID/stat``)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int:

@@ -45,7 +45,7 @@ from twin.day import DayDemand
 from twin.fit import GroupFit, site_history
 from twin.groups import sample_day
 from twin.history import generate_history, to_demand
-from twin.spike import big_destination, with_concentration, with_shifted_mix, with_spike
+from twin.spike import concentrated, with_shifted_mix, with_spike
 
 SPIKE_FACTOR = 4.0
 """Stress days: one destination at four times its usual volume."""
@@ -236,8 +236,7 @@ def build_day(
         destination = int(np.argsort(-demand.expected_share.mean(axis=0), kind="stable")[rank])
         demand = with_spike(demand, destination, SPIKE_FACTOR, seed=seed)
     elif suite == "concentration":
-        destination = big_destination(demand, seed, below=CONCENTRATION_SHARE)
-        demand = with_concentration(demand, destination, CONCENTRATION_SHARE, seed=seed)
+        demand = concentrated(demand, CONCENTRATION_SHARE, seed)
     elif suite == "shifted":
         demand = with_shifted_mix(demand, SHIFT_FRACTION, seed=seed)
     elif suite in DRIFT:

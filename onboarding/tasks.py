@@ -22,7 +22,7 @@ from twin.closed_loop import run_day
 from twin.dayfile import read_day_csv
 from twin.fit import GroupFit
 from twin.groups import sample_day
-from twin.spike import big_destination, with_concentration
+from twin.spike import concentrated
 
 RULE_SAMPLED = "rule-sampled"
 RULE_DRIFTED = "rule-drifted"
@@ -104,8 +104,7 @@ def run_day_job(job: DayJob) -> dict[str, object]:
         if job.suite == RULE_DRIFTED:
             demand = with_drift(demand, RULE_DRIFT, job.seed)
         elif job.suite == RULE_CONCENTRATED:
-            big = big_destination(demand, job.seed, below=CONCENTRATION_SHARE)
-            demand = with_concentration(demand, big, CONCENTRATION_SHARE, job.seed)
+            demand = concentrated(demand, CONCENTRATION_SHARE, job.seed)
         group, kind = job.group, "group"
     elif job.suite in GROUP_SUITES:
         built = build_day(scenario, groups, job.suite, job.group, job.seed)

@@ -134,14 +134,14 @@ def bench_replay(
 
 
 def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` so far (all its threads), from
-    ``/proc/PID/stat``; None where there is no procfs (the bench then leaves the figure out)."""
+    """:func:`replay.workers.cpu_seconds`, None where there is no procfs (the bench then leaves
+    the figure out)."""
+    from replay.workers import cpu_seconds
+
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return cpu_seconds(pid)
     except OSError:
         return None
-    # after "pid (comm)": state is field 3, utime and stime are fields 14 and 15 (man 5 proc)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def round_trip_ms(result: ReplayResult) -> dict[str, float]:

@@ -29,6 +29,15 @@ class WorkerError(ChuteflowError):
     """A worker did not start or become ready; the message says why (with its log's tail)."""
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far, all its threads
+    (``/proc/PID/stat``; OSError where there is no procfs). The benches judge a worker by it."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    # after "pid (comm) ": state is field 3, utime and stime are fields 14 and 15 (man 5 proc)
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def chuteflow_command() -> str:
     """The installed ``chuteflow`` script: the one next to the running interpreter (its venv),
     else the first on ``PATH``.

@@ -121,9 +121,6 @@ class StreamProcessor:
         self.on_decision = on_decision
         self.on_dead_letter = on_dead_letter
         self.partitions = partitions
-        self._offset_keys: dict[tuple[str, int], str] = {}
-        """``topic/partition``, the key of a site's applied offsets, made once per input
-        topic-partition instead of once per record."""
         self._site_partitions: dict[str, int] = {}
         """Partition of each served site's key (``partitions`` is fixed for the processor)."""
         self.prefetch: Callable[[list[bytes]], None] = lambda values: None
@@ -255,11 +252,7 @@ class StreamProcessor:
         if keyed is not None and offset >= 0:
             # per topic *and* partition: a producer with another partitioner can put records
             # with a site's key on other partitions, whose offsets say nothing about this one
-            where = self._offset_keys.get((topic, partition))
-            if where is None:
-                where = f"{topic}/{partition}"
-                if topic in BY_NAME or topic == CONTROL.name:  # a hostile topic name: not kept
-                    self._offset_keys[(topic, partition)] = where
+            where = f"{topic}/{partition}"
             if offset <= keyed.offsets.get(where, -1):
                 self.stats["redelivered_skipped"] += 1
                 self.redelivered[label] += 1

@@ -137,6 +137,14 @@ def big_destination(demand: DayDemand, seed: int, below: float | None = None) ->
     return int(order[seed % len(order)])
 
 
+def concentrated(demand: DayDemand, share: float, seed: int) -> DayDemand:
+    """The concentration stress day: :func:`big_destination` by ``seed`` (among those still
+    under ``share``) grown to ``share`` by :func:`with_concentration`, the plan unchanged. One
+    definition for the evaluation suite and onboarding's selection days."""
+    destination = big_destination(demand, seed, below=share)
+    return with_concentration(demand, destination, share, seed=seed)
+
+
 SPIKE_RANK = 10
 """The demo's spike hits the 11th-largest destination: big enough to matter, small enough that
 the static plan gave it few chutes."""
