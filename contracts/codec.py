@@ -38,17 +38,24 @@ def encode(event: Envelope) -> bytes:
     return type(event).__pydantic_serializer__.to_json(event)
 
 
+_MESSAGES = {"timezone_offset": "must be UTC (offset +00:00 or Z)"}
+"""pydantic-core's messages that say less than the contract does."""
+
+
 def _validate(adapter: TypeAdapter[T], raw: bytes) -> T:
     if len(raw) > MAX_RECORD_BYTES:
         raise DecodeError(
             f"record of {len(raw):,} bytes exceeds the contract's {MAX_RECORD_BYTES:,}", raw
         )
     try:
-        return adapter.validate_json(raw)
+        # pydantic-core's validator itself: TypeAdapter.validate_json is a Python wrapper
+        # around it (~0.3 us a record; the worker decodes every record it reads)
+        return adapter.validator.validate_json(raw)  # type: ignore[no-any-return]
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "<root>"
-        raise DecodeError(f"invalid event at {where}: {first['msg']}", raw) from None
+        message = _MESSAGES.get(first["type"], first["msg"])
+        raise DecodeError(f"invalid event at {where}: {message}", raw) from None
 
 
 def decode_route(raw: bytes) -> PolicyRoute:

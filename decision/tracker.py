@@ -42,7 +42,6 @@ from contracts.events import (
     PackageRecirculated,
     PackageSorted,
 )
-from decision.admission import event_field
 from decision.state import ARRIVAL_LAGS, IDLE, SiteState
 
 IntArray = npt.NDArray[np.int64]
@@ -169,10 +168,11 @@ class SiteTracker:
             raise UnknownEntityError(
                 f"event of site {event.site_id!r} given to the tracker of {self.config.site_id!r}"
             )
-        destination = event_field(event, "destination")
+        fields = event.__dict__  # event_field, inline: the worker asks once a record
+        destination = fields.get("destination")
         if destination is not None:
             self.destination(destination)
-        chute_id = event_field(event, "chute_id")
+        chute_id = fields.get("chute_id")
         if chute_id is not None:
             self.chute(chute_id)
 
@@ -199,20 +199,21 @@ class SiteTracker:
             if next_interval
             else (self.arrivals, self.recirculated, self.backlog)
         )
-        if isinstance(event, PackageInducted):
+        # exact types (mypy narrows them too): the contract's event models are final
+        if type(event) is PackageInducted:
             d = self.destination(event.destination)
             if event.attempt == 1:
                 arrivals[d] += 1
             else:
                 backlog[d] -= 1
-        elif isinstance(event, PackageRecirculated):
+        elif type(event) is PackageSorted:
+            self.destination(event.destination)
+            self.chute(event.chute_id)
+        elif type(event) is PackageRecirculated:
             d = self.destination(event.destination)
             recirculated[d] += 1
             if not event.to_exception:
                 backlog[d] += 1
-        elif isinstance(event, PackageSorted):
-            self.destination(event.destination)
-            self.chute(event.chute_id)
         elif isinstance(event, ChuteStateChanged):
             c = self.chute(event.chute_id)
             if event.destination is not None:

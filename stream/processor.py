@@ -388,14 +388,17 @@ class StreamProcessor:
             if in_day and event.event_time > end and site.pending is None:
                 out += self._close(site, site.tracker.interval_index, "event_time")
             self._apply(site, topic, event, upcoming=False)
-        if isinstance(event, PackageInducted) and event.attempt == 1:
-            site.day_totals["first_inductions"] += 1
-            self.inducted[event.site_id] += 1
-        elif isinstance(event, PackageRecirculated):
+        if type(event) is PackageInducted:  # exact types: the event models are final
+            if event.attempt == 1:
+                site.day_totals["first_inductions"] += 1
+                self.inducted[event.site_id] += 1
+        elif type(event) is PackageRecirculated:
             site.day_totals["recirculated"] += 1
             self.recirculated[event.site_id] += 1
         self.dirty.add(event.site_id)
-        return out + self._try_close(site)
+        if site.pending is not None:  # most records: no close waits for them
+            out += self._try_close(site)
+        return out
 
     @staticmethod
     def _apply(site: SiteRuntime, topic: str, event: Envelope, *, upcoming: bool) -> None:
