@@ -14,6 +14,12 @@ first produce to the last decode. They go to throw-away copies of the input topi
 afterwards), never to the real ones: a worker of the broker given must not see a second copy
 of the day. ``ratio`` = replay wall / raw wall.
 
+The transport floor (``transport_*``, :mod:`replay.transport_floor`) is the same produce with
+the worker's own faust app and batch consumer reading and decoding, nothing else:
+``transport_ratio`` = its wall / the raw wall is what the transport fixed by the design card
+(faust-streaming on aiokafka) costs, so ``ratio / transport_ratio`` is what the worker's own
+work per record and the closed loop's waits cost on top.
+
 ``round_trip_ms`` splits the replay's waits for allocations (:func:`round_trip_ms`);
 ``worker_cpu_s`` is the worker process's CPU over the replay (procfs), beside ``driver_cpu_s``
 (the twin building and encoding events, and producing them). Measured (issue 22, large day,
@@ -38,9 +44,10 @@ import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from multiprocessing.connection import Connection
 
     from contracts.events import AllocationDecided
@@ -62,6 +69,7 @@ def bench_replay(
     policy: str = "proportional",
     *,
     raw: bool = True,
+    transport: bool = True,
 ) -> dict[str, object]:
     """Replay a day at max speed through the broker at ``bootstrap`` and a worker process;
     time it; then (``raw``) the raw floor of the same records (module docstring). The worker
@@ -129,6 +137,16 @@ def bench_replay(
             raw_consumer_cpu_s=round(floor["consumer_cpu_s"], 2),
             ratio=round(wall / floor["wall_s"], 2),
         )
+        if transport:
+            faust_floor = raw_floor(bootstrap, records, transport=True)
+            out.update(
+                transport_wall_s=round(faust_floor["wall_s"], 2),
+                transport_consumer_cpu_s=round(faust_floor["consumer_cpu_s"], 2),
+                transport_consumer_cpu_us_per_record=round(
+                    1e6 * faust_floor["consumer_cpu_s"] / max(len(records), 1), 2
+                ),
+                transport_ratio=round(faust_floor["wall_s"] / floor["wall_s"], 2),
+            )
     out["kpis"] = result.kpis.to_dict() if intervals == scenario.n_intervals else None
     return out
 
@@ -175,14 +193,12 @@ def day_records(
 
     scenario = demand.scenario
     key = message_key(scenario.site_id)
-    encoder = FloorRecords()
     records: list[tuple[str, bytes, bytes]] = []
 
-    def emit(event: Any) -> None:
-        _, topic, value = encoder.record(event)
+    def send(kind: str, topic: str, moment: datetime, value: bytes) -> None:
         records.append((topic, key, value))
 
-    twin = SortationTwin(scenario, demand, seed=seed, emit=emit)
+    twin = SortationTwin(scenario, demand, seed=seed, emit=FloorRecords(send))
     for allocation in allocations:
         if twin.done:
             break
@@ -191,11 +207,17 @@ def day_records(
 
 
 def raw_floor(
-    bootstrap: str | KafkaClientConfig, records: list[tuple[str, bytes, bytes]]
+    bootstrap: str | KafkaClientConfig,
+    records: list[tuple[str, bytes, bytes]],
+    *,
+    transport: bool = False,
 ) -> dict[str, float]:
     """Produce ``records`` and consume + decode them in another process, timed (module
     docstring): ``wall_s`` from the first produce to the last decode, ``produce_s`` until the
-    producer's flush returned, ``consumer_cpu_s`` the consumer process's CPU time."""
+    producer's flush returned, ``consumer_cpu_s`` the consumer process's CPU time from when it
+    was ready. The consumer is a plain librdkafka one, or with ``transport`` the worker's own
+    faust app and batch consumer (:mod:`replay.transport_floor`)."""
+    from replay.transport_floor import consume as transport_consume
     from stream.admin import ensure_topics
     from stream.clients import as_client
     from stream.inputs import EVENT_TOPICS
@@ -208,14 +230,17 @@ def raw_floor(
     context = multiprocessing.get_context("spawn")  # a fresh interpreter, as a worker is
     parent, child = context.Pipe()
     consumer = context.Process(
-        target=_consume,
+        target=transport_consume if transport else _consume,
         args=(client, [(name, specs[name]) for name in used], len(records), child),
         daemon=True,
     )
     consumer.start()
     try:
-        if not parent.poll(120.0) or parent.recv() != "ready":
-            raise RuntimeError("the raw floor's consumer did not start")
+        if not parent.poll(120.0):
+            raise RuntimeError("the raw floor's consumer did not start in 120 s")
+        started = parent.recv()
+        if started != "ready":
+            raise RuntimeError(f"the raw floor's consumer did not start: {started}")
         result = _produce(client, specs, records)
         if not parent.poll(RAW_TIMEOUT_S):
             raise RuntimeError(f"the raw floor's consumer did not finish in {RAW_TIMEOUT_S:g} s")
@@ -223,6 +248,8 @@ def raw_floor(
         if "error" in done:
             raise RuntimeError(f"raw floor: {done['error']}")
     finally:
+        if transport:  # a faust worker runs until stopped
+            consumer.terminate()
         consumer.join(10.0)
         if consumer.is_alive():
             consumer.kill()

@@ -28,9 +28,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from contracts.events import AllocationDecided, DayStarted, Envelope
+from contracts.events import AllocationDecided, DayStarted
 from contracts.topics import PARTITIONS, kafka_partition, message_key
 from decision.build import build_engine
 from floor.daytypes import default_groups
@@ -235,16 +236,15 @@ class _Loop:
 
 
 def _open_loop(site: FleetSite, run_id: str) -> _Loop:
-    records = FloorRecords()
     pending: deque[tuple[float, str, bytes, bool]] = deque()
     day_start = site.demand.day_start
 
-    def buffer(event: Envelope) -> None:
-        kind, topic, value = records.record(event)
-        offset = (event.event_time - day_start).total_seconds()
+    def buffer(kind: str, topic: str, moment: datetime, value: bytes) -> None:
+        offset = (moment - day_start).total_seconds()
         pending.append((offset, topic, value, kind == "interval_closed"))
 
-    twin = SortationTwin(site.scenario, site.demand, seed=site.seed, emit=buffer)
+    records = FloorRecords(buffer)
+    twin = SortationTwin(site.scenario, site.demand, seed=site.seed, emit=records)
     day = DayStarted(
         event_id=day_started_id(site.site_id, site.demand, run_id),
         event_time=day_start,

@@ -154,20 +154,36 @@ class FloorRecords:
     """A site's twin events as Kafka records: each ``interval_closed`` gets
     ``events_in_interval``, the records of each floor topic since the previous close.
 
-    Shared by :func:`replay_day` and the fleet replay (``replay/fleet.py``), so both announce
-    the same counts. Called once per package-level record (~0.8M for a large day): one type
-    lookup, one encode; the interval close is the only event that is copied.
+    Shared by :func:`replay_day`, the fleet replay (``replay/fleet.py``) and the bench's
+    reference records, so all announce the same counts. Passed to the twin as its ``emit``, it
+    takes the package events already encoded (:class:`twin.events.EncodedEmit`, issue 22:
+    ~0.7M records a large day, the driver's CPU on cores it shares with the worker) and hands
+    every record to ``send(event type, topic, event time, value)``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, send: Callable[[str, str, datetime, bytes], None]) -> None:
+        self._send = send
+        self._topics = {kind: spec.name for kind, spec in TOPIC_FOR_EVENT.items()}
         self.counts: dict[str, int] = {}
         self.per_topic: dict[str, int] = {}
         """Records by event type, over the run."""
 
+    def __call__(self, event: Envelope) -> None:
+        """An event object: the rare ones (chute state, interval closed)."""
+        kind, topic, value = self.record(event)
+        self._send(kind, topic, event.event_time, value)
+
+    def encoded(self, event_type: str, time: datetime, value: bytes) -> None:
+        """A package event, already encoded: counted like :meth:`record` counts."""
+        topic = self._topics[event_type]
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+        self.per_topic[event_type] = self.per_topic.get(event_type, 0) + 1
+        self._send(event_type, topic, time, value)
+
     def record(self, event: Envelope) -> tuple[str, str, bytes]:
         """``(event type, topic, value)`` of ``event``."""
         kind = event_type_of(event)
-        topic = TOPIC_FOR_EVENT[kind].name
+        topic = self._topics[kind]
         if kind == "interval_closed":
             event = event.model_copy(update={"events_in_interval": dict(self.counts)})
             self.counts.clear()
@@ -238,7 +254,6 @@ def replay_day(
     site = scenario.site_id
     publisher = KafkaPublisher(bootstrap)
     reader = AllocationReader(bootstrap, site)
-    records = FloorRecords()
     started = time.monotonic()
     held = 0.0  # seconds spent in on_allocation: the schedule moves on by them
 
@@ -253,13 +268,13 @@ def replay_day(
 
     key = message_key(site)
 
-    def emit(event: Envelope) -> None:
+    def send(kind: str, topic: str, moment: datetime, value: bytes) -> None:
         if speed is not None:
-            pace(event.event_time)
-        _, topic, value = records.record(event)
+            pace(moment)
         publisher.produce(topic, key, value)
 
-    twin = SortationTwin(scenario, demand, seed=seed, emit=emit)
+    records = FloorRecords(send)
+    twin = SortationTwin(scenario, demand, seed=seed, emit=records)
     waited = 0.0
     waits: list[float] = []
     worker_waits: list[float] = []

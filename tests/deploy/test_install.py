@@ -459,6 +459,11 @@ def test_bench_replay_starts_the_installed_worker(installed: Installed, broker: 
     # the worker process's own CPU (procfs), beside the driver's: where a replay's time goes
     assert 0 < result["worker_cpu_s"] < result["wall_s"] * 2
     assert result["worker_cpu_us_per_record"] > 0
+    # the same records through the worker's own faust transport, decode only (the floor the
+    # worker's transport sets before it does any work of its own)
+    assert result["transport_wall_s"] > 0 and result["transport_consumer_cpu_s"] > 0
+    floors = result["transport_wall_s"] / result["raw_wall_s"]  # of rounded walls
+    assert result["transport_ratio"] == pytest.approx(floors, rel=0.05, abs=0.01)
 
 
 def test_bench_fleet_replays_two_sites_on_the_installed_worker(
