@@ -22,7 +22,8 @@ work per record and the closed loop's waits cost on top.
 
 ``round_trip_ms`` splits the replay's waits for allocations (:func:`round_trip_ms`);
 ``worker_cpu_s`` is the worker process's CPU over the replay (procfs), beside ``driver_cpu_s``
-(the twin building and encoding events, and producing them). Measured (issue 22, large day,
+(the twin building and encoding events, and producing them); ``machine_busy_share`` is the
+whole machine's CPU busy over the replay (1.0: every core was busy). Measured (issue 22, large day,
 group 20, quiet machine): the wait is almost all the worker still handling the interval's
 records when the driver's last one is delivered (it spends ~17 us of CPU a record, ~10 of them
 in ``StreamProcessor.handle``, the driver ~10 us making and producing one); the allocation's
@@ -91,6 +92,7 @@ def bench_replay(
             bootstrap, [scenario_name], Path(tmp) / "worker", app_id=app_id, policy=policy
         ) as worker:
             worker_cpu0 = process_cpu_s(worker.pid)
+            machine0 = machine_cpu()
             t0 = time.monotonic()
             cpu0 = os.times()
             result = replay_day(
@@ -104,6 +106,7 @@ def bench_replay(
             wall = time.monotonic() - t0
             cpu1 = os.times()
             worker_cpu1 = process_cpu_s(worker.pid)
+            machine1 = machine_cpu()
     intervals = len(result.allocations)
     out: dict[str, object] = {
         "scenario": scenario_name,
@@ -122,6 +125,9 @@ def bench_replay(
         out["worker_cpu_us_per_record"] = round(
             1e6 * (worker_cpu1 - worker_cpu0) / max(result.events_published, 1), 2
         )
+    if machine0 is not None and machine1 is not None:
+        busy, total = machine1[0] - machine0[0], machine1[1] - machine0[1]
+        out["machine_busy_share"] = round(busy / max(total, 1), 3)
     if raw:
         records = day_records(demand, seed, result.allocations)
         if len(records) + 1 != result.events_published:  # + the replay's day_started
@@ -160,6 +166,19 @@ def process_cpu_s(pid: int) -> float | None:
         return cpu_seconds(pid)
     except OSError:
         return None
+
+
+def machine_cpu() -> tuple[int, int] | None:
+    """``(busy, total)`` clock ticks of every CPU of the machine so far (``/proc/stat``), None
+    where there is no procfs. Over the replay, busy / total says whether the lockstep was short
+    of CPU (driver, worker and broker share the cores: ~1.0) or waiting on something else."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def round_trip_ms(result: ReplayResult) -> dict[str, float]:
