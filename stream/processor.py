@@ -262,7 +262,7 @@ class StreamProcessor:
             self.dirty.add(keyed.config.site_id)
         self.stats["records"] += 1
         self.records[(label, topic)] += 1
-        out = self._route(topic, key, value, partition, keyed=keyed is not None)
+        out = self._route(topic, key, value, partition, keyed=keyed)
         if not out:  # most records: applied, nothing to publish
             self.stats["accepted"] += 1
             return []
@@ -308,9 +308,15 @@ class StreamProcessor:
         return records
 
     def _route(
-        self, topic: str, key: bytes | None, value: bytes, partition: int, *, keyed: bool = False
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int,
+        *,
+        keyed: SiteRuntime | None = None,
     ) -> list[OutRecord | _Rejected]:
-        """Decode and dispatch one record. ``keyed``: its key names a served site, whose
+        """Decode and dispatch one record. ``keyed``: the served site its key names, whose
         partition :meth:`handle` has checked already."""
         if topic == CONTROL.name:
             return self._control(key, value, partition)
@@ -321,30 +327,34 @@ class StreamProcessor:
             event = decode(value, spec)
         except DecodeError as error:
             return [_Rejected(f"decode: {error.reason}")]
-        if key is not None and key != message_key(event.site_id):
+        if keyed is not None and event.site_id == keyed.config.site_id:
+            site: SiteRuntime | None = keyed  # most records: the key's site (no re-encoding)
+        elif key is not None and key != message_key(event.site_id):
             return [
                 _Rejected(f"key_mismatch: record key {key[:64]!r} is not site {event.site_id!r}")
             ]
-        site = self.sites.get(event.site_id)
+        else:
+            site = self.sites.get(event.site_id)
         if site is None:
             return [
                 _Rejected(
                     f"unknown_site: {event.site_id!r}: this worker serves {sorted(self.sites)}"
                 )
             ]
-        if not keyed:  # a keyed record's partition was checked in handle
+        if keyed is None:  # a keyed record's partition was checked in handle
             expected = self.wrong_partition(event.site_id, partition)
             if expected is not None:
                 return [_misplaced(event.site_id, topic, partition, expected)]
         if partition >= 0:
             site.partition = partition
-        if isinstance(event, DayStarted):
+        # exact types: the contract's event models are final (and this runs once a record)
+        if type(event) is DayStarted:
             return self._day_started(site, event)
         if not site.day_open:
             return [_Rejected(f"before_day: {type(event).__name__} before day_started")]
-        if isinstance(event, IntervalClosed):
+        if type(event) is IntervalClosed:
             return self._interval_closed(site, event)
-        if isinstance(event, AllocationDecided):  # not on an input topic; decode() forbids it
+        if type(event) is AllocationDecided:  # not on an input topic; decode() forbids it
             return [_Rejected("not_input_topic: allocation_decided is not an input event")]
         return self._floor_event(site, topic, event)
 
