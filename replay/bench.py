@@ -23,12 +23,14 @@ work per record and the closed loop's waits cost on top.
 ``round_trip_ms`` splits the replay's waits for allocations (:func:`round_trip_ms`);
 ``worker_cpu_s`` is the worker process's CPU over the replay (procfs), beside ``driver_cpu_s``
 (the twin building and encoding events, and producing them); ``machine_busy_share`` is the
-whole machine's CPU busy over the replay (1.0: every core was busy). Measured (issue 22, large day,
-group 20, quiet machine): the wait is almost all the worker still handling the interval's
-records when the driver's last one is delivered (it spends ~17 us of CPU a record, ~10 of them
-in ``StreamProcessor.handle``, the driver ~10 us making and producing one); the allocation's
-trip back to the driver is ~3 ms. So the wait follows the worker's cost per record, not the
-producers' linger or the consumers' fetch waits.
+whole machine's CPU busy over the replay (1.0: every core was busy).
+
+Measured (issue 22, large day, group 20, quiet machine): the wait is almost all the worker
+still handling the interval's records when the driver's last one is delivered (~21 us of CPU a
+record on this round's machine, ~8-10 of them in ``StreamProcessor.handle``, the rest faust's
+and aiokafka's; the driver ~8 us making and producing one); the allocation's trip back to the
+driver is ~4 ms. So the wait follows the worker's cost per record, not the producers' linger or
+the consumers' fetch waits.
 
 Argument parsing (and starting a throw-away local broker when none is given) lives in
 :mod:`chuteflow.cli.bench`.
