@@ -32,6 +32,16 @@ with. The broker and the workers keep nice 0. The driver's own lateness is repor
 (``late_close_*``): a close that goes out late counts against the deadline all the same, since
 deadlines are set by the shared wall clock, not by when the close went out.
 
+**Warm-up.** Before the measured replay, :data:`WARMUP_SITES` sites of their own (each size
+alike, ids ``warmup-*``, in the same catalog and served by the same workers) replay
+:data:`WARMUP_HOURS` shift hours at full speed. A floor's broker and workers have been running
+for days when its shift starts; a broker started for the bench has not. Measured here without
+it (``--no-warmup``): the fresh broker's JIT and first requests took ~1 s of the first
+allocations' 1 s budget, so every miss of the run fell on interval 0 (the days' opening) and
+none on a later boundary. The warm-up touches none of the measured sites: each still pays its
+own first day (its plan, its groups' caches, its first snapshot) inside the measurement. Its
+wall time is reported (``warmup_s``); CPU, lag, memory and the audit count from after it.
+
 Sites reach the workers through the site catalog (:func:`provision_workers`: every site is
 published with ``chuteflow site add``'s code, the workers run ``--catalog``); the consumer
 group decides who serves what.
@@ -62,6 +72,7 @@ from contracts.topics import ALLOCATIONS, DECISIONS_AUDIT, PARTITIONS
 from floor.errors import ChuteflowError
 from replay.fleet import (
     SIZES,
+    Decided,
     FleetResult,
     FleetSite,
     make_fleet,
@@ -102,6 +113,15 @@ class FleetSettings:
     """The workers' ``--session-timeout-seconds`` (Kafka's minimum is 6)."""
     driver_nice: int = 10
     """Niceness the driver's threads take for the replay (module doc); 0 keeps the shell's."""
+    warmup: bool = True
+    """Replay :data:`WARMUP_SITES` other sites first (module doc); False: measure from cold."""
+
+
+WARMUP_SITES = 6
+"""Sites of the warm-up replay (module doc): two of each size."""
+WARMUP_HOURS = 4.0
+"""Shift hours each warm-up site replays, at full speed (~15 s here: a shorter warm-up left
+the broker's JIT compiling through the measured days' opening)."""
 
 
 @dataclass
@@ -468,6 +488,13 @@ def bench_fleet(
         ensure_topics(bootstrap)
         say(f"writing {s.sites} site files")
         sites = make_fleet(s.sites, root / "sites", hours=s.hours, seed=s.seed)
+        warm = (
+            make_fleet(
+                WARMUP_SITES, root / "warmup", hours=WARMUP_HOURS, seed=s.seed, prefix="warmup"
+            )
+            if s.warmup
+            else []
+        )
         say("measuring an idle worker")
         idle_rss = idle_worker_rss(bootstrap, root / "idle")
         app_id = f"fleet-{_tag()}"
@@ -475,7 +502,7 @@ def bench_fleet(
         t_start = time.monotonic()
         workers = provision_workers(
             bootstrap,
-            sites,
+            [*sites, *warm],
             root,
             n_workers=s.workers,
             app_id=app_id,
@@ -487,6 +514,15 @@ def bench_fleet(
             wait_committed(bootstrap, app_id, timeout_s=60)
             startup_s = time.monotonic() - t_start
             loaded_rss = {w.process.pid: rss_bytes(w.process.pid) for w in workers}
+            warmup_s = 0.0
+            if warm:
+                say(
+                    f"warming up: {len(warm)} other sites, {WARMUP_HOURS:g} h of their shifts "
+                    "at full speed"
+                )
+                t_warm = time.monotonic()
+                replay_fleet(warm, bootstrap, pace=None, allocation_timeout_s=120.0)
+                warmup_s = time.monotonic() - t_warm
             cpu_before = {w.process.pid: cpu_seconds(w.process.pid) for w in workers}
             cpu_at_kill: dict[int, float] = {}
             kill: dict[str, Any] = {}
@@ -554,6 +590,8 @@ def bench_fleet(
         kill=kill,
         startup_s=startup_s,
         load=load,
+        warmup_s=warmup_s,
+        served=len(sites) + len(warm),
     )
 
 
@@ -574,6 +612,8 @@ def _report(
     kill: dict[str, Any],
     startup_s: float,
     load: tuple[float, float, float],
+    warmup_s: float = 0.0,
+    served: int | None = None,
 ) -> dict[str, Any]:
     decided = [d for site in result.sites for d in site.decided]
     size_of = {site.site_id: site.size for site in result.sites}
@@ -587,6 +627,7 @@ def _report(
                 "p99_ms": _ms(percentile(values, 0.99)),
                 "max_ms": _ms(max(values)),
             }
+    n_served = s.sites if served is None else served
     timed = [d for d in decided if d.due_at is not None]
     missed = [d for d in timed if d.published_at > d.due_at]  # type: ignore[operator]
     n_decided = len(decided)
@@ -609,6 +650,8 @@ def _report(
         "deadline_wall_s": None if s.pace is None else round(s.deadline_seconds / s.pace, 3),
         "wall_s": round(result.wall_seconds, 1),
         "worker_startup_s": round(startup_s, 1),
+        "warmup_sites": n_served - s.sites,
+        "warmup_s": round(warmup_s, 1),
         "events_published": result.events_published,
         "events_per_s": round(result.events_published / max(result.wall_seconds, 1e-9), 1),
         "site_intervals_decided": n_decided,
@@ -630,17 +673,40 @@ def _report(
         "idle_worker_rss_mb": round(idle_rss / mb, 1),
         "worker_rss_sites_loaded_mb": round(loaded / mb, 1),
         "worker_rss_end_mb": [round(v / mb, 1) for v in end_rss.values()],
-        "rss_per_site_loaded_mb": round((loaded - idle_rss) / mb / max(1, s.sites - 1), 2),
-        "rss_per_site_mb": round(sum(v - idle_rss for v in end_rss.values()) / mb / s.sites, 2),
+        # every site the workers were given, the warm-up's included
+        "rss_per_site_loaded_mb": round((loaded - idle_rss) / mb / max(1, n_served - 1), 2),
+        "rss_per_site_mb": round(sum(v - idle_rss for v in end_rss.values()) / mb / n_served, 2),
         "load_avg_1m": round(load[0], 2),
         "cores": os.cpu_count(),
         "audit": audit,
         **reference,
     }
+    out["boundaries"] = _boundaries(decided, missed)
     if kill:
         out["kill"] = _handover(kill, sites, decided, audits, missed)
     out["targets_met"] = _targets(out)
     return out
+
+
+def _boundaries(decided: Sequence[Decided], missed: Sequence[Decided]) -> list[dict[str, Any]]:
+    """Latency and misses per interval index: whether the misses are one bad boundary (a
+    commit, a rebalance, a stall) or spread over all of them (a worker short of CPU)."""
+    late: dict[int, int] = {}
+    for d in missed:
+        late[d.interval_index] = late.get(d.interval_index, 0) + 1
+    by_index: dict[int, list[float]] = {}
+    for d in decided:
+        by_index.setdefault(d.interval_index, []).append(d.latency_s)
+    return [
+        {
+            "interval": k,
+            "decisions": len(values),
+            "p50_ms": _ms(percentile(values, 0.5)),
+            "max_ms": _ms(max(values)),
+            "misses": late.get(k, 0),
+        }
+        for k, values in sorted(by_index.items())
+    ]
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -701,7 +767,8 @@ def format_fleet(out: dict[str, Any]) -> str:
         f"{out['pace']}, {out['hours']:g} h per shift {out['intervals_per_site']}, "
         f"{out['wall_s']} s wall, {out['events_published']} events ({out['events_per_s']}/s)",
         f"deadline: {out['deadline_floor_s']:g} floor s after the interval start "
-        f"({out['deadline_wall_s']} s wall)",
+        f"({out['deadline_wall_s']} s wall); warm-up {out['warmup_sites']} other sites in "
+        f"{out['warmup_s']} s before it",
     ]
     for size, figures in out["latency"].items():
         lines.append(
@@ -713,6 +780,11 @@ def format_fleet(out: dict[str, Any]) -> str:
         f"on time: {'n/a' if share is None else f'{100 * share:.2f} %'} "
         f"({out['deadline_misses']} of {out['site_intervals_decided']} late); the driver's "
         f"closes were late by p99 {out['late_close_p99_s']} s, max {out['late_close_max_s']} s",
+        "per boundary (interval: p50 / max ms, misses): "
+        + ", ".join(
+            f"{b['interval']}: {b['p50_ms']:.0f} / {b['max_ms']:.0f}, {b['misses']}"
+            for b in out["boundaries"]
+        ),
         f"consumer lag (records, summed over workers, sampled 1/s): max "
         f"{out['lag_records_max']}, p99 {out['lag_records_p99']}, mean {out['lag_records_mean']}",
         f"worker CPU: {out['worker_cpu_s']} s = {out['worker_cpu_ms_per_site_interval']} ms per "

@@ -168,7 +168,7 @@ class SiteTracker:
             raise UnknownEntityError(
                 f"event of site {event.site_id!r} given to the tracker of {self.config.site_id!r}"
             )
-        fields = event.__dict__  # event_field, inline: the worker asks once a record
+        fields = event.__dict__  # field values; see admission.check_floor_event
         destination = fields.get("destination")
         if destination is not None:
             self.destination(destination)

@@ -100,6 +100,11 @@ def _jvm_args(libs: Path, state: Path, heap: str | None = None) -> list[str]:
         f"-Xmx{heap}",
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
+        # Fault the heap in at start (a usual setting for brokers), so that its first touches
+        # do not fall on the first burst of requests. bench fleet on 2 cores saw the fresh
+        # broker's first busy second spent in the kernel, starving the workers; with this and
+        # the bench's warm-up the days' first allocations made their deadline (see README).
+        "-XX:+AlwaysPreTouch",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={state / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={state / 'logs'}",

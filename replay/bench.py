@@ -80,7 +80,7 @@ def bench_replay(
     from floor.daytypes import default_groups
     from floor.scenario import load_scenario
     from replay.loop import day_type_group, replay_day
-    from replay.workers import running_worker
+    from replay.workers import machine_cpu_ticks, running_worker
     from stream.admin import ensure_topics
     from twin.groups import sample_day
 
@@ -94,7 +94,7 @@ def bench_replay(
             bootstrap, [scenario_name], Path(tmp) / "worker", app_id=app_id, policy=policy
         ) as worker:
             worker_cpu0 = process_cpu_s(worker.pid)
-            machine0 = machine_cpu()
+            machine0 = machine_cpu_ticks()
             t0 = time.monotonic()
             cpu0 = os.times()
             result = replay_day(
@@ -108,7 +108,7 @@ def bench_replay(
             wall = time.monotonic() - t0
             cpu1 = os.times()
             worker_cpu1 = process_cpu_s(worker.pid)
-            machine1 = machine_cpu()
+            machine1 = machine_cpu_ticks()
     intervals = len(result.allocations)
     out: dict[str, object] = {
         "scenario": scenario_name,
@@ -168,19 +168,6 @@ def process_cpu_s(pid: int) -> float | None:
         return cpu_seconds(pid)
     except OSError:
         return None
-
-
-def machine_cpu() -> tuple[int, int] | None:
-    """``(busy, total)`` clock ticks of every CPU of the machine so far (``/proc/stat``), None
-    where there is no procfs. Over the replay, busy / total says whether the lockstep was short
-    of CPU (driver, worker and broker share the cores: ~1.0) or waiting on something else."""
-    try:
-        with open("/proc/stat") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
 
 
 def round_trip_ms(result: ReplayResult) -> dict[str, float]:

@@ -120,9 +120,12 @@ def _with_guardrails(name: str) -> Scenario:
     return scenario.model_copy(update={"guardrails": limits})
 
 
-def make_fleet(n_sites: int, folder: Path, *, hours: float, seed: int = 0) -> list[FleetSite]:
+def make_fleet(
+    n_sites: int, folder: Path, *, hours: float, seed: int = 0, prefix: str = "fleet"
+) -> list[FleetSite]:
     """``n_sites`` site files in ``folder`` (sizes dealt small, medium, large in turn) and
-    each site's day: seed ``seed + i``, day-type group ``i`` modulo the layout's groups.
+    each site's day: seed ``seed + i``, day-type group ``i`` modulo the layout's groups. Site
+    ids are ``<prefix>-<size>-<i>`` (the bench's warm-up sites take another prefix).
 
     A built-in layout keeps its ``name`` (so its shipped groups and guardrails apply) under a
     site id of its own; the medium layout's groups file sits beside the site files.
@@ -132,7 +135,7 @@ def make_fleet(n_sites: int, folder: Path, *, hours: float, seed: int = 0) -> li
     sites = []
     for i in range(n_sites):
         size = SIZES[i % len(SIZES)]
-        site_id = f"fleet-{size}-{i:03d}"
+        site_id = f"{prefix}-{size}-{i:03d}"
         path = write_site_file(
             layouts[size].model_copy(update={"site_id": site_id}),
             folder / f"{site_id}.yaml",

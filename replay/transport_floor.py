@@ -42,18 +42,15 @@ def consume(
     starts then), then ``{"finished": monotonic, "cpu_s": process CPU since ready}`` or
     ``{"error": ...}``. The parent stops the process; nothing here exits on its own."""
     try:
-        _run(client, topics, expected, pipe)
+        _serve(client, topics, expected, pipe)
     except BaseException as error:  # a faust start-up failure must reach the parent as a line
         if not isinstance(error, SystemExit):
             pipe.send({"error": f"{type(error).__name__}: {error}"})
         raise
 
 
-def _run(
-    client: KafkaClientConfig,
-    topics: list[tuple[str, TopicSpec]],
-    expected: int,
-    pipe: Connection,
+def _serve(
+    client: KafkaClientConfig, topics: list[tuple[str, TopicSpec]], expected: int, pipe: Connection
 ) -> None:  # pragma: no cover - runs in the bench's child process against Kafka
     import logging
 

@@ -38,6 +38,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_ticks() -> tuple[int, int] | None:
+    """``(busy, total)`` clock ticks of every CPU of the machine so far (``/proc/stat``), None
+    where there is no procfs. Over the replay, busy / total says whether the lockstep was short
+    of CPU (driver, worker and broker share the cores: ~1.0) or waiting on something else."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def chuteflow_command() -> str:
     """The installed ``chuteflow`` script: the one next to the running interpreter (its venv),
     else the first on ``PATH``.

@@ -221,7 +221,7 @@ def register(
         last_key: Any = None
         for message in messages:
             tp = message.tp
-            if tp is not last_tp and tp != last_tp:
+            if tp != last_tp:
                 if tp not in owned:
                     continue
                 last_tp, last_key = tp, None

@@ -139,6 +139,12 @@ def register(sub: Subparsers) -> None:
         help="niceness of the replay driver (the N floors) during the replay; the broker and "
         "workers keep 0 (default 10; 0: share the CPU equally)",
     )
+    fleet.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="measure from cold: no warm-up replay of 3 other sites before the measured one",
+    )
     fleet.add_argument("--seed", type=non_negative_int, default=0, help="site i replays seed+i")
     fleet.add_argument("--policy", default="proportional", help="the workers'; " + POLICY_HELP)
     add_kafka_options(fleet, bootstrap_help=TEMPORARY_BROKER_HELP)
@@ -289,6 +295,7 @@ def run_fleet(args: argparse.Namespace) -> int:
         policy=args.policy,
         session_timeout_seconds=args.session_timeout_seconds,
         driver_nice=args.driver_nice,
+        warmup=args.warmup,
     )
     with contextlib.ExitStack() as stack:
         client = _bench_client(args, stack)

@@ -474,12 +474,13 @@ def test_bench_fleet_replays_two_sites_on_the_installed_worker(
     result = json.loads(
         installed.run(
             "bench", "fleet", "--sites", "2", "--workers", "1", "--pace", "max",
-            "--hours", "0.5", "--bootstrap", broker, "--json",
+            "--hours", "0.5", "--no-warmup", "--bootstrap", broker, "--json",
             timeout=300,
         )
     )  # fmt: skip
     assert result["kpis_equal"] and result["allocations_equal"]
     assert result["audit"]["missing"] == [] and result["audit"]["decided_twice_differently"] == []
+    assert result["warmup_sites"] == 0  # --no-warmup (the warm-up: tests/replay/test_fleet.py)
 
 
 def test_ops_serve_shows_the_sites(installed: Installed, worker: str) -> None:

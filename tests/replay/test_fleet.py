@@ -77,6 +77,11 @@ def test_a_small_fleet_equals_its_in_process_days(kafka_topics: str, tmp_path: P
     assert set(out["latency"]) == {"small", "medium", "large"}
     assert out["on_time_share"] is None  # no wall clock to be late against at --pace max
     assert out["worker_cpu_s"] > 0 and out["idle_worker_rss_mb"] > 0
+    # the warm-up's sites ran first, through the same workers, and count nowhere above
+    assert out["warmup_sites"] == 6 and out["warmup_s"] > 0
+    by_interval = {b["interval"]: b["decisions"] for b in out["boundaries"]}
+    assert by_interval[0] == 4 and sum(by_interval.values()) == 24, out["boundaries"]
+    assert all(b["misses"] == 0 for b in out["boundaries"])
 
 
 @pytest.mark.kafka
@@ -87,10 +92,11 @@ def test_a_killed_worker_s_sites_are_taken_over_and_still_equal(
     sites after the session timeout; no interval is lost or decided differently twice and
     every site still equals its in-process day."""
     out = bench_fleet(
-        FleetSettings(sites=3, workers=2, pace=None, hours=1.0, kill_one=True),
+        FleetSettings(sites=3, workers=2, pace=None, hours=1.0, kill_one=True, warmup=False),
         kafka_topics,
         tmp_path,
     )
+    assert out["warmup_sites"] == 0  # --no-warmup: the measured sites' days come first
     kill = out["kill"]
     assert kill["sites_owned"] >= 1
     assert kill["sites_taken_over"] == kill["sites_owned"], kill

@@ -149,3 +149,29 @@ def test_sample_day_checks_the_scenario(small: Scenario) -> None:
         sample_day(default_groups(small), 0, load_scenario("large"), seed=0)
     with pytest.raises(ValueError, match="out of range"):
         sample_day(default_groups(small), 99, small, seed=0)
+
+
+def test_the_calendar_of_member_days_is_python_s_date_arithmetic(small: Scenario) -> None:
+    """``DayTypeGroups.calendar`` (numpy from the ordinals) equals ``datetime.date``'s ordinal,
+    weekday, month and day of year for member labels all over the calendar (leap years, year
+    1 and 9999, labels with a suffix); labels that are not dates are skipped."""
+    import random
+    from dataclasses import replace
+    from datetime import timedelta
+
+    rng = random.Random(7)
+    first = date(1, 1, 1)
+    span = (date(9999, 12, 31) - first).days
+    picked = [first + timedelta(days=rng.randrange(span + 1)) for _ in range(400)]
+    picked += [date(2024, 2, 29), date(2023, 12, 31), date(2024, 12, 31), first, date.max]
+    members = [
+        [d.isoformat() + rng.choice(["", ".csv", "T06:00"]) for d in picked[g::3]] + ["day-7"]
+        for g in range(3)
+    ]
+    groups = replace(default_groups(small), members=members)
+    expected = [
+        (d.toordinal(), g, d.weekday(), d.month, d.timetuple().tm_yday)
+        for g, labels in enumerate(members)
+        for d in (date.fromisoformat(label[:10]) for label in labels if label != "day-7")
+    ]
+    assert groups.calendar.T.tolist() == [list(row) for row in expected]
