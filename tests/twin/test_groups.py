@@ -164,10 +164,10 @@ def test_the_calendar_of_member_days_is_python_s_date_arithmetic(small: Scenario
     span = (date(9999, 12, 31) - first).days
     picked = [first + timedelta(days=rng.randrange(span + 1)) for _ in range(400)]
     picked += [date(2024, 2, 29), date(2023, 12, 31), date(2024, 12, 31), first, date.max]
-    members = [
-        [d.isoformat() + rng.choice(["", ".csv", "T06:00"]) for d in picked[g::3]] + ["day-7"]
+    members = tuple(
+        (*(d.isoformat() + rng.choice(["", ".csv", "T06:00"]) for d in picked[g::3]), "day-7")
         for g in range(3)
-    ]
+    )
     groups = replace(default_groups(small), members=members)
     expected = [
         (d.toordinal(), g, d.weekday(), d.month, d.timetuple().tm_yday)
