@@ -20,6 +20,8 @@ What it measures (the issue's fleet targets: >= 99.9 % of allocations before the
   interval (no successor with its id: the others take its partitions after
   ``--session-timeout-seconds``), and the **hand-over**: the kill to the first allocation by
   another worker for a site it owned (all of them: to the last such site's).
+- **per boundary**: latency and misses by interval index (``boundaries``), so a run says
+  whether its misses are one boundary (the days' opening, a stall) or all of them.
 - the **audit**: the allocation topic read back, by site, day and interval: intervals with no
   allocation, intervals with records of different content, repeats; and every site's KPIs and
   allocations against its in-process run (:func:`replay.fleet.reference_run`).
@@ -120,7 +122,7 @@ class FleetSettings:
 WARMUP_SITES = 6
 """Sites of the warm-up replay (module doc): two of each size."""
 WARMUP_HOURS = 4.0
-"""Shift hours each warm-up site replays, at full speed (~15 s here: a shorter warm-up left
+"""Shift hours each warm-up site replays, at full speed (10-12 s here: a shorter warm-up left
 the broker's JIT compiling through the measured days' opening)."""
 
 
@@ -489,8 +491,9 @@ def bench_fleet(
         say(f"writing {s.sites} site files")
         sites = make_fleet(s.sites, root / "sites", hours=s.hours, seed=s.seed)
         warm = (
+            # beside the measured sites' files: the medium layout's groups are fitted once
             make_fleet(
-                WARMUP_SITES, root / "warmup", hours=WARMUP_HOURS, seed=s.seed, prefix="warmup"
+                WARMUP_SITES, root / "sites", hours=WARMUP_HOURS, seed=s.seed, prefix="warmup"
             )
             if s.warmup
             else []
@@ -612,8 +615,8 @@ def _report(
     kill: dict[str, Any],
     startup_s: float,
     load: tuple[float, float, float],
-    warmup_s: float = 0.0,
-    served: int | None = None,
+    warmup_s: float,
+    served: int,
 ) -> dict[str, Any]:
     decided = [d for site in result.sites for d in site.decided]
     size_of = {site.site_id: site.size for site in result.sites}
@@ -627,7 +630,6 @@ def _report(
                 "p99_ms": _ms(percentile(values, 0.99)),
                 "max_ms": _ms(max(values)),
             }
-    n_served = s.sites if served is None else served
     timed = [d for d in decided if d.due_at is not None]
     missed = [d for d in timed if d.published_at > d.due_at]  # type: ignore[operator]
     n_decided = len(decided)
@@ -650,7 +652,7 @@ def _report(
         "deadline_wall_s": None if s.pace is None else round(s.deadline_seconds / s.pace, 3),
         "wall_s": round(result.wall_seconds, 1),
         "worker_startup_s": round(startup_s, 1),
-        "warmup_sites": n_served - s.sites,
+        "warmup_sites": served - s.sites,
         "warmup_s": round(warmup_s, 1),
         "events_published": result.events_published,
         "events_per_s": round(result.events_published / max(result.wall_seconds, 1e-9), 1),
@@ -674,8 +676,8 @@ def _report(
         "worker_rss_sites_loaded_mb": round(loaded / mb, 1),
         "worker_rss_end_mb": [round(v / mb, 1) for v in end_rss.values()],
         # every site the workers were given, the warm-up's included
-        "rss_per_site_loaded_mb": round((loaded - idle_rss) / mb / max(1, n_served - 1), 2),
-        "rss_per_site_mb": round(sum(v - idle_rss for v in end_rss.values()) / mb / n_served, 2),
+        "rss_per_site_loaded_mb": round((loaded - idle_rss) / mb / max(1, served - 1), 2),
+        "rss_per_site_mb": round(sum(v - idle_rss for v in end_rss.values()) / mb / served, 2),
         "load_avg_1m": round(load[0], 2),
         "cores": os.cpu_count(),
         "audit": audit,

@@ -143,7 +143,7 @@ def register(sub: Subparsers) -> None:
         "--no-warmup",
         dest="warmup",
         action="store_false",
-        help="measure from cold: no warm-up replay of 3 other sites before the measured one",
+        help="measure from cold: no warm-up replay of other sites before the measured ones",
     )
     fleet.add_argument("--seed", type=non_negative_int, default=0, help="site i replays seed+i")
     fleet.add_argument("--policy", default="proportional", help="the workers'; " + POLICY_HELP)
