@@ -20,6 +20,13 @@ the worker's own faust app and batch consumer reading and decoding, nothing else
 (faust-streaming on aiokafka) costs, so ``ratio / transport_ratio`` is what the worker's own
 work per record and the closed loop's waits cost on top.
 
+Two bounds from CPU, each over the raw wall: a site is one partition, served by one worker
+process whose Python runs under one GIL, so the lockstep cannot finish much sooner than that
+process's CPU over the replay (``worker_cpu_ratio``; its threads overlap only outside the GIL,
+in socket calls), nor a worker sooner than its transport's consumer CPU alone
+(``transport_cpu_ratio``). When ``worker_cpu_ratio`` is above the target, no cut outside the
+worker's per-record path can meet it, and more cores do not help one site.
+
 ``round_trip_ms`` splits the replay's waits for allocations (:func:`round_trip_ms`);
 ``worker_cpu_s`` is the worker process's CPU over the replay (procfs), beside ``driver_cpu_s``
 (the twin building and encoding events, and producing them); ``machine_busy_share`` is the
@@ -145,6 +152,8 @@ def bench_replay(
             raw_consumer_cpu_s=round(floor["consumer_cpu_s"], 2),
             ratio=round(wall / floor["wall_s"], 2),
         )
+        if "worker_cpu_s" in out:
+            out["worker_cpu_ratio"] = round(float(out["worker_cpu_s"]) / floor["wall_s"], 2)
         if transport:
             faust_floor = raw_floor(bootstrap, records, transport=True)
             out.update(
@@ -154,6 +163,7 @@ def bench_replay(
                     1e6 * faust_floor["consumer_cpu_s"] / max(len(records), 1), 2
                 ),
                 transport_ratio=round(faust_floor["wall_s"] / floor["wall_s"], 2),
+                transport_cpu_ratio=round(faust_floor["consumer_cpu_s"] / floor["wall_s"], 2),
             )
     out["kpis"] = result.kpis.to_dict() if intervals == scenario.n_intervals else None
     return out

@@ -464,6 +464,11 @@ def test_bench_replay_starts_the_installed_worker(installed: Installed, broker: 
     assert result["transport_wall_s"] > 0 and result["transport_consumer_cpu_s"] > 0
     floors = result["transport_wall_s"] / result["raw_wall_s"]  # of rounded walls
     assert result["transport_ratio"] == pytest.approx(floors, rel=0.05, abs=0.01)
+    # the bounds from CPU: the worker's and its transport's CPU over the raw floor's wall
+    raw = result["raw_wall_s"]
+    worker, transport = result["worker_cpu_s"], result["transport_consumer_cpu_s"]
+    assert result["worker_cpu_ratio"] == pytest.approx(worker / raw, rel=0.05, abs=0.02)
+    assert result["transport_cpu_ratio"] == pytest.approx(transport / raw, rel=0.05, abs=0.02)
 
 
 def test_bench_fleet_replays_two_sites_on_the_installed_worker(
