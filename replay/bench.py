@@ -152,8 +152,8 @@ def bench_replay(
             raw_consumer_cpu_s=round(floor["consumer_cpu_s"], 2),
             ratio=round(wall / floor["wall_s"], 2),
         )
-        if "worker_cpu_s" in out:
-            out["worker_cpu_ratio"] = round(float(out["worker_cpu_s"]) / floor["wall_s"], 2)
+        if worker_cpu0 is not None and worker_cpu1 is not None:
+            out["worker_cpu_ratio"] = round((worker_cpu1 - worker_cpu0) / floor["wall_s"], 2)
         if transport:
             faust_floor = raw_floor(bootstrap, records, transport=True)
             out.update(
