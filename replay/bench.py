@@ -129,10 +129,11 @@ def bench_replay(
         "driver_cpu_s": round(cpu1.user - cpu0.user + cpu1.system - cpu0.system, 2),
         "round_trip_ms": round_trip_ms(result),
     }
-    if worker_cpu0 is not None and worker_cpu1 is not None:
-        out["worker_cpu_s"] = round(worker_cpu1 - worker_cpu0, 2)
+    worker_cpu = None if worker_cpu0 is None or worker_cpu1 is None else worker_cpu1 - worker_cpu0
+    if worker_cpu is not None:
+        out["worker_cpu_s"] = round(worker_cpu, 2)
         out["worker_cpu_us_per_record"] = round(
-            1e6 * (worker_cpu1 - worker_cpu0) / max(result.events_published, 1), 2
+            1e6 * worker_cpu / max(result.events_published, 1), 2
         )
     if machine0 is not None and machine1 is not None:
         busy, total = machine1[0] - machine0[0], machine1[1] - machine0[1]
@@ -152,8 +153,8 @@ def bench_replay(
             raw_consumer_cpu_s=round(floor["consumer_cpu_s"], 2),
             ratio=round(wall / floor["wall_s"], 2),
         )
-        if worker_cpu0 is not None and worker_cpu1 is not None:
-            out["worker_cpu_ratio"] = round((worker_cpu1 - worker_cpu0) / floor["wall_s"], 2)
+        if worker_cpu is not None:
+            out["worker_cpu_ratio"] = round(worker_cpu / floor["wall_s"], 2)
         if transport:
             faust_floor = raw_floor(bootstrap, records, transport=True)
             out.update(
