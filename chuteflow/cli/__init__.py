@@ -81,8 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _line_buffered() -> None:
+    """Each line out as it is printed, also when stdout is a file or a pipe (a supervisor's
+    log, ``| tee``): a long-running verb (``policy canary``, ``gate``, ``worker``) says where
+    it is while it runs, not at exit. Python buffers such a stdout in 8 KiB blocks unless
+    ``PYTHONUNBUFFERED`` is set, so a watcher's "no day yet" line sat unseen for the whole
+    wait."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     limit_blas_threads()  # before anything imports numpy; see floor/threads.py
+    _line_buffered()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

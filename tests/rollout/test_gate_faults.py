@@ -42,9 +42,12 @@ OUTAGE_S = 40.0
 
 def _watch(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("wb")
+    # as an operator's shell or supervisor runs it: stdout a file, Python's block buffering
+    # on (a PYTHONUNBUFFERED in the test's shell hid lines the command never flushed)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     try:
         return subprocess.Popen(
-            [chuteflow_command(), *command], stdout=out, stderr=subprocess.STDOUT, env=os.environ
+            [chuteflow_command(), *command], stdout=out, stderr=subprocess.STDOUT, env=env
         )
     finally:
         out.close()
