@@ -8,7 +8,8 @@ training from the last finished member (``onboarding.tasks.train_member`` reuses
 2. ``groups``: fit day-type groups on the fit days, their count by silhouette;
 3. ``train``: MARL and DRMARL candidates, recipes x seeds sized from the budget;
 4. ``select``: score every candidate on the validation days, pick by the written rule
-   (``training.selection.pick``), build the value ensemble, keep the better by the same rule;
+   (``onboarding.selection``: the gate's test on validation days, then the rule's mean),
+   build the value ensemble, keep the better by the same rule;
 5. ``evaluate``: every suite on the held-out days: static, proportional, lookahead, learned;
 6. ``bundle``: the release gate, ``report.md`` with plots, ``manifest.json``; then the
    partial folder is renamed to the bundle (atomic on one filesystem).
@@ -46,6 +47,7 @@ from onboarding.groups import choose_groups, k_range
 from onboarding.history import HistoryDay, HistorySplit, read_history
 from onboarding.plan import OnboardOptions, TrainingPlan, size_training
 from onboarding.report import write_report
+from onboarding.selection import excess, ranked, score
 from onboarding.tasks import (
     RULE_CONCENTRATED,
     RULE_DRIFTED,
@@ -57,7 +59,6 @@ from onboarding.tasks import (
 )
 from onboarding.timing import STAGES
 from training.ensemble import ensemble
-from training.selection import pick
 
 REFERENCES = ("static", "proportional", "lookahead")
 LEARNED = "learned"
@@ -293,7 +294,11 @@ def onboard(
             if k in groups_result
         },
         "training": train_result["plan"],
-        "selection": {k: select_result[k] for k in ("picked", "scores", "ensemble", "policy")},
+        "selection": {
+            k: select_result[k]
+            for k in ("picked", "scores", "excess", "ensemble", "policy")
+            if k in select_result
+        },
         "gate": {
             "recommended": verdict.recommended,
             "passed": verdict.passed,
@@ -445,18 +450,6 @@ def _validation_jobs(
     return jobs
 
 
-def _score(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """The rule's score: mean recirculation over the days, and the worst group's mean."""
-    per_group: dict[int, list[float]] = {}
-    for row in rows:
-        per_group.setdefault(int(row["group"]), []).append(float(row["recirculation_rate"]))
-    rates = [r for values in per_group.values() for r in values]
-    return {
-        "mean": sum(rates) / len(rates),
-        "worst_group": max(sum(v) / len(v) for v in per_group.values()),
-    }
-
-
 def _bundle_settings(run: Path) -> dict[str, Any]:
     """A member's training settings with the scenario as the bundle's ``site.yaml`` (the run
     was trained on the partial folder's absolute path), so the bundle reads the same
@@ -488,14 +481,13 @@ def _select(
         )
     ]
     rows = fanout.map(run_day_job, jobs, on_done)
-    scores = {name: _score([r for r in rows if r["policy"] == name]) for name in policies}
+    scores = {name: score([r for r in rows if r["policy"] == name]) for name in policies}
     candidates = {name: s for name, s in scores.items() if name in members}
-    picked = pick(candidates)
+    baseline = scores["proportional"]
+    order = ranked(candidates, baseline)
+    picked = order[0]
     algo = members[picked]["algo"]
-    same_algo = sorted(
-        (n for n in candidates if members[n]["algo"] == algo),
-        key=lambda n: (candidates[n]["mean"], candidates[n]["worst_group"]),
-    )[: options.ensemble_size]
+    same_algo = [n for n in order if members[n]["algo"] == algo][: options.ensemble_size]
     policy_dir = partial / "policy"
     policy_dir.mkdir(exist_ok=True)
     ensemble_info: dict[str, Any] = {"members": same_algo, "built": False}
@@ -512,9 +504,9 @@ def _select(
                 site_path, groups, split, str(ens_path), "ensemble", options.validation_per_group
             ),
         )
-        scores["ensemble"] = _score(ens_rows)
+        scores["ensemble"] = score(ens_rows)
         ensemble_info.update(built=True, score=scores["ensemble"])
-        final = pick({picked: scores[picked], "ensemble": scores["ensemble"]})
+        final = ranked({picked: scores[picked], "ensemble": scores["ensemble"]}, baseline)[0]
     chosen = policy_dir / f"{algo}-{scenario.name}.onnx"
     source = (
         policy_dir / "ensemble.onnx" if final == "ensemble" else partial / members[final]["onnx"]
@@ -537,6 +529,9 @@ def _select(
     return {
         "picked": picked,
         "final": final,
+        "excess": {
+            name: excess(s, baseline) for name, s in scores.items() if name != "proportional"
+        },
         "algo": algo,
         "scores": scores,
         "ensemble": ensemble_info,

@@ -89,10 +89,19 @@ def write_report(
         "",
         "## Candidates (validation days; the rule of docs/policy-selection.md)",
         "",
-        "| candidate | mean | worst group |",
-        "|---|---|---|",
+        "Excess: the most the candidate is worse than proportional, in mean or worst group, on "
+        "any kind of validation day (sampled, drifted, concentrated, the validation weeks); "
+        "a candidate passes the pre-gate at 0 or below, and the rule picks among those first.",
+        "",
+        "| candidate | mean | worst group | excess (points) |",
+        "|---|---|---|---|",
         *(
-            f"| {name} | {100 * s['mean']:.2f}% | {100 * s['worst_group']:.2f}% |"
+            f"| {name} | {100 * s['mean']:.2f}% | {100 * s['worst_group']:.2f}% | "
+            + (
+                f"{100 * x:+.2f} |"
+                if (x := selection.get("excess", {}).get(name)) is not None
+                else "- |"
+            )
             for name, s in selection["scores"].items()
         ),
         "",
