@@ -8,7 +8,7 @@ training from the last finished member (``onboarding.tasks.train_member`` reuses
 2. ``groups``: fit day-type groups on the fit days, their count by silhouette;
 3. ``train``: MARL and DRMARL candidates, recipes x seeds sized from the budget;
 4. ``select``: score every candidate on the validation days, pick by the written rule
-   (``onboarding.selection``: the gate's test on validation days, then the rule's mean),
+   (``training.pregate``: the gate's test on validation days, then the rule's mean),
    build the value ensemble, keep the better by the same rule;
 5. ``evaluate``: every suite on the held-out days: static, proportional, lookahead, learned;
 6. ``bundle``: the release gate, ``report.md`` with plots, ``manifest.json``; then the
@@ -47,7 +47,6 @@ from onboarding.groups import choose_groups, k_range
 from onboarding.history import HistoryDay, HistorySplit, read_history
 from onboarding.plan import OnboardOptions, TrainingPlan, size_training
 from onboarding.report import write_report
-from onboarding.selection import excess, ranked, score
 from onboarding.tasks import (
     RULE_CONCENTRATED,
     RULE_DRIFTED,
@@ -59,6 +58,7 @@ from onboarding.tasks import (
 )
 from onboarding.timing import STAGES
 from training.ensemble import ensemble
+from training.pregate import excess, ranked, score
 
 REFERENCES = ("static", "proportional", "lookahead")
 LEARNED = "learned"

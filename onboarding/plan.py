@@ -14,11 +14,17 @@ from typing import Any
 from training.settings import SHIPPED_RECIPES, Settings
 from twin.split import DEFAULT_HELDOUT_WEEKS, DEFAULT_VALIDATION_WEEKS, MIN_FIT_DAYS
 
-CONCENTRATION_TRAINING: dict[str, object] = {"concentration_probability": 0.25}
+CONCENTRATION_TRAINING: dict[str, object] = {
+    "concentration_probability": 0.25,
+    "checkpoint": "gate",
+}
 """What onboarding adds to the shipped DRMARL recipes: a quarter of the training days have one
 big (top-tenth) destination grown to 15-25% of the day (``Settings.concentration_probability``),
-half of them with the plan knowing it. Groups fitted on a site's history cannot hold a day type the
-history shows only a couple of times, so the candidates see it in training rather than never;
+half of them with the plan knowing it, and the run exports the network the release gate's test
+prefers on validation days with a concentrated one (``checkpoint = "gate"``,
+``training.pregate``). Groups fitted on a site's history cannot hold a day type the history
+shows only a couple of times, so the candidates see it in training rather than never, and the
+export is chosen on it rather than blind to it (``docs/policy-selection.md``, 2026-12-03);
 MARL stays the paper's baseline."""
 
 RECIPES: dict[str, tuple[str, dict[str, object]]] = {
@@ -31,8 +37,11 @@ RECIPES: dict[str, tuple[str, dict[str, object]]] = {
 }
 """The candidates' recipes: the shipped policies' settings (``training.settings``), named by
 what distinguishes them. MARL as in the paper; DRMARL with the small site's robust recipe
-(contamination 0.1, drifted days, group adversary) and with the large site's (checkpoint by
-the selection rule's days), both with :data:`CONCENTRATION_TRAINING`'s concentrated days."""
+(contamination 0.1, drifted days, group adversary) and with the large site's (its
+contamination, drift and adversary), both with :data:`CONCENTRATION_TRAINING`'s concentrated
+days and checkpoint. The names are the shipped recipes' (``drmarl-rule``: the large one, whose
+own ``rule`` checkpoint onboarding replaces by ``gate``), so earlier bundles' members keep
+theirs."""
 
 EPISODE_COST = {"marl": 3.0, "drmarl": 12.0}
 """A training episode's cost in plain day-runs (measured on the small site: MARL ~2.5x a

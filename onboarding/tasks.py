@@ -12,27 +12,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from decision.build import build_engine
-from evaluation.suites import CONCENTRATION_SHARE, GROUP_SUITES, build_day, with_drift
+from evaluation.suites import GROUP_SUITES, build_day
 from floor.daytypes import default_groups
 from floor.scenario import load_scenario
 from floor.site import load_site
 from training.dqn import Trainer, write_run
+from training.selection import (
+    RULE_CONCENTRATED,
+    RULE_DRIFTED,
+    RULE_KINDS,
+    RULE_SAMPLED,
+    rule_variant,
+)
 from training.settings import Settings
 from twin.closed_loop import run_day
 from twin.dayfile import read_day_csv
 from twin.fit import GroupFit
 from twin.groups import sample_day
-from twin.spike import concentrated
 
-RULE_SAMPLED = "rule-sampled"
-RULE_DRIFTED = "rule-drifted"
-RULE_CONCENTRATED = "rule-concentrated"
-"""The selection rule's validation days (``docs/policy-selection.md``): a group's sample as
-drawn, the same day with 50% of destinations' volumes reassigned, and (onboarding only, the
-amendment of 2026-12-02) the same day with one big destination grown to
-``CONCENTRATION_SHARE`` of the day, plan unchanged."""
-RULE_KINDS = (RULE_SAMPLED, RULE_DRIFTED, RULE_CONCENTRATED)
-RULE_DRIFT = 0.5
 FILE_SUITES = ("history", "validation")
 """Suites whose days are the site's own day files (held-out and validation weeks)."""
 
@@ -101,10 +98,7 @@ def run_day_job(job: DayJob) -> dict[str, object]:
         group, kind = GroupFit(groups).nearest(demand.interval_arrivals()), "nearest"
     elif job.suite in RULE_KINDS:
         demand = sample_day(groups, job.group, scenario, seed=job.seed)
-        if job.suite == RULE_DRIFTED:
-            demand = with_drift(demand, RULE_DRIFT, job.seed)
-        elif job.suite == RULE_CONCENTRATED:
-            demand = concentrated(demand, CONCENTRATION_SHARE, job.seed)
+        demand = rule_variant(demand, job.suite, job.seed)
         group, kind = job.group, "group"
     elif job.suite in GROUP_SUITES:
         built = build_day(scenario, groups, job.suite, job.group, job.seed)

@@ -58,7 +58,8 @@ from training.explore import EpsilonGreedy
 from training.mlp import MLP, Adam, huber_grad
 from training.policy import MLPPolicy
 from training.predictor import WorstGroupPredictor, fit_predictor
-from training.selection import score_days
+from training.pregate import Score, excess, score
+from training.selection import RULE_KINDS, rule_rows, score_days
 from training.settings import ALGOS, Settings
 from twin.closed_loop import day_plan, run_day
 from twin.day import DayDemand
@@ -432,9 +433,18 @@ class Trainer:
         score = score_days(self.greedy_engine, self.scenario, 1)
         return {"mean": score["mean"], "worst": score["worst_group"]}
 
+    def _validate_gate(self, baseline: Score) -> dict[str, float]:
+        """The greedy policy on the rule's first day of every group, as sampled, drifted and
+        concentrated: ``excess`` is the most it is worse than ``baseline`` (proportional on the
+        same days) in mean or worst group on any kind of day (``training.pregate``)."""
+        s = score(rule_rows(self.greedy_engine, self.scenario, 1, RULE_KINDS))
+        return {"mean": s["mean"], "worst": s["worst_group"], "excess": excess(s, baseline)}
+
     def _checkpoint_key(self, v: dict[str, float], guard: float | None) -> tuple[float, float]:
         """Lower is better (``Settings.checkpoint``). ``guard``: the heuristic's worst group on
-        the rule's days, or None for ``worst``."""
+        the rule's days, or None for ``worst``; a ``gate`` row carries its ``excess``."""
+        if "excess" in v:
+            return (0.0, v["mean"]) if v["excess"] <= 0.0 else (1.0, v["excess"])
         if guard is None:
             return (0.0, v["worst"] if self.s.algo != "marl" else v["mean"])
         if v["worst"] <= guard:
@@ -463,10 +473,13 @@ class Trainer:
         if s.algo == "drmarl":
             self.predictor, predictor_report, branches = fit_predictor(self.site, self.groups, s)
             self.branch_steps += branches
-        guard = None
-        if s.checkpoint == "rule":
+        guard, baseline = None, None
+        if s.checkpoint in ("rule", "gate"):
             heuristic = build_engine(self.site, "proportional", s.solver_time_limit_s)
-            guard = score_days(heuristic, self.scenario, 1)["worst_group"]
+            if s.checkpoint == "rule":
+                guard = score_days(heuristic, self.scenario, 1)["worst_group"]
+            else:
+                baseline = score(rule_rows(heuristic, self.scenario, 1, RULE_KINDS))
         curve: list[dict[str, float]] = []
         validation: list[dict[str, float]] = []
         best_key = (float("inf"), float("inf"))
@@ -478,7 +491,10 @@ class Trainer:
                 self._feed_adversary(self.adversary, episode, row)
             last = episode == s.episodes - 1
             if (episode + 1) % s.validate_every == 0 or last:
-                v = self.validate() if guard is None else self._validate_rule()
+                if baseline is not None:
+                    v = self._validate_gate(baseline)
+                else:
+                    v = self.validate() if guard is None else self._validate_rule()
                 v["episode"] = float(episode)
                 validation.append(v)
                 key = self._checkpoint_key(v, guard)

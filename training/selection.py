@@ -15,42 +15,86 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from decision.build import build_engine
 from decision.engine import DecisionEngine
 from evaluation.fanout import open_fanout
-from evaluation.suites import with_drift
+from evaluation.suites import CONCENTRATION_SHARE, with_drift
 from floor.daytypes import default_groups
 from floor.scenario import Scenario, load_scenario
 from floor.seeds import Stream, derive
 from floor.site import load_site
 from twin.closed_loop import run_day
+from twin.day import DayDemand
 from twin.groups import sample_day
+from twin.spike import concentrated
 
 VALIDATION_DAYS_PER_GROUP = 3
 VALIDATION_DRIFT = 0.5
 TIE = 1e-4
 
 
+RULE_SAMPLED = "rule-sampled"
+RULE_DRIFTED = "rule-drifted"
+RULE_CONCENTRATED = "rule-concentrated"
+"""The rule's kinds of validation day: a group's sample as drawn, the same day with
+``VALIDATION_DRIFT`` of destinations' volumes reassigned, and (onboarding, the amendments of
+2026-12-02 and 2026-12-03) the same day with one big destination grown to
+``evaluation.suites.CONCENTRATION_SHARE`` of the day, plan unchanged."""
+RULE_KINDS = (RULE_SAMPLED, RULE_DRIFTED, RULE_CONCENTRATED)
+
+
+def rule_variant(day: DayDemand, kind: str, seed: int) -> DayDemand:
+    """A sampled validation day made into the rule's ``kind`` (drawn by the day's seed)."""
+    if kind == RULE_DRIFTED:
+        return with_drift(day, VALIDATION_DRIFT, seed)
+    if kind == RULE_CONCENTRATED:
+        return concentrated(day, CONCENTRATION_SHARE, seed)
+    if kind != RULE_SAMPLED:
+        raise ValueError(f"unknown kind of validation day {kind!r}")
+    return day
+
+
+def rule_day(scenario: Scenario, group: int, k: int, kind: str) -> tuple[DayDemand, int]:
+    """Day ``k`` of ``group`` of the rule's ``kind``, and its seed (the day's and the twin's)."""
+    seed = derive(Stream.VALIDATION_DAY, group, k)
+    day = sample_day(default_groups(scenario), group, scenario, seed=seed)
+    return rule_variant(day, kind, seed), seed
+
+
+def rule_rows(
+    engine: DecisionEngine,
+    scenario: Scenario,
+    per_group: int,
+    kinds: Sequence[str] = (RULE_SAMPLED, RULE_DRIFTED),
+) -> list[dict[str, Any]]:
+    """``engine`` on the first ``per_group`` validation days of every group, each of
+    ``kinds``: one row per day (``day_kind``, ``group``, ``recirculation_rate``), as
+    ``training.pregate.score`` reads them."""
+    rows: list[dict[str, Any]] = []
+    for g in range(default_groups(scenario).n_groups):
+        for k in range(per_group):
+            for kind in kinds:
+                day, seed = rule_day(scenario, g, k, kind)
+                rate = run_day(engine, day, seed=seed).kpis.recirculation_rate
+                rows.append({"day_kind": kind, "group": g, "recirculation_rate": rate})
+    return rows
+
+
 def score_days(engine: DecisionEngine, scenario: Scenario, per_group: int) -> dict[str, float]:
     """Mean and worst-group recirculation rate of ``engine`` on the first ``per_group``
     validation days of every group, each as sampled and drifted (what the rule scores, and
     what ``chuteflow train --checkpoint rule`` scores a run's networks on)."""
-    groups = default_groups(scenario)
-    per_group_rates: list[float] = []
+    per_group_rates: dict[int, list[float]] = {}
     rates: list[float] = []
-    for g in range(groups.n_groups):
-        mine = []
-        for k in range(per_group):
-            seed = derive(Stream.VALIDATION_DAY, g, k)
-            day = sample_day(groups, g, scenario, seed=seed)
-            for variant in (day, with_drift(day, VALIDATION_DRIFT, seed)):
-                mine.append(run_day(engine, variant, seed=seed).kpis.recirculation_rate)
-        rates += mine
-        per_group_rates.append(float(np.mean(mine)))
-    return {"mean": float(np.mean(rates)), "worst_group": float(np.max(per_group_rates))}
+    for row in rule_rows(engine, scenario, per_group):
+        rates.append(row["recirculation_rate"])
+        per_group_rates.setdefault(row["group"], []).append(row["recirculation_rate"])
+    worst = max(float(np.mean(v)) for v in per_group_rates.values())
+    return {"mean": float(np.mean(rates)), "worst_group": worst}
 
 
 def validation_score(scenario_name: str, policy: str) -> dict[str, float]:

@@ -11,7 +11,7 @@ from decision.features import FEATURE_SETS
 
 Algo = Literal["marl", "drmarl", "drmarl-exhaustive"]
 ALGOS: tuple[Algo, ...] = ("marl", "drmarl", "drmarl-exhaustive")
-CHECKPOINTS = ("worst", "rule")
+CHECKPOINTS = ("worst", "rule", "gate")
 GROUP_DRO_REFERENCES = ("proportional", "lookahead")
 
 
@@ -67,7 +67,10 @@ class Settings:
     count. ``rule``: the networks are scored on the selection rule's days
     (``training/selection.py``: one sampled and one drifted day per group), and the export is
     the lowest mean among those whose worst group is no worse than the proportional
-    heuristic's on the same days (until one is, the lowest worst group)."""
+    heuristic's on the same days (until one is, the lowest worst group). ``gate``: scored on
+    one sampled, one drifted and one concentrated day per group, the export is the lowest mean
+    among those no worse than proportional in mean and worst group on each kind of day
+    (``training.pregate``, the release gate's test; until one is, the smallest excess)."""
     predictor_episodes: int = 20
     """drmarl: rollout days used to fit the worst-group predictor."""
     predictor_epochs: int = 40

@@ -162,10 +162,41 @@ def test_rule_checkpoint_exports_the_lowest_mean_within_the_heuristics_worst_gro
     assert len(result.validation) == 2  # validated every 2 of 4 quick episodes
 
 
+def test_gate_checkpoint_exports_the_lowest_mean_among_networks_that_pass_the_pre_gate() -> None:
+    trainer = Trainer(Settings.quick(scenario="small", algo="drmarl", checkpoint="gate"))
+    key = trainer._checkpoint_key
+    passing_low, passing_high = (
+        {"mean": 0.05, "worst": 0.2, "excess": -0.001},
+        {
+            "mean": 0.06,
+            "worst": 0.1,
+            "excess": 0.0,
+        },
+    )
+    near, far = (
+        {"mean": 0.01, "worst": 0.1, "excess": 0.002},
+        {"mean": 0.0, "worst": 0, "excess": 0.01},
+    )
+    assert key(passing_low, None) < key(passing_high, None)  # both pass: the lower mean
+    assert key(passing_high, None) < key(near, None)  # any passing network first
+    assert key(near, None) < key(far, None)  # until then, the smaller excess
+    result = trainer.train()
+    from training.pregate import excess, score
+    from training.selection import RULE_KINDS, rule_rows
+
+    heuristic = build_engine(trainer.site, "proportional", trainer.s.solver_time_limit_s)
+    baseline = score(rule_rows(heuristic, trainer.scenario, 1, RULE_KINDS))
+    assert len(result.validation) == 2  # validated every 2 of 4 quick episodes
+    assert result.exported_validation is min(result.validation, key=lambda v: key(v, None))
+    again = score(rule_rows(trainer.greedy_engine, trainer.scenario, 1, RULE_KINDS))
+    assert again["mean"] == pytest.approx(result.validation[-1]["mean"])  # the last network's
+    assert excess(again, baseline) == pytest.approx(result.validation[-1]["excess"])
+
+
 def test_unknown_feature_set_or_checkpoint_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="use one of base, trust"):
         Settings(feature_set="nope")
-    with pytest.raises(ValueError, match="use one of worst, rule"):
+    with pytest.raises(ValueError, match="use one of worst, rule, gate"):
         Settings(checkpoint="best")
 
 

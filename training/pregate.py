@@ -1,6 +1,7 @@
-"""Onboarding's pick among trained candidates (``docs/policy-selection.md``, amendment of
-2026-12-03): the release gate's own test, proportional in mean and worst group on each kind
-of validation day, before the rule's mean over all of them.
+"""The pre-gate (``docs/policy-selection.md``, amendments of 2026-12-03): the release gate's
+own test, proportional in mean and worst group on each kind of validation day, before the
+rule's mean over all of them. Onboarding's pick ranks its candidates by it
+(``onboarding.pipeline``), and ``train --checkpoint gate`` its run's networks.
 
 Why a pre-gate: the rule's mean over all validation days let a candidate come first while it
 was worse than proportional on one kind of day (the concentrated ones on the large site); the
@@ -8,7 +9,8 @@ gate, which checks each suite on its own, then refused it. Ranking the candidate
 the same test on validation days first keeps the pick and the gate asking the same question,
 on disjoint days.
 
-Pure functions over the day rows ``onboarding.tasks.run_day_job`` returns, so the rule is
+Pure functions over day rows (``day_kind``, ``group``, ``recirculation_rate``: what
+``onboarding.tasks.run_day_job`` and ``training.selection.rule_rows`` return), so the rule is
 tested on synthetic rows without running a day.
 """
 

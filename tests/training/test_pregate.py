@@ -1,4 +1,4 @@
-"""Onboarding's pick (``onboarding/selection.py``): the gate's per-kind test on validation days
+"""The pre-gate (``training/pregate.py``): the gate's per-kind test on validation days
 before the rule's mean, on synthetic day rows."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from onboarding.selection import excess, ranked, score
+from training.pregate import excess, ranked, score
 
 KINDS = ("rule-sampled", "rule-drifted", "rule-concentrated", "validation")
 
