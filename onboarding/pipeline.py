@@ -58,7 +58,7 @@ from onboarding.tasks import (
 )
 from onboarding.timing import STAGES
 from training.ensemble import ensemble
-from training.pregate import excess, ranked, score
+from training.pregate import ensemble_members, excess, ranked, score
 
 REFERENCES = ("static", "proportional", "lookahead")
 LEARNED = "learned"
@@ -487,7 +487,9 @@ def _select(
     order = ranked(candidates, baseline)
     picked = order[0]
     algo = members[picked]["algo"]
-    same_algo = [n for n in order if members[n]["algo"] == algo][: options.ensemble_size]
+    same_algo = ensemble_members(
+        [n for n in order if members[n]["algo"] == algo], scores, baseline, options.ensemble_size
+    )
     policy_dir = partial / "policy"
     policy_dir.mkdir(exist_ok=True)
     ensemble_info: dict[str, Any] = {"members": same_algo, "built": False}

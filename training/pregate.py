@@ -80,4 +80,18 @@ def ranked(scores: Mapping[str, Score], baseline: Score) -> list[str]:
     return order + failing
 
 
-__all__ = ["Score", "excess", "ranked", "score"]
+def ensemble_members(
+    order: Sequence[str], scores: Mapping[str, Score], baseline: Score, size: int
+) -> list[str]:
+    """An ensemble's members from candidates in :func:`ranked`'s order (one algorithm's):
+    those that pass the pre-gate, up to ``size``; when fewer than two pass, the first ``size``
+    as ranked (amendment of 2026-12-03 04:27).
+
+    Why only passing ones: averaging in a network that is worse than proportional on one kind
+    of day pulls the ensemble toward it there; on the large site such an ensemble lost to its
+    own best member on the pre-gate and was not used."""
+    passing = [n for n in order if excess(scores[n], baseline) <= 0.0]
+    return passing[:size] if len(passing) >= 2 else list(order[:size])
+
+
+__all__ = ["Score", "ensemble_members", "excess", "ranked", "score"]

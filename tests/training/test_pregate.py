@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from training.pregate import excess, ranked, score
+from training.pregate import ensemble_members, excess, ranked, score
 
 KINDS = ("rule-sampled", "rule-drifted", "rule-concentrated", "validation")
 
@@ -68,3 +68,32 @@ def test_when_none_passes_the_closest_to_passing_comes_first() -> None:
     far = {k: (0.01, 0.06) for k in KINDS}  # best mean, 2 points over on worst group
     scores = {"far": score(_rows(far)), "near": score(_rows(near))}
     assert ranked(scores, PROPORTIONAL) == ["near", "far"]
+
+
+def test_an_ensemble_takes_only_passing_candidates_when_two_pass() -> None:
+    # the large site's two-seed run: the third member in the rule's order failed the pre-gate
+    passing = {k: (0.015, 0.035) for k in KINDS}
+    failing = {**passing, "rule-concentrated": (0.03, 0.05)}
+    scores = {
+        "a": score(_rows(passing)),
+        "b": score(_rows({k: (0.016, 0.036) for k in KINDS})),
+        "c": score(_rows(failing)),
+        "d": score(_rows({k: (0.017, 0.037) for k in KINDS})),
+    }
+    order = ranked(scores, PROPORTIONAL)
+    assert order == ["a", "b", "d", "c"]
+    assert ensemble_members(order, scores, PROPORTIONAL, 3) == ["a", "b", "d"]
+    assert ensemble_members(["a", "c", "b"], scores, PROPORTIONAL, 3) == ["a", "b"]
+    assert ensemble_members(order, scores, PROPORTIONAL, 2) == ["a", "b"]
+
+
+def test_with_fewer_than_two_passing_the_ensemble_is_the_ranked_head() -> None:
+    failing = {k: (0.03, 0.05) for k in KINDS}
+    scores = {
+        "a": score(_rows({k: (0.015, 0.035) for k in KINDS})),
+        "c": score(_rows(failing)),
+        "e": score(_rows({**failing, "validation": (0.04, 0.06)})),
+    }
+    order = ranked(scores, PROPORTIONAL)
+    assert ensemble_members(order, scores, PROPORTIONAL, 3) == ["a", "c", "e"]
+    assert ensemble_members(order, scores, PROPORTIONAL, 2) == ["a", "c"]
