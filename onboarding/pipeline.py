@@ -487,15 +487,15 @@ def _select(
     order = ranked(candidates, baseline)
     picked = order[0]
     algo = members[picked]["algo"]
-    same_algo = ensemble_members(
+    ensemble_names = ensemble_members(
         [n for n in order if members[n]["algo"] == algo], scores, baseline, options.ensemble_size
     )
     policy_dir = partial / "policy"
     policy_dir.mkdir(exist_ok=True)
-    ensemble_info: dict[str, Any] = {"members": same_algo, "built": False}
+    ensemble_info: dict[str, Any] = {"members": ensemble_names, "built": False}
     final = picked
-    if len(same_algo) >= 2:
-        data = [(n, (partial / members[n]["onnx"]).read_bytes()) for n in same_algo]
+    if len(ensemble_names) >= 2:
+        data = [(n, (partial / members[n]["onnx"]).read_bytes()) for n in ensemble_names]
         digest = hashlib.sha256(b"".join(d for _, d in data)).hexdigest()[:8]
         model = ensemble(data, f"{scenario.name}-ensemble{len(data)}-{digest}")
         ens_path = policy_dir / "ensemble.onnx"
@@ -514,7 +514,7 @@ def _select(
         policy_dir / "ensemble.onnx" if final == "ensemble" else partial / members[final]["onnx"]
     )
     shutil.copyfile(source, chosen)
-    member_names = same_algo if final == "ensemble" else [final]
+    member_names = ensemble_names if final == "ensemble" else [final]
     provenance = [
         {
             "name": n,
