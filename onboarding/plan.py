@@ -34,6 +34,15 @@ RECIPES: dict[str, tuple[str, dict[str, object]]] = {
         {**SHIPPED_RECIPES[("small", "drmarl")], **CONCENTRATION_TRAINING},
     ),
     "drmarl-rule": ("drmarl", {**SHIPPED_RECIPES[("large", "drmarl")], **CONCENTRATION_TRAINING}),
+    "drmarl-lookahead": (
+        "drmarl",
+        {
+            **SHIPPED_RECIPES[("large", "drmarl")],
+            "group_dro": 1.0,
+            "group_dro_reference": "lookahead",
+            **CONCENTRATION_TRAINING,
+        },
+    ),
 }
 """The candidates' recipes: the shipped policies' settings (``training.settings``), named by
 what distinguishes them. MARL as in the paper; DRMARL with the small site's robust recipe
@@ -41,7 +50,11 @@ what distinguishes them. MARL as in the paper; DRMARL with the small site's robu
 contamination, drift and adversary), both with :data:`CONCENTRATION_TRAINING`'s concentrated
 days and checkpoint. The names are the shipped recipes' (``drmarl-rule``: the large one, whose
 own ``rule`` checkpoint onboarding replaces by ``gate``), so earlier bundles' members keep
-theirs."""
+theirs. ``drmarl-lookahead`` is opt-in (``site onboard --recipes``): the large recipe with the
+adversary's losses measured against the lookahead, eta 1, the settings of three of the shipped
+``drmarl-large``'s ten members (``docs/policy-selection.md``, 2026-12-03 07:03)."""
+DEFAULT_RECIPES = ("marl", "drmarl-mixture", "drmarl-rule")
+"""What a run trains unless ``--recipes`` says otherwise."""
 
 EPISODE_COST = {"marl": 3.0, "drmarl": 12.0}
 """A training episode's cost in plain day-runs (measured on the small site: MARL ~2.5x a
@@ -80,7 +93,7 @@ class OnboardOptions:
     """Range of day-type group counts tried (``onboarding.groups``)."""
     groups_criterion: str = "silhouette"
     """How the group count is chosen: ``silhouette`` or ``gap`` (``onboarding.groups``)."""
-    recipes: tuple[str, ...] = tuple(RECIPES)
+    recipes: tuple[str, ...] = DEFAULT_RECIPES
     seeds: int | None = None
     """Training seeds per recipe; None: as many (1-3) as the budget allows."""
     episodes: int | None = None
@@ -102,7 +115,8 @@ class OnboardOptions:
     validation_per_group: int = 3
     """The selection rule's sampled days per group (each also drifted)."""
     ensemble_size: int = 3
-    """Members of the value ensemble (the picked algorithm's best seeds)."""
+    """Most members of the value ensemble (forward selection among the picked algorithm's
+    candidates, ``training.pregate.forward_selection``)."""
     quick: bool = False
     """CI-sized: tiny training (``QUICK_TRAINING``), one seed, one day per group."""
 
@@ -130,6 +144,10 @@ class OnboardOptions:
         for recipe in self.recipes:
             if recipe not in RECIPES:
                 raise ValueError(f"unknown recipe {recipe!r}: use {', '.join(RECIPES)}")
+        if not self.recipes or len(set(self.recipes)) != len(self.recipes):
+            raise ValueError(f"--recipes needs distinct recipes, got {','.join(self.recipes)!r}")
+        if self.ensemble_size < 1:
+            raise ValueError("--ensemble-size must be at least 1")
         if self.minutes <= 0:
             raise ValueError("--minutes must be positive")
         if min(self.heldout_weeks, self.validation_weeks, self.min_fit_days) < 1:
@@ -198,4 +216,11 @@ def size_training(options: OnboardOptions, day_seconds: float, cpus: int) -> Tra
     raise AssertionError("unreachable: seeds == 1 always returns")
 
 
-__all__ = ["CONCENTRATION_TRAINING", "RECIPES", "OnboardOptions", "TrainingPlan", "size_training"]
+__all__ = [
+    "CONCENTRATION_TRAINING",
+    "DEFAULT_RECIPES",
+    "RECIPES",
+    "OnboardOptions",
+    "TrainingPlan",
+    "size_training",
+]

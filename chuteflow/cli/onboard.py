@@ -57,6 +57,19 @@ def register_onboard(sub: Subparsers) -> None:
     parser.add_argument("--seeds", type=positive_int, default=None, help="seeds per recipe")
     parser.add_argument("--episodes", type=positive_int, default=None, help="per member")
     parser.add_argument(
+        "--recipes",
+        default=None,
+        metavar="A,B,...",
+        help="candidate recipes (default marl,drmarl-mixture,drmarl-rule; also "
+        "drmarl-lookahead: onboarding/plan.py)",
+    )
+    parser.add_argument(
+        "--ensemble-size",
+        type=positive_int,
+        default=None,
+        help="most members of the value ensemble (default 3; --quick 2)",
+    )
+    parser.add_argument(
         "--heldout-weeks",
         type=positive_int,
         default=None,
@@ -99,6 +112,8 @@ def _options(args: argparse.Namespace) -> object:
         "validation_weeks": args.validation_weeks,
         "allow_gaps": args.allow_gaps or None,
         "groups_criterion": args.groups_criterion,
+        "recipes": tuple(r.strip() for r in args.recipes.split(",")) if args.recipes else None,
+        "ensemble_size": args.ensemble_size,
     }
     explicit = {k: v for k, v in given.items() if v is not None}
     return OnboardOptions.quick_run(**explicit) if args.quick else OnboardOptions(**explicit)

@@ -66,6 +66,17 @@ def test_onboard_writes_a_complete_bundle(
     )
     report = (out / "report.md").read_text()
     assert "## Held-out evaluation" in report and "| history |" in report
+    # the ensemble is what forward selection kept, and what is served when it was built
+    selection = manifest["selection"]
+    kept = selection["ensemble"]["members"]
+    assert kept[0] == selection["picked"] and len(kept) <= 2  # --quick: size 2
+    steps = selection["ensemble"]["steps"]
+    assert steps and steps[0]["members"] == [selection["picked"]]
+    assert all(s["added"] is None or s["added"] in kept for s in steps)
+    served = json.loads((out / "policy" / "members.json").read_text())
+    assert [m["name"] for m in served] == (kept if len(kept) > 1 else [selection["picked"]])
+    assert "Ensemble by forward selection" in report
+    assert not (out / "ensemble-trials").exists()
     assert (out / "plots" / "history.png").stat().st_size > 1000
     # the bundle is a site every room can use as it is: groups and guardrails beside the file
     from floor.daytypes import default_groups, site_groups_path
@@ -115,9 +126,11 @@ def test_onboard_resumes_after_a_crash_mid_training(
     assert manifest["resumed_stages"] == ["split", "groups"]
 
 
-def _bad(tmp_path: Path, capsys: pytest.CaptureFixture[str], site: Path, history: Path) -> str:
+def _bad(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], site: Path, history: Path, *extra: str
+) -> str:
     out = tmp_path / "bundle"
-    assert _onboard(site, history, out) == 2
+    assert _onboard(site, history, out, *extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("chuteflow: "), err
     assert not out.exists() and not out.with_name("bundle.partial").exists()
@@ -162,6 +175,9 @@ def test_bad_input_gets_one_line_and_leaves_no_bundle(
     assert "too little history for the split: 6 fit days before the last 2 weeks" in message
 
     assert "not a folder of day files" in _bad(tmp_path, capsys, site, tmp_path / "nowhere")
+    assert "unknown recipe 'drmarl-best'" in _bad(
+        tmp_path, capsys, site, history, "--recipes", "marl,drmarl-best"
+    )
 
     late = tmp_path / "late"  # an event after the shift: the day reader would refuse the day
     shutil.copytree(history, late)
