@@ -58,7 +58,7 @@ from onboarding.tasks import (
 )
 from onboarding.timing import STAGES
 from training.ensemble import ensemble
-from training.pregate import Score, excess, forward_selection, ranked, score
+from training.pregate import ensemble_members, excess, ranked, score
 
 REFERENCES = ("static", "proportional", "lookahead")
 LEARNED = "learned"
@@ -487,51 +487,28 @@ def _select(
     order = ranked(candidates, baseline)
     picked = order[0]
     algo = members[picked]["algo"]
+    ensemble_names = ensemble_members(
+        [n for n in order if members[n]["algo"] == algo], scores, baseline, options.ensemble_size
+    )
     policy_dir = partial / "policy"
     policy_dir.mkdir(exist_ok=True)
-    trials_dir = partial / "ensemble-trials"
-    shutil.rmtree(trials_dir, ignore_errors=True)  # a select stage cut short leaves them
-    trials_dir.mkdir()
-    built: dict[tuple[str, ...], Path] = {}
-
-    def build(names: tuple[str, ...]) -> Path:
-        data = [(n, (partial / members[n]["onnx"]).read_bytes()) for n in names]
-        digest = hashlib.sha256(b"".join(d for _, d in data)).hexdigest()[:8]
-        path = trials_dir / f"ensemble{len(data)}-{digest}.onnx"
-        path.write_bytes(
-            ensemble(data, f"{scenario.name}-ensemble{len(data)}-{digest}").SerializeToString()
-        )
-        built[names] = path
-        return path
-
-    def score_ensembles(trials: Sequence[tuple[str, ...]]) -> list[Score]:
-        labels = [f"trial-{i}" for i in range(len(trials))]
-        jobs = [
-            job
-            for label, names in zip(labels, trials, strict=True)
-            for job in _validation_jobs(
-                site_path, groups, split, str(build(names)), label, options.validation_per_group
-            )
-        ]
-        trial_rows = fanout.map(run_day_job, jobs)
-        return [score([r for r in trial_rows if r["policy"] == label]) for label in labels]
-
-    pool = [n for n in order if members[n]["algo"] == algo]
-    ensemble_names, final_score, steps = forward_selection(
-        picked, pool, scores, baseline, options.ensemble_size, score_ensembles
-    )
-    ensemble_info: dict[str, Any] = {
-        "members": list(ensemble_names),
-        "built": len(ensemble_names) >= 2,
-        "steps": steps,
-    }
+    ensemble_info: dict[str, Any] = {"members": ensemble_names, "built": False}
     final = picked
     if len(ensemble_names) >= 2:
-        shutil.copyfile(built[ensemble_names], policy_dir / "ensemble.onnx")
-        scores["ensemble"] = final_score
-        ensemble_info["score"] = final_score
-        final = "ensemble"
-    shutil.rmtree(trials_dir)
+        data = [(n, (partial / members[n]["onnx"]).read_bytes()) for n in ensemble_names]
+        digest = hashlib.sha256(b"".join(d for _, d in data)).hexdigest()[:8]
+        model = ensemble(data, f"{scenario.name}-ensemble{len(data)}-{digest}")
+        ens_path = policy_dir / "ensemble.onnx"
+        ens_path.write_bytes(model.SerializeToString())
+        ens_rows = fanout.map(
+            run_day_job,
+            _validation_jobs(
+                site_path, groups, split, str(ens_path), "ensemble", options.validation_per_group
+            ),
+        )
+        scores["ensemble"] = score(ens_rows)
+        ensemble_info.update(built=True, score=scores["ensemble"])
+        final = ranked({picked: scores[picked], "ensemble": scores["ensemble"]}, baseline)[0]
     chosen = policy_dir / f"{algo}-{scenario.name}.onnx"
     source = (
         policy_dir / "ensemble.onnx" if final == "ensemble" else partial / members[final]["onnx"]

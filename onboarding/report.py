@@ -109,7 +109,6 @@ def write_report(
         f" {'built' if selection['ensemble']['built'] else 'not built (one member)'}; shipped: "
         f"{selection['final']} as `{selection['policy']}`.",
         "",
-        *_forward_steps(selection["ensemble"].get("steps", [])),
         "## Held-out evaluation",
         "",
         "Recirculation rate, mean (worst group); `history` is the held-out day files "
@@ -129,26 +128,3 @@ def write_report(
 
 
 __all__ = ["suite_table", "write_report"]
-
-
-def _forward_steps(steps: list[dict[str, Any]]) -> list[str]:
-    """The ensemble's forward selection, step by step (``training.pregate.forward_selection``):
-    what each candidate's joining would have scored on the validation days, and who joined."""
-    if not steps:
-        return []
-    lines = [
-        "Ensemble by forward selection: each step scores the current members plus each other "
-        "candidate of the algorithm on the validation days and keeps the first by the rule "
-        "(the current ensemble included), so a member joins only when it helps there.",
-        "",
-        "| step | members | joining | mean | worst group | excess (points) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for i, step in enumerate(steps, 1):
-        for name, t in step["trials"].items():
-            mark = " (joined)" if name == step["added"] else ""
-            lines.append(
-                f"| {i} | {', '.join(step['members'])} | {name}{mark} | {100 * t['mean']:.2f}% | "
-                f"{100 * t['worst_group']:.2f}% | {100 * t['excess']:+.2f} |"
-            )
-    return [*lines, ""]

@@ -16,7 +16,7 @@ tested on synthetic rows without running a day.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from training.selection import TIE
@@ -80,58 +80,18 @@ def ranked(scores: Mapping[str, Score], baseline: Score) -> list[str]:
     return order + failing
 
 
-def forward_selection(
-    pick: str,
-    pool: Sequence[str],
-    scores: Mapping[str, Score],
-    baseline: Score,
-    size: int,
-    score_ensembles: Callable[[Sequence[tuple[str, ...]]], Sequence[Score]],
-) -> tuple[tuple[str, ...], Score, list[dict[str, Any]]]:
-    """An ensemble's members by forward selection (Caruana et al., ICML 2004; amendment of
-    2026-12-03 07:03): from the pick, add the candidate of ``pool`` whose ensemble with the
-    current members comes first by :func:`ranked`, against the current ensemble too; stop when
-    the current one comes first or it has ``size`` members.
+def ensemble_members(
+    order: Sequence[str], scores: Mapping[str, Score], baseline: Score, size: int
+) -> list[str]:
+    """An ensemble's members from candidates in :func:`ranked`'s order (one algorithm's):
+    those that pass the pre-gate, up to ``size``; when fewer than two pass, the first ``size``
+    as ranked (amendment of 2026-12-03 04:27).
 
-    ``score_ensembles`` scores each members tuple's value ensemble on the validation days (the
-    caller builds and runs them; here only the rule). Returns the members, their score (the
-    pick's own when nothing joined) and every step's trial scores, for the report.
-
-    Why not every passing candidate, or the best few: averaging in a network can pull the
-    ensemble toward its weak kind of day (on the large site a failing member did) or, as the
-    shipped file's ten did, make it better than any member; which one happens is measured on
-    the validation days at each step rather than assumed from the members' own scores."""
-    members: tuple[str, ...] = (pick,)
-    current = scores[pick]
-    steps: list[dict[str, Any]] = []
-    while len(members) < size:
-        others = [n for n in pool if n not in members]
-        if not others:
-            break
-        trials = [(*members, n) for n in others]
-        trial_scores = dict(zip(others, score_ensembles(trials), strict=True))
-        contenders: dict[str, Score] = {"": current, **trial_scores}
-        first = ranked(contenders, baseline)[0]
-        steps.append(
-            {
-                "members": list(members),
-                "trials": {n: excess_and_mean(s, baseline) for n, s in trial_scores.items()},
-                "added": first or None,
-            }
-        )
-        if not first:
-            break
-        members, current = (*members, first), trial_scores[first]
-    return members, current, steps
+    Why only passing ones: averaging in a network that is worse than proportional on one kind
+    of day pulls the ensemble toward it there; on the large site such an ensemble lost to its
+    own best member on the pre-gate and was not used."""
+    passing = [n for n in order if excess(scores[n], baseline) <= 0.0]
+    return passing[:size] if len(passing) >= 2 else list(order[:size])
 
 
-def excess_and_mean(candidate: Score, baseline: Score) -> dict[str, float]:
-    """What the report shows of a score: its excess over the baseline, mean and worst group."""
-    return {
-        "excess": excess(candidate, baseline),
-        "mean": float(candidate["mean"]),
-        "worst_group": float(candidate["worst_group"]),
-    }
-
-
-__all__ = ["Score", "excess", "excess_and_mean", "forward_selection", "ranked", "score"]
+__all__ = ["Score", "ensemble_members", "excess", "ranked", "score"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from training.pregate import excess, forward_selection, ranked, score
+from training.pregate import ensemble_members, excess, ranked, score
 
 KINDS = ("rule-sampled", "rule-drifted", "rule-concentrated", "validation")
 
@@ -70,61 +70,30 @@ def test_when_none_passes_the_closest_to_passing_comes_first() -> None:
     assert ranked(scores, PROPORTIONAL) == ["near", "far"]
 
 
-def _uniform(low: float, high: float) -> dict[str, Any]:
-    return score(_rows({k: (low, high) for k in KINDS}))
+def test_an_ensemble_takes_only_passing_candidates_when_two_pass() -> None:
+    # the large site's two-seed run: the third member in the rule's order failed the pre-gate
+    passing = {k: (0.015, 0.035) for k in KINDS}
+    failing = {**passing, "rule-concentrated": (0.03, 0.05)}
+    scores = {
+        "a": score(_rows(passing)),
+        "b": score(_rows({k: (0.016, 0.036) for k in KINDS})),
+        "c": score(_rows(failing)),
+        "d": score(_rows({k: (0.017, 0.037) for k in KINDS})),
+    }
+    order = ranked(scores, PROPORTIONAL)
+    assert order == ["a", "b", "d", "c"]
+    assert ensemble_members(order, scores, PROPORTIONAL, 3) == ["a", "b", "d"]
+    assert ensemble_members(["a", "c", "b"], scores, PROPORTIONAL, 3) == ["a", "b"]
+    assert ensemble_members(order, scores, PROPORTIONAL, 2) == ["a", "b"]
 
 
-class _Ensembles:
-    """Made-up ensemble scores by member set (what onboarding measures on validation days),
-    recording each batch it was asked for."""
-
-    def __init__(self, table: dict[frozenset[str], dict[str, Any]]) -> None:
-        self.table = table
-        self.asked: list[list[tuple[str, ...]]] = []
-
-    def __call__(self, trials: Any) -> list[dict[str, Any]]:
-        self.asked.append(list(trials))
-        return [self.table[frozenset(t)] for t in trials]
-
-
-def test_forward_selection_adds_the_best_joiner_and_stops_when_nothing_helps() -> None:
-    scores = {"a": _uniform(0.015, 0.035), "b": _uniform(0.016, 0.036), "c": _uniform(0.03, 0.05)}
-    measured = _Ensembles(
-        {
-            frozenset("ab"): _uniform(0.014, 0.034),
-            frozenset("ac"): _uniform(0.013, 0.033),  # a failing member that helps: it joins
-            frozenset("abc"): _uniform(0.0135, 0.0335),  # b would pull it back: it stops
-        }
-    )
-    members, final, steps = forward_selection(
-        "a", ["a", "b", "c"], scores, PROPORTIONAL, 10, measured
-    )
-    assert members == ("a", "c")
-    assert final == measured.table[frozenset("ac")]
-    assert measured.asked == [[("a", "b"), ("a", "c")], [("a", "c", "b")]]
-    assert [s["added"] for s in steps] == ["c", None]
-    assert steps[0]["trials"]["c"]["excess"] < 0
-
-
-def test_forward_selection_never_keeps_an_ensemble_that_fails_the_pre_gate() -> None:
-    scores = {"a": _uniform(0.015, 0.035), "b": _uniform(0.016, 0.036)}
-    # a lower mean overall, but worse than proportional on the concentrated days
-    worse_there = score(_rows({**{k: (0.01, 0.02) for k in KINDS}, KINDS[2]: (0.03, 0.05)}))
-    measured = _Ensembles({frozenset("ab"): worse_there})
-    members, final, steps = forward_selection("a", ["a", "b"], scores, PROPORTIONAL, 3, measured)
-    assert members == ("a",) and final == scores["a"]
-    assert steps[0]["added"] is None
-
-
-def test_forward_selection_stops_at_its_size_and_when_the_pool_is_empty() -> None:
-    scores = {n: _uniform(0.015, 0.035) for n in "abc"}
-    better = {frozenset(m): _uniform(0.02 - len(m) / 1000, 0.03) for m in ("ab", "ac", "abc")}
-    members, _, steps = forward_selection(
-        "a", ["a", "b", "c"], scores, PROPORTIONAL, 2, _Ensembles(better)
-    )
-    assert members == ("a", "b") and len(steps) == 1  # b before c on a tie, by name
-    members, _, steps = forward_selection(
-        "a", ["a", "b", "c"], scores, PROPORTIONAL, 5, _Ensembles(better)
-    )
-    assert members == ("a", "b", "c") and len(steps) == 2
-    assert forward_selection("a", ["a"], scores, PROPORTIONAL, 3, _Ensembles({}))[0] == ("a",)
+def test_with_fewer_than_two_passing_the_ensemble_is_the_ranked_head() -> None:
+    failing = {k: (0.03, 0.05) for k in KINDS}
+    scores = {
+        "a": score(_rows({k: (0.015, 0.035) for k in KINDS})),
+        "c": score(_rows(failing)),
+        "e": score(_rows({**failing, "validation": (0.04, 0.06)})),
+    }
+    order = ranked(scores, PROPORTIONAL)
+    assert ensemble_members(order, scores, PROPORTIONAL, 3) == ["a", "c", "e"]
+    assert ensemble_members(order, scores, PROPORTIONAL, 2) == ["a", "c"]
