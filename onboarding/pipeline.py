@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -393,15 +393,7 @@ def _train(
     plan_file = partial / "plan.json"
     if plan_file.is_file():  # a resumed run trains the members it planned
         plan = TrainingPlan(**json.loads(plan_file.read_text()))
-        plan = TrainingPlan(
-            plan.episodes,
-            plan.seeds,
-            tuple(plan.recipes),
-            plan.day_seconds,
-            plan.cpus,
-            plan.reason,
-            plan.overrides,
-        )
+        plan = replace(plan, recipes=tuple(plan.recipes))  # JSON gave a list
     else:
         plan = size_training(options, _day_seconds(site_path), fanout.cpus)
         plan_file.write_text(json.dumps(plan.to_json(), indent=1) + "\n")

@@ -117,6 +117,9 @@ class OnboardOptions:
     ensemble_size: int = 3
     """Most members of the value ensemble (forward selection among the picked algorithm's
     candidates, ``training.pregate.forward_selection``)."""
+    snapshots: int = 1
+    """Each DRMARL candidate: the value ensemble of its run's best checkpoints
+    (``Settings.snapshots``); 1: the best alone."""
     quick: bool = False
     """CI-sized: tiny training (``QUICK_TRAINING``), one seed, one day per group."""
 
@@ -148,6 +151,8 @@ class OnboardOptions:
             raise ValueError(f"--recipes needs distinct recipes, got {','.join(self.recipes)!r}")
         if self.ensemble_size < 1:
             raise ValueError("--ensemble-size must be at least 1")
+        if self.snapshots < 1:
+            raise ValueError("--snapshots must be at least 1")
         if self.minutes <= 0:
             raise ValueError("--minutes must be positive")
         if min(self.heldout_weeks, self.validation_weeks, self.min_fit_days) < 1:
@@ -172,6 +177,8 @@ class TrainingPlan:
     cpus: int
     reason: str
     overrides: dict[str, object] = field(default_factory=dict)
+    snapshots: int = 1
+    """DRMARL members' ``Settings.snapshots`` (a plan written before it existed reads 1)."""
 
     def members(self, site: str) -> list[tuple[str, Settings]]:
         jobs = []
@@ -180,6 +187,8 @@ class TrainingPlan:
             for seed in range(1, self.seeds + 1):
                 values: dict[str, Any] = {**settings, **self.overrides}
                 values.update(scenario=site, algo=algo, seed=seed, episodes=self.episodes)
+                if algo == "drmarl" and self.snapshots > 1:
+                    values["snapshots"] = self.snapshots
                 jobs.append((f"{recipe}-s{seed}", Settings(**values)))
         return jobs
 
@@ -198,7 +207,14 @@ def size_training(options: OnboardOptions, day_seconds: float, cpus: int) -> Tra
     budget = TRAIN_SHARE * options.minutes * 60.0 * cpus
     if options.episodes is not None and options.seeds is not None:
         return TrainingPlan(
-            options.episodes, options.seeds, options.recipes, day_seconds, cpus, "pinned", overrides
+            options.episodes,
+            options.seeds,
+            options.recipes,
+            day_seconds,
+            cpus,
+            "pinned",
+            overrides,
+            options.snapshots,
         )
     for seeds in [options.seeds] if options.seeds is not None else [3, 2, 1]:
         episodes = int(budget / max(per_seed_cost * seeds, 1e-9))
@@ -211,7 +227,14 @@ def size_training(options: OnboardOptions, day_seconds: float, cpus: int) -> Tra
                 f"{options.minutes:g} min x {cpus} CPUs), a day-run {day_seconds:.3f} s"
             )
             return TrainingPlan(
-                episodes, seeds, options.recipes, day_seconds, cpus, reason, overrides
+                episodes,
+                seeds,
+                options.recipes,
+                day_seconds,
+                cpus,
+                reason,
+                overrides,
+                options.snapshots,
             )
     raise AssertionError("unreachable: seeds == 1 always returns")
 

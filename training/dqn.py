@@ -191,6 +191,9 @@ class TrainResult:
     predictor_report: dict[str, float] | None = None
     exported_validation: dict[str, float] | None = None
     """The validation row of the exported network (``Settings.checkpoint`` chose it)."""
+    snapshots: list[tuple[dict[str, float], MLP]] = field(default_factory=list)
+    """``Settings.snapshots`` > 1: the best validated networks with their rows, ``net`` first;
+    the run exports their value ensemble."""
 
 
 class Trainer:
@@ -484,6 +487,7 @@ class Trainer:
         validation: list[dict[str, float]] = []
         best_key = (float("inf"), float("inf"))
         best, best_v = self.net.copy(), None
+        kept: list[tuple[tuple[float, float, float], dict[str, float], MLP]] = []
         for episode in range(s.episodes):
             row = self.run_episode(episode)
             curve.append(row)
@@ -500,6 +504,9 @@ class Trainer:
                 key = self._checkpoint_key(v, guard)
                 if key < best_key:
                     best_key, best, best_v = key, self.net.copy(), v
+                if s.snapshots > 1:  # the best few so far, ties to the earlier episode
+                    kept.append(((*key, float(episode)), v, self.net.copy()))
+                    kept = sorted(kept, key=lambda k: k[0])[: s.snapshots]
                 row["validation_mean"] = v["mean"]
                 row["validation_worst"] = v["worst"]
             if self.on_episode is not None:
@@ -513,6 +520,7 @@ class Trainer:
             branch_steps=self.branch_steps,
             predictor_report=predictor_report,
             exported_validation=best_v,
+            snapshots=[(v, net) for _, v, net in kept] if len(kept) > 1 else [],
         )
 
 
@@ -522,16 +530,26 @@ def write_run(result: TrainResult, settings: Settings, out: Path, scenario: Scen
 
     out.mkdir(parents=True, exist_ok=True)
     name = f"{settings.algo}-{scenario.name}"
-    onnx_path = save_onnx(
-        result.net,
-        out / f"{name}.onnx",
-        {
-            "policy_name": settings.algo,
-            "policy_version": f"{scenario.name}-seed{settings.seed}-ep{settings.episodes}",
-            "scenario": scenario.name,
-            "features": ",".join(FEATURE_SETS[settings.feature_set]),
-        },
-    )
+    version = f"{scenario.name}-seed{settings.seed}-ep{settings.episodes}"
+    metadata = {
+        "policy_name": settings.algo,
+        "policy_version": version,
+        "scenario": scenario.name,
+        "features": ",".join(FEATURE_SETS[settings.feature_set]),
+    }
+    if result.snapshots:  # the value ensemble of the best checkpoints, each kept beside it
+        from training.ensemble import ensemble
+
+        members = []
+        for v, net in result.snapshots:
+            label = f"ep{int(v['episode']) + 1}"
+            path = save_onnx(net, out / "snapshots" / f"{label}.onnx", metadata)
+            members.append((label, path.read_bytes()))
+        onnx_path = out / f"{name}.onnx"
+        model = ensemble(members, f"{version}-snapshots{len(members)}")
+        onnx_path.write_bytes(model.SerializeToString())
+    else:
+        onnx_path = save_onnx(result.net, out / f"{name}.onnx", metadata)
     (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2, sort_keys=True))
     (out / "training_curve.json").write_text(
         json.dumps(
@@ -542,6 +560,7 @@ def write_run(result: TrainResult, settings: Settings, out: Path, scenario: Scen
                 "env_steps": result.env_steps,
                 "branch_steps": result.branch_steps,
                 "predictor": result.predictor_report,
+                "snapshots": [v for v, _ in result.snapshots],
             },
             indent=1,
         )

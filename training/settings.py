@@ -71,6 +71,13 @@ class Settings:
     one sampled, one drifted and one concentrated day per group, the export is the lowest mean
     among those no worse than proportional in mean and worst group on each kind of day
     (``training.pregate``, the release gate's test; until one is, the smallest excess)."""
+    snapshots: int = 1
+    """How many validated networks the run exports: the value ensemble of the ``snapshots``
+    best by the checkpoint's key (the best first; ``training.ensemble``), or the best alone at
+    1. Why: on the large site the checkpoint's score jumps by points between validations, and
+    one network picked on a handful of days carries that noise; averaging the run's best few
+    (snapshot ensembles, Huang et al. 2017) costs no training (``docs/policy-selection.md``,
+    2026-12-03 07:59)."""
     predictor_episodes: int = 20
     """drmarl: rollout days used to fit the worst-group predictor."""
     predictor_epochs: int = 40
@@ -126,6 +133,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_choice("checkpoint", self.checkpoint, CHECKPOINTS)
+        if self.snapshots < 1:
+            raise ValueError(f"snapshots must be at least 1, got {self.snapshots}")
         _check_choice("group-dro reference", self.group_dro_reference, GROUP_DRO_REFERENCES)
         _check_choice("feature set", self.feature_set, tuple(FEATURE_SETS))
         if not 0.0 <= self.concentration_probability <= 1.0:

@@ -64,6 +64,13 @@ def register_onboard(sub: Subparsers) -> None:
         "drmarl-lookahead: onboarding/plan.py)",
     )
     parser.add_argument(
+        "--snapshots",
+        type=positive_int,
+        default=None,
+        help="each DRMARL candidate: the value ensemble of its run's K best checkpoints "
+        "(default 1: the best alone)",
+    )
+    parser.add_argument(
         "--ensemble-size",
         type=positive_int,
         default=None,
@@ -114,6 +121,7 @@ def _options(args: argparse.Namespace) -> object:
         "groups_criterion": args.groups_criterion,
         "recipes": tuple(r.strip() for r in args.recipes.split(",")) if args.recipes else None,
         "ensemble_size": args.ensemble_size,
+        "snapshots": args.snapshots,
     }
     explicit = {k: v for k, v in given.items() if v is not None}
     return OnboardOptions.quick_run(**explicit) if args.quick else OnboardOptions(**explicit)

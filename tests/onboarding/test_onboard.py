@@ -231,3 +231,19 @@ def test_a_second_run_on_a_bundle_being_written_is_refused(
         assert not out.exists() and not out.with_name("bundle.partial").exists()
     assert _onboard(site, history, out) == 0
     assert (out / "manifest.json").is_file()
+
+
+def test_snapshots_make_each_drmarl_candidate_its_runs_best_checkpoints(tmp_path: Path) -> None:
+    site, history = make_site(tmp_path)
+    out = tmp_path / "bundle"
+    assert _onboard(site, history, out, "--snapshots", "2") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["training"]["snapshots"] == 2
+    for member in ("drmarl-mixture-s1", "drmarl-mixture-s2"):
+        settings = json.loads((out / "candidates" / member / "settings.json").read_text())
+        assert settings["snapshots"] == 2
+        assert len(list((out / "candidates" / member / "snapshots").glob("*.onnx"))) == 2
+    assert not (out / "candidates" / "marl-s1" / "snapshots").exists()  # MARL: as before
+    # the held-out evaluation ran the served file: a snapshot ensemble loads and decides
+    rows = json.loads((out / "evaluation" / "history.json").read_text())
+    assert any(r["policy"] == "learned" for r in rows)

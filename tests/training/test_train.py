@@ -238,3 +238,44 @@ def test_concentration_probability_concentrates_that_share_of_training_days() ->
         Settings(concentration_probability=1.5)
     with pytest.raises(ValueError, match="concentration"):
         Settings(concentration_share=(0.3, 0.2))
+
+
+def test_snapshots_export_the_value_ensemble_of_the_runs_best_checkpoints(tmp_path: Path) -> None:
+    settings = Settings.quick(
+        scenario="small", algo="drmarl", checkpoint="gate", episodes=6, snapshots=2
+    )
+    trainer = Trainer(settings)
+    result = trainer.train()
+    key = trainer._checkpoint_key
+    assert len(result.validation) == 3  # episodes 2, 4, 6
+    ranked = sorted(result.validation, key=lambda v: (*key(v, None), v["episode"]))
+    assert [v for v, _ in result.snapshots] == ranked[:2]  # the two best, the best first
+    assert result.snapshots[0][0] is result.exported_validation
+    path = write_run(result, settings, tmp_path, trainer.scenario)
+    files = sorted(p.name for p in (tmp_path / "snapshots").glob("*.onnx"))
+    assert files == sorted(f"ep{int(v['episode']) + 1}.onnx" for v in ranked[:2])
+    curve = json.loads((tmp_path / "training_curve.json").read_text())
+    assert curve["snapshots"] == ranked[:2]
+    # the served file averages the two networks' values, each on its own columns
+    policy = OnnxPolicy(path, trainer.levels)
+    from twin.groups import sample_day
+    from twin.sim import SortationTwin
+
+    day = sample_day(trainer.groups, 0, trainer.scenario, seed=3)
+    twin = SortationTwin(trainer.scenario, day, seed=3)
+    obs = observe(twin.site_state(), trainer.scale)
+    columns = obs[:, feature_columns(FEATURE_SETS[settings.feature_set])]
+    expected = np.mean([net(columns) for _, net in result.snapshots], axis=0)
+    np.testing.assert_allclose(
+        policy.values(twin.site_state(), obs), expected, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_one_snapshot_is_the_single_best_network_and_zero_is_refused(tmp_path: Path) -> None:
+    settings = Settings.quick(scenario="small", algo="marl", episodes=2)
+    result = Trainer(settings).train()
+    assert result.snapshots == []
+    write_run(result, settings, tmp_path, Trainer(settings).scenario)
+    assert not (tmp_path / "snapshots").exists()
+    with pytest.raises(ValueError, match="snapshots must be at least 1"):
+        Settings(snapshots=0)
