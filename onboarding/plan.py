@@ -115,8 +115,8 @@ class OnboardOptions:
     validation_per_group: int = 3
     """The selection rule's sampled days per group (each also drifted)."""
     ensemble_size: int = 3
-    """Most members of the value ensemble (forward selection among the picked algorithm's
-    candidates, ``training.pregate.forward_selection``)."""
+    """Most members of the value ensemble (the picked algorithm's candidates that pass the
+    pre-gate, ``training.pregate.ensemble_members``)."""
     snapshots: int = 1
     """Each DRMARL candidate: the value ensemble of its run's best checkpoints
     (``Settings.snapshots``); 1: the best alone."""
