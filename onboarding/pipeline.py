@@ -53,6 +53,7 @@ from onboarding.tasks import (
     RULE_SAMPLED,
     DayJob,
     MemberJob,
+    finished_member,
     run_day_job,
     train_member,
 )
@@ -261,7 +262,8 @@ def onboard(
     groups_result = stage("groups", lambda: _fit_groups(scenario, split, partial, options))
     log(f"groups: k = {groups_result['k']} by {groups_result['criterion']}")
     train_result = stage(
-        "train", lambda: _train(site_path, scenario, partial, options, fanout, on("train"))
+        "train",
+        lambda: _train(site_path, scenario, partial, options, fanout, on("train"), log),
     )
     select_result = stage(
         "select",
@@ -389,6 +391,7 @@ def _train(
     options: OnboardOptions,
     fanout: FanOut,
     on_done: Callable[[int, int], None],
+    log: Log,
 ) -> dict[str, Any]:
     plan_file = partial / "plan.json"
     if plan_file.is_file():  # a resumed run trains the members it planned
@@ -401,7 +404,17 @@ def _train(
     jobs = [
         MemberJob(name, settings, str(partial / "candidates" / name)) for name, settings in members
     ]
-    results = fanout.map(train_member, jobs, on_done)
+    # finished members are reused here, so the progress and its ETA count only real training
+    reused = {job.name: r for job in jobs if (r := finished_member(job)) is not None}
+    todo = [job for job in jobs if job.name not in reused]
+    if reused:
+        log(
+            f"train: {len(reused)} of {len(jobs)} members finished before (same settings), "
+            f"reused; {len(todo)} to train"
+        )
+    trained_now = fanout.map(train_member, todo, on_done) if todo else []
+    fresh = dict(zip((j.name for j in todo), trained_now, strict=True))
+    results = [reused[job.name] if job.name in reused else fresh[job.name] for job in jobs]
     trained = {
         job.name: {
             **result,

@@ -43,27 +43,31 @@ class MemberJob:
     out: str
 
 
-def train_member(job: MemberJob) -> dict[str, object]:
-    """Train (or reuse) one candidate; returns its ONNX path and training figures.
-
-    A folder that already holds a run with exactly these settings is reused: training is
-    deterministic in its settings, so retraining would write the same policy. That is what
-    makes an interrupted onboarding resume from the last finished member."""
+def finished_member(job: MemberJob) -> dict[str, object] | None:
+    """The run already in ``job.out`` with exactly ``job.settings``, as :func:`train_member`
+    returns it, or None. Training is deterministic in its settings, so retraining would write
+    the same policy: reusing it is what makes an interrupted onboarding resume from the last
+    finished member."""
     out = Path(job.out)
     settings_file, curve_file = out / "settings.json", out / "training_curve.json"
     onnx = sorted(out.glob("*.onnx"))
     wanted = json.loads(json.dumps(asdict(job.settings)))
     finished = settings_file.is_file() and curve_file.is_file() and len(onnx) == 1
-    if finished and json.loads(settings_file.read_text()) == wanted:
-        curve = json.loads(curve_file.read_text())
-        return {
-            "onnx": str(onnx[0]),
-            "wall_seconds": float(curve["wall_seconds"]),
-            "reused": True,
-        }
+    if not finished or json.loads(settings_file.read_text()) != wanted:
+        return None
+    curve = json.loads(curve_file.read_text())
+    return {"onnx": str(onnx[0]), "wall_seconds": float(curve["wall_seconds"]), "reused": True}
+
+
+def train_member(job: MemberJob) -> dict[str, object]:
+    """Train (or reuse, :func:`finished_member`) one candidate; returns its ONNX path and
+    training figures."""
+    done = finished_member(job)
+    if done is not None:
+        return done
     trainer = Trainer(job.settings)
     result = trainer.train()
-    path = write_run(result, job.settings, out, trainer.scenario)
+    path = write_run(result, job.settings, Path(job.out), trainer.scenario)
     return {"onnx": str(path), "wall_seconds": result.wall_seconds, "reused": False}
 
 

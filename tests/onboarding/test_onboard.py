@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -121,6 +122,11 @@ def test_onboard_resumes_after_a_crash_mid_training(
     assert "stage split: done before, skipped (journal)" in printed.err
     assert "stage groups: done before, skipped (journal)" in printed.err
     assert "resumed: skipped split, groups" in printed.out
+    # the finished members are reused before the fan-out, so its progress counts only the rest
+    reused = re.search(r"train: (\d) of 4 members finished before \(same settings\), reused; "
+                       r"(\d) to train", printed.err)  # fmt: skip
+    assert reused is not None, printed.err
+    assert int(reused[1]) >= 1 and int(reused[1]) + int(reused[2]) == 4
     assert (out / "candidates" / "marl-s1" / "training_curve.json").stat().st_mtime_ns == before
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["resumed_stages"] == ["split", "groups"]
