@@ -187,7 +187,7 @@ class TrainingPlan:
             for seed in range(1, self.seeds + 1):
                 values: dict[str, Any] = {**settings, **self.overrides}
                 values.update(scenario=site, algo=algo, seed=seed, episodes=self.episodes)
-                if algo == "drmarl" and self.snapshots > 1:
+                if algo == "drmarl":
                     values["snapshots"] = self.snapshots
                 jobs.append((f"{recipe}-s{seed}", Settings(**values)))
         return jobs

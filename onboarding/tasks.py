@@ -7,8 +7,7 @@ plain JSON-ready values. Every seed is in the task; nothing reads a global RNG.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from decision.build import build_engine
@@ -16,7 +15,7 @@ from evaluation.suites import GROUP_SUITES, build_day
 from floor.daytypes import default_groups
 from floor.scenario import load_scenario
 from floor.site import load_site
-from training.dqn import Trainer, write_run
+from training.dqn import Trainer, finished_run, write_run
 from training.selection import (
     RULE_CONCENTRATED,
     RULE_DRIFTED,
@@ -44,19 +43,11 @@ class MemberJob:
 
 
 def finished_member(job: MemberJob) -> dict[str, object] | None:
-    """The run already in ``job.out`` with exactly ``job.settings``, as :func:`train_member`
-    returns it, or None. Training is deterministic in its settings, so retraining would write
-    the same policy: reusing it is what makes an interrupted onboarding resume from the last
-    finished member."""
-    out = Path(job.out)
-    settings_file, curve_file = out / "settings.json", out / "training_curve.json"
-    onnx = sorted(out.glob("*.onnx"))
-    wanted = json.loads(json.dumps(asdict(job.settings)))
-    finished = settings_file.is_file() and curve_file.is_file() and len(onnx) == 1
-    if not finished or json.loads(settings_file.read_text()) != wanted:
-        return None
-    curve = json.loads(curve_file.read_text())
-    return {"onnx": str(onnx[0]), "wall_seconds": float(curve["wall_seconds"]), "reused": True}
+    """The run already in ``job.out`` with exactly ``job.settings``
+    (``training.dqn.finished_run``), as :func:`train_member` returns it, or None: what makes an
+    interrupted onboarding resume from the last finished member."""
+    run = finished_run(job.settings, Path(job.out))
+    return None if run is None else {k: run[k] for k in ("onnx", "wall_seconds", "reused")}
 
 
 def train_member(job: MemberJob) -> dict[str, object]:

@@ -485,8 +485,8 @@ class Trainer:
                 baseline = score(rule_rows(heuristic, self.scenario, 1, RULE_KINDS))
         curve: list[dict[str, float]] = []
         validation: list[dict[str, float]] = []
-        best_key = (float("inf"), float("inf"))
-        best, best_v = self.net.copy(), None
+        # the ``snapshots`` best validated networks so far, by (checkpoint key, episode): the
+        # first is the export, ties to the earlier episode
         kept: list[tuple[tuple[float, float, float], dict[str, float], MLP]] = []
         for episode in range(s.episodes):
             row = self.run_episode(episode)
@@ -501,16 +501,15 @@ class Trainer:
                     v = self.validate() if guard is None else self._validate_rule()
                 v["episode"] = float(episode)
                 validation.append(v)
-                key = self._checkpoint_key(v, guard)
-                if key < best_key:
-                    best_key, best, best_v = key, self.net.copy(), v
-                if s.snapshots > 1:  # the best few so far, ties to the earlier episode
-                    kept.append(((*key, float(episode)), v, self.net.copy()))
-                    kept = sorted(kept, key=lambda k: k[0])[: s.snapshots]
+                rank = (*self._checkpoint_key(v, guard), float(episode))
+                if len(kept) < s.snapshots or rank < kept[-1][0]:
+                    kept = sorted([*kept, (rank, v, self.net.copy())], key=lambda k: k[0])
+                    kept = kept[: s.snapshots]
                 row["validation_mean"] = v["mean"]
                 row["validation_worst"] = v["worst"]
             if self.on_episode is not None:
                 self.on_episode(episode, row)
+        best, best_v = (kept[0][2], kept[0][1]) if kept else (self.net.copy(), None)
         return TrainResult(
             net=best,
             curve=curve,
@@ -524,9 +523,31 @@ class Trainer:
         )
 
 
+def finished_run(settings: Settings, out: Path) -> dict[str, object] | None:
+    """The run :func:`write_run` left in ``out`` with exactly these settings, summarized, or
+    None. Training is deterministic in its settings, so it would produce the same policy:
+    ``train --table`` and onboarding reuse it instead of retraining (what lets either resume
+    from its last finished run)."""
+    settings_file, curve_file = out / "settings.json", out / "training_curve.json"
+    onnx = sorted(out.glob("*.onnx"))
+    if not (settings_file.is_file() and curve_file.is_file() and len(onnx) == 1):
+        return None
+    if json.loads(settings_file.read_text()) != json.loads(json.dumps(asdict(settings))):
+        return None
+    curve = json.loads(curve_file.read_text())
+    return {
+        "onnx": str(onnx[0]),
+        "wall_seconds": float(curve["wall_seconds"]),
+        "env_steps": curve["env_steps"],
+        "branch_steps": curve["branch_steps"],
+        "predictor": curve["predictor"],
+        "reused": True,
+    }
+
+
 def write_run(result: TrainResult, settings: Settings, out: Path, scenario: Scenario) -> Path:
     """Write the ONNX policy, the settings used, the curve and a plot; returns the ONNX path."""
-    from training.export import save_onnx
+    from training.export import save_onnx, to_onnx
 
     out.mkdir(parents=True, exist_ok=True)
     name = f"{settings.algo}-{scenario.name}"
@@ -540,11 +561,13 @@ def write_run(result: TrainResult, settings: Settings, out: Path, scenario: Scen
     if result.snapshots:  # the value ensemble of the best checkpoints, each kept beside it
         from training.ensemble import ensemble
 
+        (out / "snapshots").mkdir(exist_ok=True)
         members = []
         for v, net in result.snapshots:
             label = f"ep{int(v['episode']) + 1}"
-            path = save_onnx(net, out / "snapshots" / f"{label}.onnx", metadata)
-            members.append((label, path.read_bytes()))
+            data = to_onnx(net, metadata).SerializeToString()
+            (out / "snapshots" / f"{label}.onnx").write_bytes(data)
+            members.append((label, data))
         onnx_path = out / f"{name}.onnx"
         model = ensemble(members, f"{version}-snapshots{len(members)}")
         onnx_path.write_bytes(model.SerializeToString())
@@ -605,4 +628,12 @@ def _plot_curve(result: TrainResult, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-__all__ = ["ALGOS", "GroupAdversary", "Settings", "TrainResult", "Trainer", "write_run"]
+__all__ = [
+    "ALGOS",
+    "GroupAdversary",
+    "Settings",
+    "TrainResult",
+    "Trainer",
+    "finished_run",
+    "write_run",
+]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from evaluation.plots import group_bars
 from evaluation.report import relative as relative_change
 from evaluation.report import summarize, write_report
 from evaluation.run import RunSpec, run_all, specs_for
-from training.dqn import ALGOS, Settings, Trainer, write_run
+from training.dqn import ALGOS, Settings, Trainer, finished_run, write_run
 from training.settings import recipe
 
 Row = dict[str, object]
@@ -35,7 +35,7 @@ Row = dict[str, object]
 
 def _train_one(job: tuple[Settings, str]) -> dict[str, object]:
     settings, out = job
-    reused = _finished_run(settings, Path(out))
+    reused = finished_run(settings, Path(out))
     if reused is not None:
         return reused
     trainer = Trainer(settings)
@@ -47,26 +47,6 @@ def _train_one(job: tuple[Settings, str]) -> dict[str, object]:
         "env_steps": result.env_steps,
         "branch_steps": result.branch_steps,
         "predictor": result.predictor_report,
-    }
-
-
-def _finished_run(settings: Settings, out: Path) -> dict[str, object] | None:
-    """A run already in ``out`` with exactly these settings (training is deterministic in
-    its settings, so it would produce the same policy): reuse it instead of retraining."""
-    settings_file, curve_file = out / "settings.json", out / "training_curve.json"
-    onnx = sorted(out.glob("*.onnx"))
-    if not (settings_file.is_file() and curve_file.is_file() and len(onnx) == 1):
-        return None
-    if json.loads(settings_file.read_text()) != json.loads(json.dumps(asdict(settings))):
-        return None
-    curve = json.loads(curve_file.read_text())
-    return {
-        "onnx": str(onnx[0]),
-        "wall_seconds": float(curve["wall_seconds"]),
-        "env_steps": curve["env_steps"],
-        "branch_steps": curve["branch_steps"],
-        "predictor": curve["predictor"],
-        "reused": True,
     }
 
 
