@@ -120,6 +120,9 @@ class OnboardOptions:
     snapshots: int = 1
     """Each DRMARL candidate: the value ensemble of its run's best checkpoints
     (``Settings.snapshots``); 1: the best alone."""
+    lr_final: float = 1.0
+    """DRMARL candidates' learning rate at their last episode as a share of the recipe's
+    (``Settings.lr_final``, linear decay); 1: constant."""
     quick: bool = False
     """CI-sized: tiny training (``QUICK_TRAINING``), one seed, one day per group."""
 
@@ -153,6 +156,8 @@ class OnboardOptions:
             raise ValueError("--ensemble-size must be at least 1")
         if self.snapshots < 1:
             raise ValueError("--snapshots must be at least 1")
+        if not 0.0 < self.lr_final <= 1.0:
+            raise ValueError(f"--lr-final must be in (0, 1], got {self.lr_final:g}")
         if self.minutes <= 0:
             raise ValueError("--minutes must be positive")
         if min(self.heldout_weeks, self.validation_weeks, self.min_fit_days) < 1:
@@ -179,6 +184,8 @@ class TrainingPlan:
     overrides: dict[str, object] = field(default_factory=dict)
     snapshots: int = 1
     """DRMARL members' ``Settings.snapshots`` (a plan written before it existed reads 1)."""
+    lr_final: float = 1.0
+    """DRMARL members' ``Settings.lr_final`` (a plan written before it existed reads 1)."""
 
     def members(self, site: str) -> list[tuple[str, Settings]]:
         jobs = []
@@ -188,7 +195,7 @@ class TrainingPlan:
                 values: dict[str, Any] = {**settings, **self.overrides}
                 values.update(scenario=site, algo=algo, seed=seed, episodes=self.episodes)
                 if algo == "drmarl":
-                    values["snapshots"] = self.snapshots
+                    values.update(snapshots=self.snapshots, lr_final=self.lr_final)
                 jobs.append((f"{recipe}-s{seed}", Settings(**values)))
         return jobs
 
@@ -215,6 +222,7 @@ def size_training(options: OnboardOptions, day_seconds: float, cpus: int) -> Tra
             "pinned",
             overrides,
             options.snapshots,
+            options.lr_final,
         )
     for seeds in [options.seeds] if options.seeds is not None else [3, 2, 1]:
         episodes = int(budget / max(per_seed_cost * seeds, 1e-9))
@@ -235,6 +243,7 @@ def size_training(options: OnboardOptions, day_seconds: float, cpus: int) -> Tra
                 reason,
                 overrides,
                 options.snapshots,
+                options.lr_final,
             )
     raise AssertionError("unreachable: seeds == 1 always returns")
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 
@@ -367,8 +367,15 @@ class Trainer:
                 day = with_concentration(day, pick, share, seed, planned=planned)
         return group, day
 
+    def _lr(self, episode: int) -> float:
+        """``Settings.lr`` decayed linearly to ``lr * lr_final`` at the last episode."""
+        s = self.s
+        frac = episode / max(1, s.episodes - 1)
+        return s.lr * (1.0 - frac * (1.0 - s.lr_final))
+
     def run_episode(self, episode: int) -> dict[str, float]:
         s = self.s
+        self.optimizer.lr = self._lr(episode)
         group, demand = self._episode_day(episode)
         twin = SortationTwin(self.scenario, demand, seed=derive(Stream.TRAIN_DAY, s.seed, episode))
         robust = s.algo != "marl"
@@ -523,6 +530,13 @@ class Trainer:
         )
 
 
+def _defaults_json() -> dict[str, object]:
+    """Every ``Settings`` field with a default, as ``settings.json`` writes it."""
+    defaults = {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
+    written: dict[str, object] = json.loads(json.dumps(defaults))
+    return written
+
+
 def finished_run(settings: Settings, out: Path) -> dict[str, object] | None:
     """The run :func:`write_run` left in ``out`` with exactly these settings, summarized, or
     None. Training is deterministic in its settings, so it would produce the same policy:
@@ -532,7 +546,10 @@ def finished_run(settings: Settings, out: Path) -> dict[str, object] | None:
     onnx = sorted(out.glob("*.onnx"))
     if not (settings_file.is_file() and curve_file.is_file() and len(onnx) == 1):
         return None
-    if json.loads(settings_file.read_text()) != json.loads(json.dumps(asdict(settings))):
+    current = json.loads(json.dumps(asdict(settings)))
+    # a field added since the run was written, at its default, trains as before its time
+    written = {**_defaults_json(), **json.loads(settings_file.read_text())}
+    if written != current:
         return None
     curve = json.loads(curve_file.read_text())
     return {

@@ -39,6 +39,12 @@ class Settings:
     horizon carries the consequences that matter."""
     lr: float = 1e-3
     """Adam learning rate."""
+    lr_final: float = 1.0
+    """The learning rate at the last episode as a share of ``lr``, reached linearly over the
+    episodes; 1 keeps it constant. Why: on the large site the greedy network's score moves by
+    points between validations 25 episodes apart, late in the run as early; a decaying step
+    lets the last episodes settle on what was learned rather than chase the latest days
+    (``docs/policy-selection.md``, 2026-12-03 10:55)."""
     hidden: int = 64
     """Width of the two hidden layers."""
     batch_transitions: int = 16
@@ -133,6 +139,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_choice("checkpoint", self.checkpoint, CHECKPOINTS)
+        if not 0.0 < self.lr_final <= 1.0:
+            raise ValueError(f"lr-final must be in (0, 1], got {self.lr_final}")
         if self.snapshots < 1:
             raise ValueError(f"snapshots must be at least 1, got {self.snapshots}")
         _check_choice("group-dro reference", self.group_dro_reference, GROUP_DRO_REFERENCES)

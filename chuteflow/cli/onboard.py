@@ -71,6 +71,14 @@ def register_onboard(sub: Subparsers) -> None:
         "(default 1: the best alone)",
     )
     parser.add_argument(
+        "--lr-final",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="DRMARL candidates: learning rate at the last episode as a share of the "
+        "recipe's, decayed linearly (default 1: constant)",
+    )
+    parser.add_argument(
         "--ensemble-size",
         type=positive_int,
         default=None,
@@ -122,6 +130,7 @@ def _options(args: argparse.Namespace) -> object:
         "recipes": tuple(r.strip() for r in args.recipes.split(",")) if args.recipes else None,
         "ensemble_size": args.ensemble_size,
         "snapshots": args.snapshots,
+        "lr_final": args.lr_final,
     }
     explicit = {k: v for k, v in given.items() if v is not None}
     return OnboardOptions.quick_run(**explicit) if args.quick else OnboardOptions(**explicit)

@@ -184,6 +184,9 @@ def test_bad_input_gets_one_line_and_leaves_no_bundle(
     assert "unknown recipe 'drmarl-best'" in _bad(
         tmp_path, capsys, site, history, "--recipes", "marl,drmarl-best"
     )
+    assert "--lr-final must be in (0, 1], got 0" in _bad(
+        tmp_path, capsys, site, history, "--lr-final", "0"
+    )
 
     late = tmp_path / "late"  # an event after the shift: the day reader would refuse the day
     shutil.copytree(history, late)
@@ -239,17 +242,19 @@ def test_a_second_run_on_a_bundle_being_written_is_refused(
     assert (out / "manifest.json").is_file()
 
 
-def test_snapshots_make_each_drmarl_candidate_its_runs_best_checkpoints(tmp_path: Path) -> None:
+def test_snapshots_and_lr_final_shape_only_the_drmarl_candidates(tmp_path: Path) -> None:
     site, history = make_site(tmp_path)
     out = tmp_path / "bundle"
-    assert _onboard(site, history, out, "--snapshots", "2") == 0
+    assert _onboard(site, history, out, "--snapshots", "2", "--lr-final", "0.5") == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["training"]["snapshots"] == 2
+    assert (manifest["training"]["snapshots"], manifest["training"]["lr_final"]) == (2, 0.5)
     for member in ("drmarl-mixture-s1", "drmarl-mixture-s2"):
         settings = json.loads((out / "candidates" / member / "settings.json").read_text())
-        assert settings["snapshots"] == 2
+        assert (settings["snapshots"], settings["lr_final"]) == (2, 0.5)
         assert len(list((out / "candidates" / member / "snapshots").glob("*.onnx"))) == 2
     assert not (out / "candidates" / "marl-s1" / "snapshots").exists()  # MARL: as before
+    marl = json.loads((out / "candidates" / "marl-s1" / "settings.json").read_text())
+    assert marl["lr_final"] == 1.0
     # the held-out evaluation ran the served file: a snapshot ensemble loads and decides
     rows = json.loads((out / "evaluation" / "history.json").read_text())
     assert any(r["policy"] == "learned" for r in rows)

@@ -279,3 +279,39 @@ def test_one_snapshot_is_the_single_best_network_and_zero_is_refused(tmp_path: P
     assert not (tmp_path / "snapshots").exists()
     with pytest.raises(ValueError, match="snapshots must be at least 1"):
         Settings(snapshots=0)
+
+
+def test_lr_final_decays_the_step_linearly_to_its_share_and_one_keeps_it_constant() -> None:
+    decayed = Trainer(Settings.quick(scenario="small", algo="marl", episodes=5, lr_final=0.1))
+    assert [round(decayed._lr(e), 6) for e in range(5)] == [1e-3, 7.75e-4, 5.5e-4, 3.25e-4, 1e-4]
+    decayed.run_episode(4)
+    assert decayed.optimizer.lr == pytest.approx(1e-4)
+    constant = Trainer(Settings.quick(scenario="small", algo="marl", episodes=5))
+    assert {constant._lr(e) for e in range(5)} == {1e-3}
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="lr-final must be in"):
+            Settings(lr_final=bad)
+
+
+def test_a_finished_run_is_reused_when_its_settings_lack_a_field_added_at_its_default(
+    tmp_path: Path,
+) -> None:
+    from training.dqn import finished_run
+
+    settings = Settings.quick(scenario="small", algo="marl", episodes=2)
+    trainer = Trainer(settings)
+    write_run(trainer.train(), settings, tmp_path, trainer.scenario)
+    assert finished_run(settings, tmp_path) is not None
+    # a run written before ``lr_final`` existed: the same training, so the same policy
+    written = json.loads((tmp_path / "settings.json").read_text())
+    del written["lr_final"]
+    (tmp_path / "settings.json").write_text(json.dumps(written))
+    assert finished_run(settings, tmp_path) is not None
+    # but not for settings that set the new field away from its default, nor other changes
+    assert (
+        finished_run(
+            Settings.quick(scenario="small", algo="marl", episodes=2, lr_final=0.5), tmp_path
+        )
+        is None
+    )
+    assert finished_run(Settings.quick(scenario="small", algo="marl", episodes=3), tmp_path) is None
