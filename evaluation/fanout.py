@@ -30,7 +30,11 @@ from floor.errors import ChuteflowError
 Task = TypeVar("Task")
 Result = TypeVar("Result")
 OnDone = Callable[[int, int], None]
-"""Called with (tasks finished, tasks in all) as results arrive."""
+"""Called with (tasks finished, tasks in all): (0, n) when the map starts, then as results
+arrive, and every ``HEARTBEAT_S`` on Ray while none does."""
+HEARTBEAT_S = 5.0
+"""A progress line prints on its own period; this only lets a job of minute-long tasks (a
+training member) reach it between results."""
 
 SINGLE_THREAD_ENV = {
     name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -72,6 +76,8 @@ class SerialFanOut:
         on_done: OnDone | None = None,
     ) -> list[Result]:
         results = []
+        if on_done is not None and tasks:  # the clock of the job's progress starts now
+            on_done(0, len(tasks))
         for index, task in enumerate(tasks):
             results.append(function(task))
             if on_done is not None:
@@ -100,8 +106,13 @@ class RayFanOut:
         results: list[Any] = [None] * len(refs)
         pending = list(refs)
         done = 0
+        if on_done is not None and refs:  # the clock of the job's progress starts now
+            on_done(0, len(refs))
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+            # a heartbeat: tasks of minutes (a training member) still get periodic lines
+            ready, pending = ray.wait(pending, num_returns=1, timeout=HEARTBEAT_S)
+            if not ready and on_done is not None:
+                on_done(done, len(refs))
             for ref in ready:
                 try:
                     results[position[ref]] = ray.get(ref)

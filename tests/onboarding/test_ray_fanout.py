@@ -118,6 +118,30 @@ def test_evaluation_rows_do_not_depend_on_the_fanout() -> None:
         assert run_all(specs, fanout=fanout) == serial
 
 
+def _slow_square(x: int) -> int:
+    time.sleep(0.6)
+    return x * x
+
+
+def test_a_map_reports_its_start_and_a_heartbeat_while_no_task_finishes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A progress line's clock starts with the job, and minute-long tasks (training members)
+    still reach its period: the onboarding log once said "4/4 elapsed 8m56s" for 17.9 min."""
+    import evaluation.fanout
+
+    monkeypatch.setattr(evaluation.fanout, "HEARTBEAT_S", 0.1)
+    serial: list[tuple[int, int]] = []
+    assert SerialFanOut().map(_slow_square, [1, 2], lambda d, n: serial.append((d, n))) == [1, 4]
+    assert serial == [(0, 2), (1, 2), (2, 2)]
+    calls: list[tuple[int, int]] = []
+    with open_fanout("local", 2) as fanout:
+        assert fanout.map(_slow_square, [1, 2, 3], lambda d, n: calls.append((d, n))) == [1, 4, 9]
+    assert calls[0] == (0, 3) and calls[-1] == (3, 3)
+    assert calls.count((0, 3)) >= 3  # heartbeats before the first task (0.6 s) finished
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
 def test_onboarding_is_byte_identical_locally_and_on_two_nodes(
     tmp_path: Path, two_nodes: str
 ) -> None:
