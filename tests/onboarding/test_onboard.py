@@ -122,6 +122,8 @@ def test_onboard_resumes_after_a_crash_mid_training(
     assert "stage split: done before, skipped (journal)" in printed.err
     assert "stage groups: done before, skipped (journal)" in printed.err
     assert "resumed: skipped split, groups" in printed.out
+    # the plan is said, and where it came from: a budget-sized one depends on the machine
+    assert "train: 2 seed(s) x 30 episodes of marl, drmarl-mixture (pinned by" in printed.err
     # the finished members are reused before the fan-out, so its progress counts only the rest
     reused = re.search(r"train: (\d) of 4 members finished before \(same settings\), reused; "
                        r"(\d) to train", printed.err)  # fmt: skip
