@@ -44,7 +44,7 @@ class Settings:
     episodes; 1 keeps it constant. Why: on the large site the greedy network's score moves by
     points between validations 25 episodes apart, late in the run as early; a decaying step
     lets the last episodes settle on what was learned rather than chase the latest days
-    (``docs/policy-selection.md``, 2026-12-03 10:55)."""
+    (``docs/policy-selection.md``, 2026-12-03 10:40)."""
     hidden: int = 64
     """Width of the two hidden layers."""
     batch_transitions: int = 16
