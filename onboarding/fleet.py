@@ -10,6 +10,7 @@ relative to the fleet file)::
       - site: south/site.yaml
         history: south/history
         out: bundles/south
+        groups: south/groups-south.npz   # optional: the site's own groups, not fitted
 
 Every site is checked before anything is written or a Ray is started (one bad site stops the
 run with one line naming it). Then each site runs its own pipeline (``onboarding.pipeline``:
@@ -51,6 +52,7 @@ from onboarding.plan import OnboardOptions
 Task = TypeVar("Task")
 Result = TypeVar("Result")
 FLEET_KEYS = ("site", "history", "out")
+OPTIONAL_KEYS = ("groups",)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class FleetSite:
     site: Path
     history: Path
     out: Path
+    groups: Path | None = None
+    """Day-type groups supplied instead of fitted (``pipeline.check_supplied_groups``)."""
 
 
 def read_fleet(path: Path) -> list[FleetSite]:
@@ -88,11 +92,16 @@ def read_fleet(path: Path) -> list[FleetSite]:
         if not isinstance(entry, dict):
             raise OnboardError(f"{path}: sites[{index}] is not a mapping of site, history, out")
         missing = [k for k in FLEET_KEYS if not isinstance(entry.get(k), str)]
-        unknown = sorted(set(entry) - set(FLEET_KEYS))
+        allowed = (*FLEET_KEYS, *OPTIONAL_KEYS)
+        unknown = sorted(set(entry) - set(allowed))
+        if "groups" in entry and not isinstance(entry["groups"], str):
+            missing.append("groups as a path")
         if missing or unknown:
             what = f"needs {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}"
-            raise OnboardError(f"{path}: sites[{index}] {what} (allowed: {', '.join(FLEET_KEYS)})")
-        out.append(FleetSite(*(base / str(entry[k]) for k in FLEET_KEYS)))
+            raise OnboardError(f"{path}: sites[{index}] {what} (allowed: {', '.join(allowed)})")
+        groups = base / str(entry["groups"]) if "groups" in entry else None
+        site, history, bundle = (base / str(entry[k]) for k in FLEET_KEYS)
+        out.append(FleetSite(site, history, bundle, groups))
     return out
 
 
@@ -107,7 +116,7 @@ def check_fleet(sites: Sequence[FleetSite], options: OnboardOptions) -> list[Che
     for i, out in enumerate(outs):
         if out in outs[:i]:
             raise OnboardError(f"{sites[i].out}: two fleet sites write the same bundle")
-    checked = [check_inputs(s.site, s.history, s.out, options) for s in sites]
+    checked = [check_inputs(s.site, s.history, s.out, options, s.groups) for s in sites]
     seen: dict[str, Path] = {}
     for site, inputs in zip(sites, checked, strict=True):
         site_id = inputs.scenario.site_id

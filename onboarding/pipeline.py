@@ -5,7 +5,8 @@ so an interrupted run (a crash, Ctrl-C) resumes from the last finished stage, an
 training from the last finished member (``onboarding.tasks.train_member`` reuses them):
 
 1. ``split``: read and check the history, split it in time (fit / validation / held out);
-2. ``groups``: fit day-type groups on the fit days, their count by silhouette;
+2. ``groups``: fit day-type groups on the fit days, their count by a stated criterion (or
+   copy the ones supplied with ``--groups``, checked in :func:`check_inputs`);
 3. ``train``: MARL and DRMARL candidates, recipes x seeds sized from the budget;
 4. ``select``: score every candidate on the validation days, pick by the written rule
    (``training.pregate``: the gate's test on validation days, then the rule's mean),
@@ -31,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -124,14 +125,56 @@ class Journal:
         tmp.replace(self.path)
 
 
-def _inputs_key(site: Path, days: Sequence[HistoryDay], options: OnboardOptions) -> str:
+def _inputs_key(
+    site: Path, days: Sequence[HistoryDay], options: OnboardOptions, groups: Path | None = None
+) -> str:
     """What the journal belongs to: the site file, every history file's name and size, the
-    options. A resume with anything else refuses instead of mixing two runs."""
+    options, and a supplied groups file's bytes (not its path; only when given, so a run
+    without ``--groups`` keeps the key it had before the option existed). A resume with
+    anything else refuses instead of mixing two runs."""
     digest = hashlib.sha256(site.read_bytes())
     for day in days:
         digest.update(f"{day.path.name}:{day.path.stat().st_size}".encode())
     digest.update(json.dumps(options.__dict__, sort_keys=True, default=list).encode())
+    if groups is not None:
+        digest.update(b"groups:" + groups.read_bytes())
     return digest.hexdigest()
+
+
+def check_supplied_groups(path: Path, scenario: Scenario, split: HistorySplit) -> DayTypeGroups:
+    """``--groups``: a groups file that fits the layout and was fitted only on days before
+    the validation weeks (a group built from the days that pick and judge the policy would
+    leak them into training). Member labels that are not dates (day-file names) are not
+    checked: a file gives no calendar for them.
+
+    Raises:
+        OnboardError: one line (unreadable, wrong shape, fitted on judged days).
+    """
+    groups = DayTypeGroups.load(path)  # its errors name the file
+    try:
+        groups.check_fits(scenario)
+    except ChuteflowError as error:
+        raise OnboardError(f"{path}: {error}") from None
+    first = split.validation[0].day
+    late = sorted(
+        label
+        for members in groups.members
+        for label in members
+        if (day := _label_date(label)) is not None and day >= first
+    )
+    if late:
+        raise OnboardError(
+            f"{path}: groups fitted on {len(late)} day(s) from {late[0][:10]} on, inside the "
+            f"validation and held-out weeks (from {first.isoformat()}); fit them on earlier days"
+        )
+    return groups
+
+
+def _label_date(label: str) -> date | None:
+    try:
+        return date.fromisoformat(label[:10])
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -147,11 +190,21 @@ class CheckedInputs:
     finished: dict[str, Any] | None = None
     """The manifest of a bundle already at ``--out`` made from these very inputs (a fleet
     rerun after some sites finished): reused, not rebuilt."""
+    groups: Path | None = None
+    """Day-type groups supplied instead of fitted (``--groups``, a fleet entry's ``groups``):
+    checked by :func:`check_supplied_groups`, copied into the bundle by the groups stage."""
 
 
-def check_inputs(site: Path, history: Path, out: Path, options: OnboardOptions) -> CheckedInputs:
+def check_inputs(
+    site: Path,
+    history: Path,
+    out: Path,
+    options: OnboardOptions,
+    groups: Path | None = None,
+) -> CheckedInputs:
     """Everything that can be wrong with the input, checked before a file is written (and
-    before a Ray is started).
+    before a Ray is started). ``groups``: a site's own day-type groups, used instead of
+    fitting them (its existing ones, or ``days fit-groups``').
 
     Raises:
         ChuteflowError: one line (site file, guardrails, history, split, options, output).
@@ -172,7 +225,9 @@ def check_inputs(site: Path, history: Path, out: Path, options: OnboardOptions) 
         options.min_fit_days,
         options.allow_gaps,
     )
-    key = _inputs_key(site, checked.days, options)
+    if groups is not None:
+        check_supplied_groups(groups, scenario, checked.split)
+    key = _inputs_key(site, checked.days, options, groups)
     finished = None
     if out.exists():
         manifest = json.loads((out / "manifest.json").read_text())
@@ -181,7 +236,7 @@ def check_inputs(site: Path, history: Path, out: Path, options: OnboardOptions) 
                 f"{out}: already holds a bundle of other inputs or options; choose another --out"
             )
         finished = manifest
-    return CheckedInputs(site, scenario, checked.days, checked.split, key, finished)
+    return CheckedInputs(site, scenario, checked.days, checked.split, key, finished, groups)
 
 
 @contextlib.contextmanager
@@ -236,7 +291,9 @@ def onboard(
     site, scenario, days, split = inputs.site, inputs.scenario, inputs.days, inputs.split
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
-    journal = Journal(partial / "journal.json", inputs.key or _inputs_key(site, days, options))
+    journal = Journal(
+        partial / "journal.json", inputs.key or _inputs_key(site, days, options, inputs.groups)
+    )
     site_file = partial / "site.yaml"
     if not site_file.is_file():
         shutil.copyfile(site, site_file)
@@ -260,7 +317,9 @@ def onboard(
         return lambda done, total: progress(name, done, total) if progress else None
 
     stage("split", lambda: {"dates": split.dates()})
-    groups_result = stage("groups", lambda: _fit_groups(scenario, split, partial, options))
+    groups_result = stage(
+        "groups", lambda: _fit_groups(scenario, split, partial, options, inputs.groups)
+    )
     log(f"groups: k = {groups_result['k']} by {groups_result['criterion']}")
     train_result = stage(
         "train",
@@ -341,8 +400,14 @@ def _versions() -> dict[str, str]:
 
 
 def _fit_groups(
-    scenario: Scenario, split: HistorySplit, partial: Path, options: OnboardOptions
+    scenario: Scenario,
+    split: HistorySplit,
+    partial: Path,
+    options: OnboardOptions,
+    supplied: Path | None,
 ) -> dict[str, Any]:
+    if supplied is not None:
+        return _supplied_groups(supplied, scenario, split, partial)
     fit = split.fit
     choice = choose_groups(
         [d.counts for d in fit],
@@ -365,6 +430,23 @@ def _fit_groups(
             if choice.gaps is None
             else {"gaps": {str(k): list(v) for k, v in choice.gaps.items()}}
         ),
+    }
+
+
+def _supplied_groups(
+    source: Path, scenario: Scenario, split: HistorySplit, partial: Path
+) -> dict[str, Any]:
+    """The ``groups`` stage with ``--groups``: the file's bytes, copied where training and
+    the worker look for the site's groups (``floor.daytypes.site_groups_path``)."""
+    groups = check_supplied_groups(source, scenario, split)
+    path = partial / f"groups-{scenario.name}.npz"
+    shutil.copyfile(source, path)
+    return {
+        "k": groups.n_groups,
+        "criterion": f"supplied (--groups {source.name}, sha256 {_sha256(source)[:12]})",
+        "silhouettes": {},
+        "file": path.name,
+        "sizes": [len(m) for m in groups.members],
     }
 
 
@@ -602,5 +684,6 @@ __all__ = [
     "OnboardError",
     "OnboardResult",
     "check_inputs",
+    "check_supplied_groups",
     "onboard",
 ]

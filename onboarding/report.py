@@ -68,12 +68,18 @@ def write_report(
         "",
         "## Day-type groups",
         "",
-        f"{groups['k']} groups, chosen by {groups['criterion']} over k = "
-        f"{', '.join(groups['silhouettes'])}:",
-        "",
-        "| k | silhouette |",
-        "|---|---|",
-        *(f"| {k} | {s:.4f} |" for k, s in groups["silhouettes"].items()),
+        *(
+            [
+                f"{groups['k']} groups, chosen by {groups['criterion']} over k = "
+                f"{', '.join(groups['silhouettes'])}:",
+                "",
+                "| k | silhouette |",
+                "|---|---|",
+                *(f"| {k} | {s:.4f} |" for k, s in groups["silhouettes"].items()),
+            ]
+            if groups["silhouettes"]
+            else [f"{groups['k']} groups, {groups['criterion']}: not fitted here."]
+        ),
         "",
         *(
             [

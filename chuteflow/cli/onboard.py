@@ -104,6 +104,13 @@ def register_onboard(sub: Subparsers) -> None:
         "gap statistic with groups of at least a week (onboarding/groups.py)",
     )
     parser.add_argument(
+        "--groups",
+        default=None,
+        metavar="GROUPS.npz",
+        help="use these day-type groups instead of fitting them (one site; fitted on days "
+        "before the validation weeks; a fleet entry's `groups:` does it per site)",
+    )
+    parser.add_argument(
         "--allow-gaps",
         action="store_true",
         help="accept dates missing on operating weekdays (known closures; refused by default)",
@@ -143,8 +150,11 @@ def _sites(args: argparse.Namespace) -> list[FleetSite]:
 
     given = (args.site, args.history, args.out)
     if args.fleet is not None:
-        if any(given):
-            raise OnboardError("--fleet lists the sites: leave out --site, --history and --out")
+        if any(given) or args.groups is not None:
+            raise OnboardError(
+                "--fleet lists the sites: leave out --site, --history, --out and --groups "
+                "(a fleet entry's `groups:` supplies a site's groups)"
+            )
         return list(read_fleet(Path(args.fleet)))
     if not args.site:
         raise OnboardError("give --site, --history and --out (or --fleet FLEET.yaml)")
@@ -153,7 +163,10 @@ def _sites(args: argparse.Namespace) -> list[FleetSite]:
             f"--site, --history and --out go in triples: got {len(args.site)} --site, "
             f"{len(args.history)} --history, {len(args.out)} --out"
         )
-    return [FleetSite(Path(s), Path(h), Path(o)) for s, h, o in zip(*given, strict=True)]
+    if args.groups is not None and len(args.site) > 1:
+        raise OnboardError("--groups supplies one site's groups: leave it out for several sites")
+    groups = Path(args.groups) if args.groups is not None else None
+    return [FleetSite(Path(s), Path(h), Path(o), groups) for s, h, o in zip(*given, strict=True)]
 
 
 def run_onboard(args: argparse.Namespace) -> int:

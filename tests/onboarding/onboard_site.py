@@ -47,3 +47,19 @@ def make_site(folder: Path, days: int = 40, text: str = SITE) -> tuple[Path, Pat
     history = folder / "history"
     generate_days(str(site), "2024-01-01", days, history, 7, False)
     return site, history
+
+
+def groups_file(path: Path, labels: list[list[str]], destinations: int = 8) -> Path:
+    """A groups file for the tiny site (6 intervals): one group per entry of ``labels``."""
+    import numpy as np
+
+    from floor.daytypes import DayTypeGroups
+
+    rng = np.random.default_rng(7)
+    probs = rng.uniform(0.5, 1.5, size=(len(labels), 6, destinations))
+    probs /= probs.sum(axis=(1, 2), keepdims=True)
+    n = len(labels)
+    DayTypeGroups(
+        "tiny", probs, np.full(n, 1500.0), np.full(n, 100.0), tuple(map(tuple, labels))
+    ).save(path)
+    return path

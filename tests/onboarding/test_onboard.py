@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from chuteflow.cli import main
-from tests.onboarding.onboard_site import SITE, make_site
+from tests.onboarding.onboard_site import SITE, groups_file, make_site
 
 QUICK = ["--quick", "--workers", "1"]
 
@@ -260,3 +260,50 @@ def test_snapshots_and_lr_final_shape_only_the_drmarl_candidates(tmp_path: Path)
     # the held-out evaluation ran the served file: a snapshot ensemble loads and decides
     rows = json.loads((out / "evaluation" / "history.json").read_text())
     assert any(r["policy"] == "learned" for r in rows)
+
+
+def test_supplied_groups_replace_the_fitted_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--groups``: the bundle's groups are the file's bytes, training and every group suite
+    use its groups, and the report says they were not fitted."""
+    site, history = make_site(tmp_path)
+    labels = [["2024-01-01", "2024-01-08"], ["2024-01-02"], ["2024-01-03"], ["2024-01-04"]]
+    supplied = groups_file(tmp_path / "mine.npz", labels)
+    out = tmp_path / "bundle"
+    assert _onboard(site, history, out, "--groups", str(supplied)) == 0
+    assert "groups: k = 4 by supplied (--groups mine.npz" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["groups"]["k"] == 4 and manifest["groups"]["silhouettes"] == {}
+    assert (out / "groups-tiny.npz").read_bytes() == supplied.read_bytes()
+    assert "4 groups, supplied (--groups mine.npz" in (out / "report.md").read_text()
+    rows = json.loads((out / "evaluation" / "group.json").read_text())
+    assert {r["group"] for r in rows} == {0, 1, 2, 3}  # the suites ran on the file's groups
+    member = json.loads((out / "candidates" / "drmarl-mixture-s1" / "settings.json").read_text())
+    assert Path(member["scenario"]).parent.name == "bundle.partial"  # trained beside them
+    # the same run without --groups is another run: its journal key differs
+    assert _onboard(site, history, out) == 2
+    assert "a bundle of other inputs or options" in capsys.readouterr().err
+
+
+def test_supplied_groups_that_do_not_fit_are_one_line_and_no_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site, history = make_site(tmp_path / "good")
+    late = groups_file(tmp_path / "late.npz", [["2024-01-02"], ["2024-01-20", "2024-01-28"]])
+    message = _bad(tmp_path, capsys, site, history, "--groups", str(late))
+    assert message.startswith(f"chuteflow: {late}: groups fitted on 1 day(s) from 2024-01-28")
+    assert "inside the validation and held-out weeks (from 2024-01-27)" in message
+    narrow = groups_file(tmp_path / "narrow.npz", [["2024-01-02"], ["2024-01-03"]], 7)
+    assert f"{narrow}: groups for 'tiny' have shape (6, 7), scenario 'tiny' needs (6, 8)" in _bad(
+        tmp_path, capsys, site, history, "--groups", str(narrow)
+    )
+    junk = tmp_path / "junk.npz"
+    junk.write_text("not numpy\n")
+    assert "not a day-type groups file" in _bad(
+        tmp_path, capsys, site, history, "--groups", str(junk)
+    )
+    twice = ["--site", str(site), "--history", str(history), "--out", str(tmp_path / "b2")]
+    assert "--groups supplies one site's groups" in _bad(
+        tmp_path, capsys, site, history, "--groups", str(late), *twice
+    )

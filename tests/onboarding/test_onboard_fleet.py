@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from chuteflow.cli import main
-from tests.onboarding.onboard_site import SITE, make_site
+from tests.onboarding.onboard_site import SITE, groups_file, make_site
 
 QUICK = ["--quick", "--workers", "1"]
 OTHER = (
@@ -209,3 +209,26 @@ def test_a_bad_fleet_is_one_line_and_writes_nothing(
     argv = [*one, "--out", str(out_a), "--site", str(b / "tiny.yaml")]
     argv += ["--history", str(bad_history), "--out", str(out_b)]
     assert "too little history for the split" in _bad(argv, capsys, out_a, out_b)
+
+
+def test_a_fleet_entry_may_supply_its_sites_groups(
+    fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fleet entry's ``groups:`` reaches that site's check (and only that site's): a file of
+    the wrong shape stops the run with one line naming it; a non-path is refused too."""
+    from onboarding.fleet import read_fleet
+
+    body = json.loads(fleet.read_text())
+    wrong = groups_file(fleet.parent / "b" / "wrong.npz", [["2024-01-02"], ["2024-01-03"]])
+    body["sites"][1]["groups"] = "b/wrong.npz"  # tiny-b has 12 intervals, the file 6
+    path = fleet.parent / "with-groups.yaml"
+    path.write_text(json.dumps(body))
+    sites = read_fleet(path)
+    assert [s.groups for s in sites] == [None, wrong]
+    assert f"{wrong}: groups for 'tiny' have shape (6, 8)" in _bad(["--fleet", str(path)], capsys)
+    body["sites"][1]["groups"] = 3
+    path.write_text(json.dumps(body))
+    assert "sites[2] needs groups as a path" in _bad(["--fleet", str(path)], capsys)
+    assert "leave out --site, --history, --out and --groups" in _bad(
+        ["--fleet", str(fleet), "--groups", str(wrong)], capsys
+    )
