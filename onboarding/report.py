@@ -63,8 +63,12 @@ def write_report(
         "|---|---|---|---|",
         *(f"| {name} | {p['first']} | {p['last']} | {p['days']} |" for name, p in split.items()),
         "",
-        "Groups are fitted on the fit days, candidates picked on the validation days; the "
-        "held-out days only judge.",
+        (
+            "Groups are fitted on the fit days"
+            if groups["silhouettes"]
+            else "Groups were supplied (none of their days in the validation or held-out weeks)"
+        )
+        + ", candidates picked on the validation days; the held-out days only judge.",
         "",
         "## Day-type groups",
         "",

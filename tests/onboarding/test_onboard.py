@@ -276,7 +276,9 @@ def test_supplied_groups_replace_the_fitted_ones(
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["groups"]["k"] == 4 and manifest["groups"]["silhouettes"] == {}
     assert (out / "groups-tiny.npz").read_bytes() == supplied.read_bytes()
-    assert "4 groups, supplied (--groups mine.npz" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "4 groups, supplied (--groups mine.npz" in report and "| k | silhouette |" not in report
+    assert "Groups were supplied (none of their days in the validation" in report
     rows = json.loads((out / "evaluation" / "group.json").read_text())
     assert {r["group"] for r in rows} == {0, 1, 2, 3}  # the suites ran on the file's groups
     member = json.loads((out / "candidates" / "drmarl-mixture-s1" / "settings.json").read_text())
