@@ -43,6 +43,8 @@ RECIPES: dict[str, tuple[str, dict[str, object]]] = {
             **CONCENTRATION_TRAINING,
         },
     ),
+    "drmarl-mixture-shipped": ("drmarl", dict(SHIPPED_RECIPES[("small", "drmarl")])),
+    "drmarl-rule-shipped": ("drmarl", dict(SHIPPED_RECIPES[("large", "drmarl")])),
 }
 """The candidates' recipes: the shipped policies' settings (``training.settings``), named by
 what distinguishes them. MARL as in the paper; DRMARL with the small site's robust recipe
@@ -52,7 +54,10 @@ days and checkpoint. The names are the shipped recipes' (``drmarl-rule``: the la
 own ``rule`` checkpoint onboarding replaces by ``gate``), so earlier bundles' members keep
 theirs. ``drmarl-lookahead`` is opt-in (``site onboard --recipes``): the large recipe with the
 adversary's losses measured against the lookahead, eta 1, the settings of three of the shipped
-``drmarl-large``'s ten members (``docs/policy-selection.md``, 2026-12-03 07:03)."""
+``drmarl-large``'s ten members (``docs/policy-selection.md``, 2026-12-03 07:03). The
+``-shipped`` pair (opt-in) are the shipped recipes exactly, without onboarding's concentrated
+days and gate checkpoint: what the hand work trained, for reproducing it
+(``docs/onboarding-large-site.md``, 2026-12-03 13:55)."""
 DEFAULT_RECIPES = ("marl", "drmarl-mixture", "drmarl-rule")
 """What a run trains unless ``--recipes`` says otherwise."""
 

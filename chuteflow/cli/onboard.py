@@ -61,7 +61,7 @@ def register_onboard(sub: Subparsers) -> None:
         default=None,
         metavar="A,B,...",
         help="candidate recipes (default marl,drmarl-mixture,drmarl-rule; also "
-        "drmarl-lookahead: onboarding/plan.py)",
+        "drmarl-lookahead, drmarl-mixture-shipped, drmarl-rule-shipped: onboarding/plan.py)",
     )
     parser.add_argument(
         "--snapshots",
