@@ -57,7 +57,7 @@ adversary's losses measured against the lookahead, eta 1, the settings of three 
 ``drmarl-large``'s ten members (``docs/policy-selection.md``, 2026-12-03 07:03). The
 ``-shipped`` pair (opt-in) are the shipped recipes exactly, without onboarding's concentrated
 days and gate checkpoint: what the hand work trained, for reproducing it
-(``docs/onboarding-large-site.md``, 2026-12-03 13:55)."""
+(``docs/onboarding-large-site.md``, 2026-12-03 13:48)."""
 DEFAULT_RECIPES = ("marl", "drmarl-mixture", "drmarl-rule")
 """What a run trains unless ``--recipes`` says otherwise."""
 
