@@ -407,7 +407,7 @@ def _fit_groups(
     supplied: Path | None,
 ) -> dict[str, Any]:
     if supplied is not None:
-        return _supplied_groups(supplied, scenario, split, partial)
+        return _supplied_groups(supplied, scenario, partial)
     fit = split.fit
     choice = choose_groups(
         [d.counts for d in fit],
@@ -433,17 +433,17 @@ def _fit_groups(
     }
 
 
-def _supplied_groups(
-    source: Path, scenario: Scenario, split: HistorySplit, partial: Path
-) -> dict[str, Any]:
+def _supplied_groups(source: Path, scenario: Scenario, partial: Path) -> dict[str, Any]:
     """The ``groups`` stage with ``--groups``: the file's bytes, copied where training and
-    the worker look for the site's groups (``floor.daytypes.site_groups_path``)."""
-    groups = check_supplied_groups(source, scenario, split)
+    the worker look for the site's groups (``floor.daytypes.site_groups_path``). The file
+    passed :func:`check_supplied_groups` in :func:`check_inputs`; the copy is read once for
+    the stage's figures."""
     path = partial / f"groups-{scenario.name}.npz"
     shutil.copyfile(source, path)
+    groups = DayTypeGroups.load(path)
     return {
         "k": groups.n_groups,
-        "criterion": f"supplied (--groups {source.name}, sha256 {_sha256(source)[:12]})",
+        "criterion": f"supplied (--groups {source.name}, sha256 {_sha256(path)[:12]})",
         "silhouettes": {},
         "file": path.name,
         "sizes": [len(m) for m in groups.members],

@@ -49,6 +49,7 @@ def write_report(
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
     split = manifest["split"]
+    fitted = bool(groups["silhouettes"])  # supplied groups (--groups) have no k table
     lines = [
         f"# Onboarding report: {scenario.name} ({scenario.site_id})",
         "",
@@ -65,7 +66,7 @@ def write_report(
         "",
         (
             "Groups are fitted on the fit days"
-            if groups["silhouettes"]
+            if fitted
             else "Groups were supplied (none of their days in the validation or held-out weeks)"
         )
         + ", candidates picked on the validation days; the held-out days only judge.",
@@ -81,7 +82,7 @@ def write_report(
                 "|---|---|",
                 *(f"| {k} | {s:.4f} |" for k, s in groups["silhouettes"].items()),
             ]
-            if groups["silhouettes"]
+            if fitted
             else [f"{groups['k']} groups, {groups['criterion']}: not fitted here."]
         ),
         "",
