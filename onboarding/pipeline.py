@@ -491,7 +491,7 @@ def _train(
     why = (
         "pinned by --seeds and --episodes"
         if plan.reason == "pinned"
-        else f"{plan.reason}; --seeds and --episodes pin it on any machine"
+        else f"{plan.reason}; `{plan.pin_flags()}` pins it on any machine"
     )
     recipes = ", ".join(plan.recipes)
     log(f"train: {plan.seeds} seed(s) x {plan.episodes} episodes of {recipes} ({why})")

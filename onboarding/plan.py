@@ -207,6 +207,22 @@ class TrainingPlan:
     def to_json(self) -> dict[str, object]:
         return asdict(self)
 
+    def pin_flags(self) -> str:
+        """The ``site onboard`` flags that make these members on any machine.
+
+        Why: a budget-sized plan comes from this machine's measured day-run and CPU count, so
+        the same ``--minutes`` on a faster machine trains more episodes and other bytes; the
+        report gives these flags so a bundle can be made again elsewhere, byte for byte."""
+        flags = [f"--seeds {self.seeds}", f"--episodes {self.episodes}"]
+        flags.append(f"--recipes {','.join(self.recipes)}")
+        if self.overrides:
+            flags.append("--quick")
+        if self.snapshots != 1:
+            flags.append(f"--snapshots {self.snapshots}")
+        if self.lr_final != 1.0:
+            flags.append(f"--lr-final {self.lr_final:g}")
+        return " ".join(flags)
+
 
 def size_training(options: OnboardOptions, day_seconds: float, cpus: int) -> TrainingPlan:
     """Episodes and seeds from the budget: the most seeds (3 down to 1) that still leave at

@@ -11,6 +11,7 @@ from evaluation.plots import group_bars
 from evaluation.report import headline
 from floor.scenario import Scenario
 from onboarding.gate import GateVerdict
+from onboarding.plan import TrainingPlan
 
 LOOKAHEAD = "lookahead"
 
@@ -34,6 +35,17 @@ def suite_table(summaries: Mapping[str, dict[str, object]]) -> list[str]:
             ratio = f"{headline(summary, 'learned')[0] / look:.2f}x" if look > 0 else "n/a"
         lines.append(f"| {suite} | " + " | ".join(cells) + f" | {ratio} |")
     return lines
+
+
+def _training_lines(plan_json: Mapping[str, Any]) -> list[str]:
+    """What was trained, why that size, and the flags that make the same members elsewhere."""
+    plan = TrainingPlan(**{**plan_json, "recipes": tuple(plan_json["recipes"])})
+    why = "pinned by hand" if plan.reason == "pinned" else f"sized from the budget: {plan.reason}"
+    return [
+        f"{plan.seeds} seed(s) x {plan.episodes} episodes of {', '.join(plan.recipes)} "
+        f"({why}). The same members on any machine: `{plan.pin_flags()}` (a budget-sized plan "
+        "follows the machine's measured speed; these flags do not)."
+    ]
 
 
 def write_report(
@@ -97,6 +109,10 @@ def write_report(
             else []
         ),
         f"Days per group: {', '.join(str(n) for n in groups['sizes'])}.",
+        "",
+        "## Training",
+        "",
+        *_training_lines(manifest["training"]),
         "",
         "## Candidates (validation days; the rule of docs/policy-selection.md)",
         "",

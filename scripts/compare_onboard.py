@@ -205,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"| site | suite | {labels} | delta (points) | within? |")
     print("|---|---|" + "---|" * len(policies) + "---|---|")
     verdicts = []
+    extras = [label for _, label in policies[3:]]
+    extra_within: dict[str, int] = dict.fromkeys(extras, 0)
     for site_name in args.sites.split(","):
         for suite in dict.fromkeys(r["_suite"] for r in rows if r["_site"] == site_name):
             part = [r for r in rows if r["_site"] == site_name and r["_suite"] == suite]
@@ -223,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             excess = stats["onboarded"]["mean"] - stats["shipped"]["max"]
             verdict = "yes" if within else f"no (+{100 * excess:.2f} pts over its max)"
             verdicts.append(within)
+            for label in extras:
+                extra_within[label] += stats[label]["mean"] <= stats["shipped"]["max"] + 1e-12
             print(
                 f"| {site_name} | {suite} | "
                 + " | ".join(cells)
@@ -232,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\n{sum(verdicts)}/{len(verdicts)} suites within the shipped file's seed spread; "
         f"{len(plan)} day runs in {(time.perf_counter() - begin) / 60:.1f} min."
     )
+    for label in extras:
+        print(f"{label}: {extra_within[label]}/{len(verdicts)} suites within the same spread.")
     return 0
 
 

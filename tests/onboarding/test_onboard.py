@@ -67,6 +67,13 @@ def test_onboard_writes_a_complete_bundle(
     )
     report = (out / "report.md").read_text()
     assert "## Held-out evaluation" in report and "| history |" in report
+    # the report names the flags that train the same members on any machine
+    trained = manifest["training"]
+    flags = report.split("The same members on any machine: `", 1)[1].split("`", 1)[0]
+    assert flags.split() == [
+        *("--seeds", str(trained["seeds"]), "--episodes", str(trained["episodes"])),
+        *("--recipes", ",".join(trained["recipes"]), "--quick"),
+    ]
     # what is served is what the selection says: the ensemble's members, or the pick alone
     selection = manifest["selection"]
     kept = selection["ensemble"]["members"]

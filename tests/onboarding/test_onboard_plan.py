@@ -48,3 +48,33 @@ def test_shipped_recipes_are_the_shipped_settings_exactly() -> None:
         assert settings.concentration_probability == 0.0
     assert members["drmarl-rule-shipped-s1"].checkpoint == "rule"
     assert replace(members["drmarl-rule-shipped-s1"], seed=2) == members["drmarl-rule-shipped-s2"]
+
+
+def _replanned(flags: str, site: str = "s.yaml") -> list[tuple[str, Settings]]:
+    """The members the CLI plans from a report's pin flags on another, much faster machine."""
+    from chuteflow.cli import build_parser
+    from chuteflow.cli.onboard import _options
+
+    args = build_parser().parse_args(
+        ["site", "onboard", "--site", site, "--history", "h", "--out", "b", *flags.split()]
+    )
+    options = _options(args)
+    assert isinstance(options, OnboardOptions)
+    plan = size_training(options, day_seconds=0.01, cpus=64)
+    assert plan.reason == "pinned"
+    return plan.members(site)
+
+
+def test_a_budget_sized_plan_is_made_again_anywhere_by_its_pin_flags() -> None:
+    for options in (
+        OnboardOptions(minutes=20.0),
+        OnboardOptions(minutes=45.0, recipes=("marl", "drmarl-rule"), snapshots=3, lr_final=0.1),
+    ):
+        plan = size_training(options, day_seconds=0.3, cpus=2)
+        assert plan.reason != "pinned"  # sized from this machine's speed
+        elsewhere = size_training(options, day_seconds=0.01, cpus=64)
+        assert elsewhere.members("s.yaml") != plan.members("s.yaml")  # the budget alone drifts
+        assert _replanned(plan.pin_flags()) == plan.members("s.yaml")
+    quick = size_training(OnboardOptions.quick_run(), day_seconds=0.3, cpus=2)
+    assert "--quick" in quick.pin_flags()
+    assert _replanned(quick.pin_flags()) == quick.members("s.yaml")
