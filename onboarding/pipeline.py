@@ -10,7 +10,8 @@ training from the last finished member (``onboarding.tasks.train_member`` reuses
 3. ``train``: MARL and DRMARL candidates, recipes x seeds sized from the budget;
 4. ``select``: score every candidate on the validation days, pick by the written rule
    (``training.pregate``: the gate's test on validation days, then the rule's mean),
-   build the value ensemble, keep the better by the same rule;
+   build the value ensembles (passing candidates; lowest means), keep the first by the
+   same rule;
 5. ``evaluate``: every suite on the held-out days: static, proportional, lookahead, learned;
 6. ``bundle``: the release gate, ``report.md`` with plots, ``manifest.json``; then the
    partial folder is renamed to the bundle (atomic on one filesystem).
@@ -61,10 +62,14 @@ from onboarding.tasks import (
 )
 from onboarding.timing import STAGES
 from training.ensemble import ensemble
-from training.pregate import ensemble_members, excess, ranked, score
+from training.pregate import ensemble_members, excess, lowest_mean, ranked, score
 
 REFERENCES = ("static", "proportional", "lookahead")
 LEARNED = "learned"
+ENSEMBLE, ENSEMBLE_TOP = "ensemble", "ensemble-top"
+"""The two value ensembles the selection builds and judges whole beside the pick: the
+candidates that pass the pre-gate, and the ones with the lowest rule mean
+(``docs/policy-selection.md``, amendments of 2026-12-03 04:27 and 17:20)."""
 FILE_KEY = 1_000_000
 """Group key of validation file days in the ``VALIDATION_DAY`` seed stream (beyond any group)."""
 
@@ -358,7 +363,7 @@ def onboard(
         "training": train_result["plan"],
         "selection": {
             k: select_result[k]
-            for k in ("picked", "scores", "excess", "ensemble", "policy")
+            for k in ("picked", "final", "scores", "excess", "ensemble", "ensemble_top", "policy")
             if k in select_result
         },
         "gate": {
@@ -587,34 +592,37 @@ def _select(
     order = ranked(candidates, baseline)
     picked = order[0]
     algo = members[picked]["algo"]
-    ensemble_names = ensemble_members(
-        [n for n in order if members[n]["algo"] == algo], scores, baseline, options.ensemble_size
-    )
+    same_algo = [n for n in order if members[n]["algo"] == algo]
+    wanted = {ENSEMBLE: ensemble_members(same_algo, scores, baseline, options.ensemble_size)}
+    top = lowest_mean(same_algo, scores, options.ensemble_size)
+    if set(top) != set(wanted[ENSEMBLE]):
+        wanted[ENSEMBLE_TOP] = top
     policy_dir = partial / "policy"
     policy_dir.mkdir(exist_ok=True)
-    ensemble_info: dict[str, Any] = {"members": ensemble_names, "built": False}
-    final = picked
-    if len(ensemble_names) >= 2:
-        data = [(n, (partial / members[n]["onnx"]).read_bytes()) for n in ensemble_names]
+    infos: dict[str, dict[str, Any]] = {}
+    contenders = {picked: scores[picked]}
+    for label, names in wanted.items():
+        infos[label] = {"members": names, "built": False}
+        if len(names) < 2:
+            continue
+        data = [(n, (partial / members[n]["onnx"]).read_bytes()) for n in names]
         digest = hashlib.sha256(b"".join(d for _, d in data)).hexdigest()[:8]
         model = ensemble(data, f"{scenario.name}-ensemble{len(data)}-{digest}")
-        ens_path = policy_dir / "ensemble.onnx"
+        ens_path = policy_dir / f"{label}.onnx"
         ens_path.write_bytes(model.SerializeToString())
         ens_rows = fanout.map(
             run_day_job,
             _validation_jobs(
-                site_path, groups, split, str(ens_path), "ensemble", options.validation_per_group
+                site_path, groups, split, str(ens_path), label, options.validation_per_group
             ),
         )
-        scores["ensemble"] = score(ens_rows)
-        ensemble_info.update(built=True, score=scores["ensemble"])
-        final = ranked({picked: scores[picked], "ensemble": scores["ensemble"]}, baseline)[0]
+        scores[label] = contenders[label] = score(ens_rows)
+        infos[label].update(built=True, score=scores[label])
+    final = ranked(contenders, baseline)[0]
     chosen = policy_dir / f"{algo}-{scenario.name}.onnx"
-    source = (
-        policy_dir / "ensemble.onnx" if final == "ensemble" else partial / members[final]["onnx"]
-    )
+    source = policy_dir / f"{final}.onnx" if final in infos else partial / members[final]["onnx"]
     shutil.copyfile(source, chosen)
-    member_names = ensemble_names if final == "ensemble" else [final]
+    member_names = infos[final]["members"] if final in infos else [final]
     provenance = [
         {
             "name": n,
@@ -636,7 +644,8 @@ def _select(
         },
         "algo": algo,
         "scores": scores,
-        "ensemble": ensemble_info,
+        "ensemble": infos[ENSEMBLE],
+        "ensemble_top": infos.get(ENSEMBLE_TOP),
         "policy": str(chosen.relative_to(partial)),
     }
 

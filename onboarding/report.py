@@ -48,6 +48,17 @@ def _training_lines(plan_json: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _ensemble_text(selection: Mapping[str, Any]) -> str:
+    """The ensembles the selection built (passing candidates; lowest means), judged whole."""
+    parts = []
+    for key, what in (("ensemble", "ensemble"), ("ensemble_top", "lowest-mean ensemble")):
+        info = selection.get(key)
+        if info is not None:
+            built = "built" if info["built"] else "not built (one member)"
+            parts.append(f"{what} of {', '.join(info['members'])} {built}")
+    return "; ".join(parts)
+
+
 def write_report(
     folder: Path,
     scenario: Scenario,
@@ -132,8 +143,7 @@ def write_report(
             for name, s in selection["scores"].items()
         ),
         "",
-        f"Picked: {selection['picked']}; ensemble of {', '.join(selection['ensemble']['members'])}"
-        f" {'built' if selection['ensemble']['built'] else 'not built (one member)'}; shipped: "
+        f"Picked: {selection['picked']}; {_ensemble_text(selection)}; shipped: "
         f"{selection['final']} as `{selection['policy']}`.",
         "",
         "## Held-out evaluation",

@@ -74,17 +74,20 @@ def test_onboard_writes_a_complete_bundle(
         *("--seeds", str(trained["seeds"]), "--episodes", str(trained["episodes"])),
         *("--recipes", ",".join(trained["recipes"]), "--quick"),
     ]
-    # what is served is what the selection says: the ensemble's members, or the pick alone
+    # what is served is what the selection says: an ensemble's members, or the pick alone
     selection = manifest["selection"]
     kept = selection["ensemble"]["members"]
     assert kept[0] == selection["picked"] and len(kept) <= 2  # --quick: size 2
+    top = selection["ensemble_top"]
+    assert top is None or (set(top["members"]) != set(kept) and len(top["members"]) <= 2)
     served = json.loads((out / "policy" / "members.json").read_text())
-    ensemble_file = out / "policy" / "ensemble.onnx"
-    is_ensemble = ensemble_file.is_file() and (
-        ensemble_file.read_bytes() == (out / selection["policy"]).read_bytes()
-    )
-    names = kept if is_ensemble else [selection["picked"]]
+    final = selection["final"]
+    ensembles = {"ensemble": selection["ensemble"], "ensemble-top": top}
+    names = ensembles[final]["members"] if final in ensembles else [final]
     assert [m["name"] for m in served] == names
+    if final in ensembles:  # the served file is that ensemble's bytes
+        built = (out / "policy" / f"{final}.onnx").read_bytes()
+        assert built == (out / selection["policy"]).read_bytes()
     assert (out / "plots" / "history.png").stat().st_size > 1000
     # the bundle is a site every room can use as it is: groups and guardrails beside the file
     from floor.daytypes import default_groups, site_groups_path

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from training.pregate import ensemble_members, excess, ranked, score
+from training.pregate import ensemble_members, excess, lowest_mean, ranked, score
 
 KINDS = ("rule-sampled", "rule-drifted", "rule-concentrated", "validation")
 
@@ -97,3 +97,15 @@ def test_with_fewer_than_two_passing_the_ensemble_is_the_ranked_head() -> None:
     order = ranked(scores, PROPORTIONAL)
     assert ensemble_members(order, scores, PROPORTIONAL, 3) == ["a", "c", "e"]
     assert ensemble_members(order, scores, PROPORTIONAL, 2) == ["a", "c"]
+
+
+def test_the_second_ensemble_takes_the_lowest_means_whatever_their_excess() -> None:
+    passing = score(_rows({k: (0.01, 0.03) for k in KINDS}))
+    failing = score(_rows({**{k: (0.004, 0.01) for k in KINDS}, "rule-concentrated": (0.03, 0.06)}))
+    assert excess(failing, PROPORTIONAL) > 0 and failing["mean"] < passing["mean"]
+    scores = {"a": passing, "b": failing, "c": score(_rows({k: (0.015, 0.035) for k in KINDS}))}
+    order = ranked(scores, PROPORTIONAL)
+    assert order == ["a", "c", "b"]
+    assert ensemble_members(order, scores, PROPORTIONAL, 2) == ["a", "c"]  # passing only
+    assert lowest_mean(order, scores, 2) == ["b", "a"]  # by mean: the failing one first
+    assert lowest_mean(order, scores, 5) == ["b", "a", "c"]
