@@ -69,7 +69,7 @@ LEARNED = "learned"
 ENSEMBLE, ENSEMBLE_TOP = "ensemble", "ensemble-top"
 """The two value ensembles the selection builds and judges whole beside the pick: the
 candidates that pass the pre-gate, and the ones with the lowest rule mean
-(``docs/policy-selection.md``, amendments of 2026-12-03 04:27 and 17:20)."""
+(``docs/policy-selection.md``, amendments of 2026-12-03 04:27 and 17:15)."""
 FILE_KEY = 1_000_000
 """Group key of validation file days in the ``VALIDATION_DAY`` seed stream (beyond any group)."""
 

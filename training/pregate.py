@@ -96,7 +96,7 @@ def ensemble_members(
 
 def lowest_mean(names: Sequence[str], scores: Mapping[str, Score], size: int) -> list[str]:
     """The ``size`` candidates with the lowest mean over all the rule's days, whatever their
-    excess: the second ensemble's members (amendment of 2026-12-03 17:20).
+    excess: the second ensemble's members (amendment of 2026-12-03 17:15).
 
     Why a second ensemble: a member worse than proportional on one kind of day can still
     average, among enough others, into an ensemble that is not; on the large site the ten best
