@@ -42,6 +42,7 @@ from evaluation.fanout import FanOut
 from evaluation.report import summarize
 from floor.daytypes import DayTypeGroups
 from floor.errors import ChuteflowError
+from floor.files import write_atomic
 from floor.scenario import Scenario, load_scenario
 from floor.seeds import Stream, derive, evaluation_seed
 from floor.site import load_site
@@ -125,9 +126,7 @@ class Journal:
         return {s: float(e["seconds"]) for s, e in self.data["stages"].items()}
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n")
 
 
 def _inputs_key(

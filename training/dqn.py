@@ -51,6 +51,7 @@ from decision.features import FEATURE_SETS, FeatureScale, feature_columns, obser
 from decision.state import SiteState
 from evaluation.suites import with_drift
 from floor.daytypes import DayTypeGroups, default_groups
+from floor.files import write_atomic
 from floor.scenario import Scenario
 from floor.seeds import Stream, derive
 from floor.site import load_site
@@ -547,11 +548,15 @@ def finished_run(settings: Settings, out: Path) -> dict[str, object] | None:
     if not (settings_file.is_file() and curve_file.is_file() and len(onnx) == 1):
         return None
     current = json.loads(json.dumps(asdict(settings)))
+    try:  # a run killed mid-write by older code may have left a torn file: train it again
+        written_json = json.loads(settings_file.read_text())
+        curve = json.loads(curve_file.read_text())
+    except json.JSONDecodeError:
+        return None
     # a field added since the run was written, at its default, trains as before its time
-    written = {**_defaults_json(), **json.loads(settings_file.read_text())}
+    written = {**_defaults_json(), **written_json}
     if written != current:
         return None
-    curve = json.loads(curve_file.read_text())
     return {
         "onnx": str(onnx[0]),
         "wall_seconds": float(curve["wall_seconds"]),
@@ -590,8 +595,10 @@ def write_run(result: TrainResult, settings: Settings, out: Path, scenario: Scen
         onnx_path.write_bytes(model.SerializeToString())
     else:
         onnx_path = save_onnx(result.net, out / f"{name}.onnx", metadata)
-    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2, sort_keys=True))
-    (out / "training_curve.json").write_text(
+    write_atomic(out / "settings.json", json.dumps(asdict(settings), indent=2, sort_keys=True))
+    # the curve is written last and whole: finished_run reads it as the run's completion mark
+    write_atomic(
+        out / "training_curve.json",
         json.dumps(
             {
                 "curve": result.curve,
@@ -603,7 +610,7 @@ def write_run(result: TrainResult, settings: Settings, out: Path, scenario: Scen
                 "snapshots": [v for v, _ in result.snapshots],
             },
             indent=1,
-        )
+        ),
     )
     _plot_curve(result, out / "training_curve.png", name)
     return onnx_path
