@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib import metadata
 from pathlib import Path
@@ -487,11 +487,10 @@ def _train(
 ) -> dict[str, Any]:
     plan_file = partial / "plan.json"
     if plan_file.is_file():  # a resumed run trains the members it planned
-        plan = TrainingPlan(**json.loads(plan_file.read_text()))
-        plan = replace(plan, recipes=tuple(plan.recipes))  # JSON gave a list
+        plan = TrainingPlan.from_json(json.loads(plan_file.read_text()))
     else:
         plan = size_training(options, _day_seconds(site_path), fanout.cpus)
-        plan_file.write_text(json.dumps(plan.to_json(), indent=1) + "\n")
+        write_atomic(plan_file, json.dumps(plan.to_json(), indent=1) + "\n")
     why = (
         "pinned by --seeds and --episodes"
         if plan.reason == "pinned"

@@ -8,6 +8,7 @@ change the episode count and throw the finished members away).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -206,6 +207,13 @@ class TrainingPlan:
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrainingPlan:
+        """A plan as :meth:`to_json` wrote it (``plan.json``, the manifest's ``training``);
+        JSON gives the recipes as a list, and a plan written before a field existed reads
+        that field's default."""
+        return cls(**{**data, "recipes": tuple(data["recipes"])})
 
     def pin_flags(self) -> str:
         """The ``site onboard`` flags that make these members on any machine.

@@ -39,7 +39,7 @@ def suite_table(summaries: Mapping[str, dict[str, object]]) -> list[str]:
 
 def _training_lines(plan_json: Mapping[str, Any]) -> list[str]:
     """What was trained, why that size, and the flags that make the same members elsewhere."""
-    plan = TrainingPlan(**{**plan_json, "recipes": tuple(plan_json["recipes"])})
+    plan = TrainingPlan.from_json(plan_json)
     why = "pinned by hand" if plan.reason == "pinned" else f"sized from the budget: {plan.reason}"
     return [
         f"{plan.seeds} seed(s) x {plan.episodes} episodes of {', '.join(plan.recipes)} "

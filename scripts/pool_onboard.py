@@ -46,14 +46,22 @@ def _groups_file(bundle: Path) -> Path:
     return found[0]
 
 
-def pool(sources: Sequence[tuple[Path, str]], partial: Path) -> dict[str, dict[str, Any]]:
+def pool(sources: Sequence[tuple[Path, str]], partial: Path, key: str) -> dict[str, dict[str, Any]]:
     """Write ``partial`` (a bundle's ``.partial`` folder) with the first source's split and
-    groups and every source's distinct candidates as its finished train stage."""
-    first, _ = sources[0]
-    base = _journal(first)
+    groups and every source's distinct candidates as its finished train stage; ``key`` is the
+    journal key of the flags the pool will run with, which the first source must have."""
+    from floor.files import write_atomic
+    from onboarding.pipeline import Journal
+
+    journals = [_journal(bundle) for bundle, _ in sources]  # each read once
+    first, base = sources[0][0], journals[0]
+    if base["inputs"] != key:
+        raise SystemExit(
+            f"{first}: made with other site, history or options than the flags after --; "
+            "give the first bundle's flags"
+        )
     groups = _groups_file(first)
-    for bundle, _ in sources[1:]:
-        journal = _journal(bundle)
+    for (bundle, _), journal in zip(sources[1:], journals[1:], strict=True):
         for name in SHARED:
             if (bundle / name).read_bytes() != (first / name).read_bytes():
                 raise SystemExit(f"{bundle}: its {name} differs from {first}'s; pool one site")
@@ -66,9 +74,8 @@ def pool(sources: Sequence[tuple[Path, str]], partial: Path) -> dict[str, dict[s
         shutil.copyfile(path, partial / path.name)
     members: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}
-    for bundle, tag in sources:
-        trained = _journal(bundle)["stages"]["train"]["result"]["members"]
-        for name, member in trained.items():
+    for (bundle, tag), journal in zip(sources, journals, strict=True):
+        for name, member in journal["stages"]["train"]["result"]["members"].items():
             onnx = bundle / member["onnx"]
             digest = hashlib.sha256(onnx.read_bytes()).hexdigest()
             if digest in seen:
@@ -83,16 +90,11 @@ def pool(sources: Sequence[tuple[Path, str]], partial: Path) -> dict[str, dict[s
             shutil.copytree(onnx.parent, partial / "candidates" / new)
             members[new] = {**member, "onnx": f"candidates/{new}/{onnx.name}", "reused": True}
     train = base["stages"]["train"]
-    journal = {
-        "inputs": base["inputs"],
-        "stages": {
-            "split": base["stages"]["split"],
-            "groups": base["stages"]["groups"],
-            "train": {**train, "result": {**train["result"], "members": members}},
-        },
-    }
-    (partial / "plan.json").write_text(json.dumps(train["result"]["plan"], indent=1) + "\n")
-    (partial / "journal.json").write_text(json.dumps(journal))
+    write_atomic(partial / "plan.json", json.dumps(train["result"]["plan"], indent=1) + "\n")
+    pooled = Journal(partial / "journal.json", base["inputs"])
+    for stage in ("split", "groups"):
+        pooled.finish(stage, base["stages"][stage]["seconds"], base["stages"][stage]["result"])
+    pooled.finish("train", train["seconds"], {**train["result"], "members": members})
     return members
 
 
@@ -132,12 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     partial = out.with_name(out.name + ".partial")
     try:
         key = check_inputs(site.site, site.history, out, options).key
-        if key != _journal(sources[0][0])["inputs"]:
-            raise SystemExit(
-                f"{sources[0][0]}: made with other site, history or options than the flags "
-                "after --; give the first bundle's flags"
-            )
-        members = pool(sources, partial)
+        members = pool(sources, partial, key)
     except (SystemExit, OnboardError) as error:
         shutil.rmtree(partial, ignore_errors=True)  # never a half-pooled bundle to resume
         print(error, file=sys.stderr)

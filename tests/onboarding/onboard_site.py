@@ -7,6 +7,9 @@ from pathlib import Path
 
 from twin.days_cli import generate_days
 
+QUICK = ["--quick", "--workers", "1"]
+"""``site onboard`` flags for a seconds-long, serial run (what these tests onboard with)."""
+
 SITE = """\
 name: tiny
 site_id: site-tiny

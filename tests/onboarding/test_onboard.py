@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 
 from chuteflow.cli import main
-from tests.onboarding.onboard_site import SITE, groups_file, make_site
-
-QUICK = ["--quick", "--workers", "1"]
+from tests.onboarding.onboard_site import QUICK, SITE, groups_file, make_site
 
 
 def _onboard(site: Path, history: Path, out: Path, *extra: str) -> int:

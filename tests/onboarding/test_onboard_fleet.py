@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from chuteflow.cli import main
-from tests.onboarding.onboard_site import SITE, groups_file, make_site
+from tests.onboarding.onboard_site import QUICK, SITE, groups_file, make_site
 
-QUICK = ["--quick", "--workers", "1"]
 OTHER = (
     SITE.replace("name: tiny", "name: tiny-b")
     .replace("site_id: site-tiny", "site_id: site-tiny-b")

@@ -11,12 +11,10 @@ from pathlib import Path
 import pytest
 
 from chuteflow.cli import main
-from tests.onboarding.onboard_site import make_site
+from tests.onboarding.onboard_site import QUICK, make_site
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from pool_onboard import main as pool_main
-
-QUICK = ["--quick", "--workers", "1"]
 
 
 def _onboard(site: Path, history: Path, out: Path, *extra: str) -> list[str]:
