@@ -117,9 +117,12 @@ def _stats(rows: list[dict[str, Any]], policy: str) -> dict[str, Any]:
     }
 
 
-def _within(stats: dict[str, dict[str, Any]], label: str) -> bool:
-    """A policy's mean over replicates no higher than the shipped file's highest replicate."""
-    return bool(stats[label]["mean"] <= stats["shipped"]["max"] + 1e-12)
+def _within(
+    stats: dict[str, dict[str, Any]], label: str, references: Sequence[str] = ("shipped",)
+) -> bool:
+    """A policy's mean over replicates no higher than the highest replicate of the references
+    (the shipped file, and with ``--draw`` its recipe's other training draws)."""
+    return bool(stats[label]["mean"] <= max(stats[r]["max"] for r in references) + 1e-12)
 
 
 def _paired(rows: list[dict[str, Any]], a: str, b: str) -> tuple[float, float, float]:
@@ -152,9 +155,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="LABEL=PATH.onnx",
         help="another policy in the table (e.g. a bundle's single candidates)",
     )
+    parser.add_argument(
+        "--draw",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="an --also policy that is another training draw of the shipped recipe "
+        "(scripts/replicate_members.py): the onboarded policy is also counted against the "
+        "shipped file and its draws together",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="write every row as JSON here")
     args = parser.parse_args(argv)
+    also_labels = [extra.partition("=")[0] for extra in args.also]
+    if any(label not in also_labels for label in args.draw):
+        parser.error(f"--draw must name an --also label ({', '.join(also_labels) or 'none'})")
 
     manifest = json.loads((args.bundle / "manifest.json").read_text())
     onboarded = str((args.bundle / manifest["selection"]["policy"]).resolve())
@@ -212,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdicts = []
     extras = [label for _, label in policies[3:]]
     extra_within: dict[str, int] = dict.fromkeys(extras, 0)
+    draws = ("shipped", *args.draw)
+    draw_misses: list[str] = []
     for site_name in args.sites.split(","):
         for suite in dict.fromkeys(r["_suite"] for r in rows if r["_site"] == site_name):
             part = [r for r in rows if r["_site"] == site_name and r["_suite"] == suite]
@@ -232,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             verdicts.append(within)
             for label in extras:
                 extra_within[label] += _within(stats, label)
+            if args.draw and not _within(stats, "onboarded", draws):
+                top = max(stats[r]["max"] for r in draws)
+                over = 100 * (stats["onboarded"]["mean"] - top)
+                draw_misses.append(f"{site_name} {suite} +{over:.3f}")
             print(
                 f"| {site_name} | {suite} | "
                 + " | ".join(cells)
@@ -243,6 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for label in extras:
         print(f"{label}: {extra_within[label]}/{len(verdicts)} suites within the same spread.")
+    if args.draw:
+        print(
+            f"onboarded: {len(verdicts) - len(draw_misses)}/{len(verdicts)} suites within the "
+            f"spread of the shipped file and its other draw(s) {', '.join(args.draw)} together"
+            + (f"; over it (points): {'; '.join(draw_misses)}" if draw_misses else "")
+            + "."
+        )
     return 0
 
 
