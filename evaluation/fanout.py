@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from floor.errors import ChuteflowError
+from floor.threads import process_blas_environment
 
 Task = TypeVar("Task")
 Result = TypeVar("Result")
@@ -35,12 +36,6 @@ arrive, and every ``HEARTBEAT_S`` on Ray while none does."""
 HEARTBEAT_S = 5.0
 """A progress line prints on its own period; this only lets a job of minute-long tasks (a
 training member) reach it between results."""
-
-SINGLE_THREAD_ENV = {
-    name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-}
-"""What every Ray worker runs with: one BLAS thread, as ``floor.threads`` gives local
-processes (threaded BLAS reductions may sum in another order: not the same bytes)."""
 
 
 class FanOutError(ChuteflowError):
@@ -154,7 +149,9 @@ def ray_fanout(address: str | None = None, cpus: int | None = None) -> Iterator[
     started_here = not ray.is_initialized()
     if started_here:
         options: dict[str, Any] = {
-            "runtime_env": {"env_vars": dict(SINGLE_THREAD_ENV)},
+            # every worker, on any node, with this process's BLAS threads and kernels
+            # (floor.threads): either may change the bytes a task makes
+            "runtime_env": {"env_vars": process_blas_environment()},
             "include_dashboard": False,
             "logging_level": logging.WARNING,
             "log_to_driver": False,
@@ -195,7 +192,6 @@ def open_fanout(ray: str | None = None, workers: int | None = None) -> Iterator[
 
 
 __all__ = [
-    "SINGLE_THREAD_ENV",
     "FanOut",
     "FanOutError",
     "OnDone",

@@ -1,27 +1,99 @@
-"""One BLAS thread per process unless the user says otherwise."""
+"""One BLAS thread and one BLAS kernel family per process, unless the user says otherwise."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
+from pathlib import Path
 
 _BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
+BLAS_CORE = "Haswell"
+"""The OpenBLAS kernels every process uses on an x86-64 CPU with AVX2 and FMA.
 
-def limit_blas_threads() -> None:
-    """Default OpenBLAS, OpenMP and MKL to one thread each (a variable already set wins).
+numpy's OpenBLAS picks its matrix kernels by CPU model at load time, and kernels of different
+families sum in different orders: a training run on an Intel AVX-512 machine (``SkylakeX``
+kernels) made other networks than the same seeds on an AMD one (``Zen``, which are the
+``Haswell`` kernels), and 300 episodes turn one bit into another policy (a quick run's ONNX
+differs with ``OPENBLAS_CORETYPE=SkylakeX``; with ``Haswell`` or ``Zen`` it is the same). Every
+process pins the same family, so the same seeds give the same bytes on any such machine and on
+any node of a Ray cluster. OpenBLAS does not check a forced family against the CPU, so it is
+only pinned where AVX2 and FMA are present (every x86 server CPU since 2013-2015)."""
 
-    Every matrix here is small (a few hundred rows). On such products OpenBLAS's thread pool
-    is ~20x slower on a busy 2-core machine than one thread, and the worker, the evaluation
-    pool and training all run beside other processes.
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def blas_environment() -> dict[str, str]:
+    """The variables a process that trains, evaluates or decides runs with: one thread each
+    for OpenBLAS, OpenMP and MKL, and :data:`BLAS_CORE` where the CPU can run it."""
+    env = dict.fromkeys(_BLAS_THREAD_VARIABLES, "1")
+    if platform.machine().lower() in ("x86_64", "amd64") and {"avx2", "fma"} <= _cpu_flags():
+        env["OPENBLAS_CORETYPE"] = BLAS_CORE
+    return env
+
+
+def pin_blas() -> None:
+    """Set :func:`blas_environment` as defaults (a variable already set wins).
+
+    One thread: every matrix here is small (a few hundred rows); on such products OpenBLAS's
+    thread pool is ~20x slower on a busy 2-core machine than one thread, and threaded
+    reductions may sum in another order. One kernel family: :data:`BLAS_CORE`.
 
     The BLAS libraries read these variables once, when numpy is first imported; setting them
     later does nothing. That is why this is called where a process starts (the top of
     ``chuteflow.cli.main``, before any heavy import) rather than as a side effect of importing
-    a package. Child processes inherit the environment, so worker and pool processes started
-    from there get the same default.
+    a package. Child processes inherit the environment; Ray workers get the same variables
+    from the job's runtime environment (``evaluation.fanout``).
     """
-    for variable in _BLAS_THREAD_VARIABLES:
-        os.environ.setdefault(variable, "1")
+    for variable, value in blas_environment().items():
+        os.environ.setdefault(variable, value)
 
 
-__all__ = ["limit_blas_threads"]
+def process_blas_environment() -> dict[str, str]:
+    """What this process runs with (:func:`blas_environment`, a user's own values winning):
+    what a Ray job hands every worker, on any node, so a task runs as it would here."""
+    variables = (*_BLAS_THREAD_VARIABLES, "OPENBLAS_CORETYPE")
+    return {**blas_environment(), **{v: os.environ[v] for v in variables if v in os.environ}}
+
+
+def blas_core() -> str | None:
+    """The kernel family numpy's OpenBLAS runs with in this process (for the record a bundle
+    keeps), or None where it cannot be asked."""
+    import numpy
+
+    libs = Path(numpy.__file__).parent.parent / "numpy.libs"
+    for library in sorted(libs.glob("libscipy_openblas*.so")) + sorted(
+        libs.glob("libopenblas*.so")
+    ):
+        handle = ctypes.CDLL(str(library))
+        for symbol in (
+            "scipy_openblas_get_corename64_",
+            "scipy_openblas_get_corename",
+            "openblas_get_corename",
+        ):
+            function = getattr(handle, symbol, None)
+            if function is not None:
+                function.restype = ctypes.c_char_p
+                name = function()
+                return name.decode() if isinstance(name, bytes) else None
+    return None
+
+
+__all__ = [
+    "BLAS_CORE",
+    "blas_core",
+    "blas_environment",
+    "pin_blas",
+    "process_blas_environment",
+]

@@ -46,6 +46,7 @@ from floor.files import write_atomic
 from floor.scenario import Scenario, load_scenario
 from floor.seeds import Stream, derive, evaluation_seed
 from floor.site import load_site
+from floor.threads import blas_core
 from onboarding.gate import release_gate
 from onboarding.groups import choose_groups, k_range
 from onboarding.history import HistoryDay, HistorySplit, read_history
@@ -400,6 +401,9 @@ def _versions() -> dict[str, str]:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
+    core = blas_core()  # the kernels decide the trained bytes (floor.threads.BLAS_CORE)
+    if core is not None:
+        found["openblas_core"] = core
     return found
 
 

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # Before numpy loads anywhere in the session: one BLAS thread, as the CLI does at start.
-from floor.threads import limit_blas_threads
+from floor.threads import pin_blas
 
-limit_blas_threads()
+pin_blas()
 
 import pytest  # noqa: E402 (after the thread limit: pytest plugins may import numpy)
 

@@ -37,7 +37,7 @@ from chuteflow.cli import (
 )
 from chuteflow.cli._shared import ChuteflowParser, Verb
 from floor.errors import ChuteflowError
-from floor.threads import limit_blas_threads
+from floor.threads import pin_blas
 
 VERBS: tuple[Verb, ...] = (
     demo,
@@ -94,7 +94,7 @@ def _line_buffered() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    limit_blas_threads()  # before anything imports numpy; see floor/threads.py
+    pin_blas()  # before anything imports numpy; see floor/threads.py
     _line_buffered()
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -18,6 +18,7 @@ import pytest
 
 from evaluation.fanout import SerialFanOut, open_fanout, ray_fanout
 from evaluation.run import run_all, specs_for
+from floor.threads import blas_core, blas_environment
 from onboarding.pipeline import check_inputs, onboard
 from onboarding.plan import OnboardOptions
 from tests.onboarding.onboard_site import make_site
@@ -26,6 +27,9 @@ pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
 COMPARED = ("policy", "candidates", "evaluation", "groups-tiny.npz")
+OTHER_CORE = "Sandybridge" if "OPENBLAS_CORETYPE" in blas_environment() else None
+"""Kernels the second node would pick by itself (AVX only: any CPU that runs the pinned
+family runs these); they train other bytes (tests/test_threads.py)."""
 
 
 def _free_port() -> int:
@@ -63,11 +67,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture()
-def two_nodes() -> Iterator[str]:
-    """A head and a second node, one CPU each; yields the address."""
+def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A head and a second node, one CPU each; yields the address. Neither node is started
+    with this process's BLAS settings, and the second picks other kernels by itself (as a
+    node with another CPU would): the job must bring its own (``floor.threads``)."""
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OPENBLAS_NUM_THREADS": "1"}
+    blas = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")
+    env = {k: v for k, v in os.environ.items() if k not in blas}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # One auth mode for the nodes and this driver: a local Ray started earlier (another test,
+    # another job on the machine) leaves ~/.ray/auth_token, and a head that finds it wants a
+    # token the second node does not send ("the second node never joined")
+    env["RAY_AUTH_MODE"] = "disabled"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    other = {**env, "OPENBLAS_CORETYPE": OTHER_CORE} if OTHER_CORE else env
     common = ["--num-cpus", "1", "--dashboard-agent-listen-port", "0"]
     head = _start(
         ["--head", "--port", str(port), "--temp-dir", temp, "--include-dashboard=false", *common],
@@ -83,7 +97,7 @@ def two_nodes() -> Iterator[str]:
                     break
             assert head.poll() is None, "ray head exited"
             time.sleep(0.5)
-        nodes.append(_start(["--address", address, *common], env))
+        nodes.append(_start(["--address", address, *common], other))
         yield address
     finally:
         for node in reversed(nodes):
@@ -116,6 +130,13 @@ def test_evaluation_rows_do_not_depend_on_the_fanout() -> None:
     with open_fanout("local", 2) as fanout:
         assert fanout.name.startswith("ray (local")
         assert run_all(specs, fanout=fanout) == serial
+        assert fanout.map(_core_after, [0.0, 0.0]) == [blas_core()] * 2
+
+
+def _core_after(seconds: float) -> str | None:
+    """The BLAS kernels of the worker that ran this (after a pause, so both nodes get one)."""
+    time.sleep(seconds)
+    return blas_core()
 
 
 def _slow_square(x: int) -> int:
@@ -160,6 +181,8 @@ def test_onboarding_is_byte_identical_locally_and_on_two_nodes(
                     assert time.monotonic() < deadline, "the second node never joined"
                     time.sleep(0.5)
                 assert ray.cluster_resources()["CPU"] == 2, "two nodes of one CPU each"
+                cores = fanout.map(_core_after, [1.0] * 4)
+                assert set(cores) == {blas_core()}, cores  # on both nodes
             result = onboard(inputs, out, options, fanout, log=lambda _: None)
         assert result.manifest["fanout"] == fanout.name
         bundles[where] = out
