@@ -185,6 +185,7 @@ def test_onboarding_is_byte_identical_locally_and_on_two_nodes(
                 assert set(cores) == {blas_core()}, cores  # on both nodes
             result = onboard(inputs, out, options, fanout, log=lambda _: None)
         assert result.manifest["fanout"] == fanout.name
+        assert result.manifest["versions"].get("openblas_core") == blas_core()
         bundles[where] = out
     local, cluster = (_files(bundles[w]) for w in ("local", "cluster"))
     assert any(name.endswith(".onnx") for name in local)
