@@ -12,11 +12,11 @@ _BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_TH
 BLAS_CORE = "Haswell"
 """The OpenBLAS kernels every process uses on an x86-64 CPU with AVX2 and FMA.
 
-numpy's OpenBLAS picks its matrix kernels by CPU model at load time, and kernels of different
-families sum in different orders: a training run on an Intel AVX-512 machine (``SkylakeX``
-kernels) made other networks than the same seeds on an AMD one (``Zen``, which are the
-``Haswell`` kernels), and 300 episodes turn one bit into another policy (a quick run's ONNX
-differs with ``OPENBLAS_CORETYPE=SkylakeX``; with ``Haswell`` or ``Zen`` it is the same). Every
+numpy's OpenBLAS picks its matrix kernels by CPU model at load time (an AVX-512 CPU gets
+``SkylakeX`` kernels, most AVX2 ones ``Haswell`` or ``Zen``, which are the same code), and kernels
+of different families sum in different orders: a quick training run's ONNX differs between
+``SkylakeX`` (or ``Sandybridge``) and ``Haswell`` kernels from the same seeds
+(``tests/test_threads.py``), and over 300 episodes the last bit becomes another policy. Every
 process pins the same family, so the same seeds give the same bytes on any such machine and on
 any node of a Ray cluster. OpenBLAS does not check a forced family against the CPU, so it is
 only pinned where AVX2 and FMA are present (every x86 server CPU since 2013-2015)."""
