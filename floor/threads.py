@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 from pathlib import Path
 
 _BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+BLAS_VARIABLES = (*_BLAS_THREAD_VARIABLES, "OPENBLAS_CORETYPE")
+"""Every variable this module sets: what decides a process's BLAS threads and kernels."""
 
 BLAS_CORE = "Haswell"
 """The OpenBLAS kernels every process uses on an x86-64 CPU with AVX2 and FMA.
@@ -22,16 +25,18 @@ any node of a Ray cluster. OpenBLAS does not check a forced family against the C
 only pinned where AVX2 and FMA are present (every x86 server CPU since 2013-2015)."""
 
 
-def _cpu_flags() -> set[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none): read once,
+    up to the first ``flags`` line (a many-core machine's file is hundreds of KB)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
     except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+        pass
+    return frozenset()
 
 
 def blas_environment() -> dict[str, str]:
@@ -63,8 +68,7 @@ def pin_blas() -> None:
 def process_blas_environment() -> dict[str, str]:
     """What this process runs with (:func:`blas_environment`, a user's own values winning):
     what a Ray job hands every worker, on any node, so a task runs as it would here."""
-    variables = (*_BLAS_THREAD_VARIABLES, "OPENBLAS_CORETYPE")
-    return {**blas_environment(), **{v: os.environ[v] for v in variables if v in os.environ}}
+    return {**blas_environment(), **{v: os.environ[v] for v in BLAS_VARIABLES if v in os.environ}}
 
 
 def blas_core() -> str | None:
@@ -95,6 +99,7 @@ def blas_core() -> str | None:
 
 __all__ = [
     "BLAS_CORE",
+    "BLAS_VARIABLES",
     "blas_core",
     "blas_environment",
     "pin_blas",

@@ -122,7 +122,12 @@ def _within(
 ) -> bool:
     """A policy's mean over replicates no higher than the highest replicate of the references
     (the shipped file, and with ``--draw`` its recipe's other training draws)."""
-    return bool(stats[label]["mean"] <= max(stats[r]["max"] for r in references) + 1e-12)
+    return bool(stats[label]["mean"] <= _top(stats, references) + 1e-12)
+
+
+def _top(stats: dict[str, dict[str, Any]], references: Sequence[str]) -> float:
+    """The highest replicate of any of the references."""
+    return float(max(stats[r]["max"] for r in references))
 
 
 def _paired(rows: list[dict[str, Any]], a: str, b: str) -> tuple[float, float, float]:
@@ -250,8 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for label in extras:
                 extra_within[label] += _within(stats, label)
             if args.draw and not _within(stats, "onboarded", draws):
-                top = max(stats[r]["max"] for r in draws)
-                over = 100 * (stats["onboarded"]["mean"] - top)
+                over = 100 * (stats["onboarded"]["mean"] - _top(stats, draws))
                 draw_misses.append(f"{site_name} {suite} +{over:.3f}")
             print(
                 f"| {site_name} | {suite} | "

@@ -6,7 +6,8 @@ figures are one draw of that recipe: how far another training of the same settin
 spread the evaluation seeds do not show. This trains every member's settings again with its
 seed moved by ``--seed-offset`` (each on its own, as onboarding trains its members:
 ``onboarding.tasks.train_member``, resumable), then averages the new networks in the members'
-order into one ensemble (``training.ensemble``), so ``scripts/compare_onboard.py --also
+order into one ensemble (``python -m training.ensemble``, which writes the members' provenance
+beside it), so ``scripts/compare_onboard.py --also
 LABEL=OUT/ensemble.onnx`` can run it beside the shipped file on the same days and seeds.
 ``--seed-offset 0`` retrains the recorded settings as they are (today's trainer; members made
 by an earlier trainer come out as other networks).
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from evaluation.fanout import open_fanout
 from onboarding.tasks import MemberJob, train_member
-from training.ensemble import ensemble
+from training.ensemble import main as ensemble_main
 from training.settings import Settings
 
 MEMBERS = Path("decision/policies/runs/drmarl-large/members")
@@ -64,19 +65,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with open_fanout(args.ray, args.workers) as fan:
         runs = fan.map(train_member, jobs, progress)
-    onnx = [Path(str(run["onnx"])) for run in runs]
-    members = [(str(path), path.read_bytes()) for path in onnx]
-    model = ensemble(members, f"{args.members.parent.name}-ens{len(members)}-o{args.seed_offset}")
+    onnx = [str(run["onnx"]) for run in runs]
     target = args.out / "ensemble.onnx"
-    target.write_bytes(model.SerializeToString())
+    version = f"{args.members.parent.name}-ens{len(onnx)}-o{args.seed_offset}"
+    # training.ensemble's own command: the file and its members' provenance beside it
+    if ensemble_main(["--out", str(target), "--version", version, *onnx]) != 0:
+        return 2
     rows: list[dict[str, object]] = []
-    for job, run, (_, data) in zip(jobs, runs, members, strict=True):
-        digest = hashlib.sha256(data).hexdigest()
+    for job, run, path in zip(jobs, runs, onnx, strict=True):
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         minutes = float(str(run["wall_seconds"])) / 60
         print(f"{job.name}: seed {job.settings.seed}, {minutes:.1f} min, sha256 {digest[:12]}")
         rows.append({"member": job.name, "seed": job.settings.seed, "sha256": digest, **run})
     (args.out / "members.json").write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"{target}: mean of {len(members)} members, {(time.monotonic() - start) / 60:.1f} min")
+    print(f"{target}: mean of {len(onnx)} members, {(time.monotonic() - start) / 60:.1f} min")
     return 0
 
 

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 import floor.threads
-from floor.threads import BLAS_CORE, blas_environment, pin_blas, process_blas_environment
+from floor.threads import (
+    BLAS_CORE,
+    BLAS_VARIABLES,
+    blas_environment,
+    pin_blas,
+    process_blas_environment,
+)
 
 PINNED = "OPENBLAS_CORETYPE" in blas_environment()
 
@@ -44,8 +50,7 @@ def test_a_users_setting_wins_and_travels_to_ray_workers(monkeypatch: pytest.Mon
 
 def _fresh(code: str, **env: str) -> str:
     """``code`` in a new interpreter without any BLAS variable of this one; its last line."""
-    clean = {k: v for k, v in os.environ.items() if "BLAS" not in k and "OMP" not in k}
-    clean.pop("MKL_NUM_THREADS", None)
+    clean = {k: v for k, v in os.environ.items() if k not in BLAS_VARIABLES}
     done = subprocess.run(
         [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True
     )

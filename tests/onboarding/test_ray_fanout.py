@@ -18,7 +18,7 @@ import pytest
 
 from evaluation.fanout import SerialFanOut, open_fanout, ray_fanout
 from evaluation.run import run_all, specs_for
-from floor.threads import blas_core, blas_environment
+from floor.threads import BLAS_VARIABLES, blas_core, blas_environment
 from onboarding.pipeline import check_inputs, onboard
 from onboarding.plan import OnboardOptions
 from tests.onboarding.onboard_site import make_site
@@ -73,8 +73,7 @@ def two_nodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     node with another CPU would): the job must bring its own (``floor.threads``)."""
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
-    blas = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")
-    env = {k: v for k, v in os.environ.items() if k not in blas}
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_VARIABLES}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     # One auth mode for the nodes and this driver: a local Ray started earlier (another test,
     # another job on the machine) leaves ~/.ray/auth_token, and a head that finds it wants a
