@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from floor.errors import ChuteflowError
+from floor.files import output_folder
 from floor.scenario import Scenario, ScenarioError, load_scenario
 
 if TYPE_CHECKING:
@@ -42,7 +43,9 @@ def _start(text: str) -> date:
 def generate_days(
     scenario_name: str, start: str, days: int, out: Path, seed: int, gzip: bool
 ) -> dict[str, Any]:
-    """Write one day file per synthetic day plus ``manifest.json`` (flags per day) to ``out``.
+    """Write one day file per synthetic day plus ``manifest.json`` (flags per day) to ``out``,
+    whole: built beside it and swapped in (:func:`floor.files.output_folder`), so a rerun
+    replaces an earlier run's days instead of mixing with them.
 
     ``start`` is the first day as ``YYYY-MM-DD``. Returns the manifest.
     """
@@ -53,23 +56,25 @@ def generate_days(
     if days < 1:
         raise DaysCommandError("--days must be at least 1")
     first = _start(start)
-    out.mkdir(parents=True, exist_ok=True)
     suffix = ".csv.gz" if gzip else ".csv"
     entries: list[dict[str, Any]] = []
-    for day in generate_history(scenario, first, days, seed):
-        path = write_day_csv(day, out / f"{day.label}{suffix}", seed=seed, scenario=scenario)
-        entries.append({"file": path.name, **day.flags()})
-    manifest = {
-        "scenario": scenario.name,
-        "seed": seed,
-        "start": start,
-        "days": days,
-        "spike_rate": SPIKE_RATE,
-        "spike_days": [e["date"] for e in entries if e["is_spike"]],
-        "promo_days": [e["date"] for e in entries if e["is_promo"]],
-        "entries": entries,
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    with output_folder(out, "manifest.json", "spike_rate") as building:
+        for day in generate_history(scenario, first, days, seed):
+            path = write_day_csv(
+                day, building / f"{day.label}{suffix}", seed=seed, scenario=scenario
+            )
+            entries.append({"file": path.name, **day.flags()})
+        manifest = {
+            "scenario": scenario.name,
+            "seed": seed,
+            "start": start,
+            "days": days,
+            "spike_rate": SPIKE_RATE,
+            "spike_days": [e["date"] for e in entries if e["is_spike"]],
+            "promo_days": [e["date"] for e in entries if e["is_promo"]],
+            "entries": entries,
+        }
+        (building / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 

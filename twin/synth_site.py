@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from floor.errors import ChuteflowError
+from floor.files import output_folder
 from floor.scenario import Scenario
 from floor.site_file import layout_problem, write_site_file
 from floor.site_guardrails import SiteGuardrails
@@ -202,49 +203,53 @@ def synth_site(
     params: SynthParams, out: str | Path, on_day: Callable[[int], None] | None = None
 ) -> SynthResult:
     """Write ``OUT/site.yaml``, ``OUT/history/<date>.<format>`` (one per day) and
-    ``OUT/synth.json`` (parameters and each day's flags: promotion, spike)."""
+    ``OUT/synth.json`` (parameters and each day's flags: promotion, spike), whole: built beside
+    ``OUT`` and swapped in (:func:`floor.files.output_folder`), so a rerun never mixes its days
+    with an earlier run's."""
     import time as clock
 
     began = clock.perf_counter()
     scenario = synth_scenario(params)
     root = Path(out)
-    history = root / "history"
-    history.mkdir(parents=True, exist_ok=True)
-    site_file = write_site_file(
-        scenario,
-        root / "site.yaml",
-        header=f"Synthetic site from `chuteflow site synth` (seed {params.seed}); "
-        "fields: docs/site-format.md",
-    )
     entries: list[dict[str, object]] = []
     rows = 0
-    for k, day in enumerate(
-        generate_history(scenario, params.start, params.n_days, params.seed, params.seasonality)
-    ):
-        path, n = _write_day(scenario, day, history, params.seed, params.file_format)
-        rows += n
-        entries.append({"file": path.name, **day.flags()})
-        if on_day is not None:
-            on_day(k + 1)
-    params_json = {
-        k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(params).items()
-    }
-    manifest = root / "synth.json"
-    manifest.write_text(
-        json.dumps(
-            {
-                "params": params_json,
-                "site": scenario.name,
-                "days": len(entries),
-                "rows": rows,
-                "spike_days": [e["date"] for e in entries if e["is_spike"]],
-                "promo_days": [e["date"] for e in entries if e["is_promo"]],
-                "entries": entries,
-            },
-            indent=1,
+    with output_folder(root, "synth.json", "params") as building:
+        write_site_file(
+            scenario,
+            building / "site.yaml",
+            header=f"Synthetic site from `chuteflow site synth` (seed {params.seed}); "
+            "fields: docs/site-format.md",
         )
-        + "\n"
-    )
+        (building / "history").mkdir()
+        for k, day in enumerate(
+            generate_history(scenario, params.start, params.n_days, params.seed, params.seasonality)
+        ):
+            path, n = _write_day(
+                scenario, day, building / "history", params.seed, params.file_format
+            )
+            rows += n
+            entries.append({"file": path.name, **day.flags()})
+            if on_day is not None:
+                on_day(k + 1)
+        params_json = {
+            k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(params).items()
+        }
+        (building / "synth.json").write_text(
+            json.dumps(
+                {
+                    "params": params_json,
+                    "site": scenario.name,
+                    "days": len(entries),
+                    "rows": rows,
+                    "spike_days": [e["date"] for e in entries if e["is_spike"]],
+                    "promo_days": [e["date"] for e in entries if e["is_promo"]],
+                    "entries": entries,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
+    site_file, history, manifest = root / "site.yaml", root / "history", root / "synth.json"
     return SynthResult(
         site_file, history, manifest, len(entries), rows, clock.perf_counter() - began
     )

@@ -58,6 +58,26 @@ def test_same_seed_same_bytes(tmp_path: Path, fmt: str) -> None:
     assert other["history/2023-01-02." + fmt] != first["history/2023-01-02." + fmt]
 
 
+def test_a_rerun_replaces_the_history_and_refuses_a_foreign_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shorter synth over a longer one used to keep the old extra days (and ``site check``
+    called the mixed history usable): the folder is now the second run's alone."""
+    out = tmp_path / "site"
+    assert _synth(out, "--seed", "4") == 0
+    assert _synth(out, "--seed", "5", "--years", "0.01") == 0
+    alone = tmp_path / "alone"
+    assert _synth(alone, "--seed", "5", "--years", "0.01") == 0
+    assert _digest(out) == _digest(alone)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "2023-01-02.csv").write_text("someone's day file\n")
+    capsys.readouterr()
+    assert _synth(foreign) == 2
+    assert "did not write" in capsys.readouterr().err
+    assert [p.name for p in foreign.iterdir()] == ["2023-01-02.csv"]
+
+
 def test_seasonality_scales_the_calendar(tmp_path: Path) -> None:
     """Weekly swing: Monday over Sunday volume grows with --seasonality (same seed)."""
     ratios = []

@@ -189,6 +189,27 @@ def test_cli_generate_then_fit_groups(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "2024-11-20" in {x for m in groups.members for x in m}
 
 
+def test_cli_generate_again_replaces_the_days(tmp_path: Path) -> None:
+    """A second ``days generate`` into the same folder is that run's days alone (it used to
+    leave the first run's extra days, read back as one history); another command's folder is
+    refused and left as it was."""
+    days = tmp_path / "days"
+    flags = ("days", "generate", "--scenario", "small", "--start", "2024-11-20")
+    assert _run(*flags, "--days", "5", "--out", str(days)) == 0
+    assert _run(*flags, "--days", "2", "--out", str(days), "--gzip") == 0
+    assert sorted(p.name for p in days.iterdir()) == [
+        "2024-11-20.csv.gz",
+        "2024-11-21.csv.gz",
+        "manifest.json",
+    ]
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text('{"hashes": {}}')
+    with pytest.raises(ChuteflowError, match="did not write"):
+        _run(*flags, "--days", "1", "--out", str(bundle))
+    assert [p.name for p in bundle.iterdir()] == ["manifest.json"]
+
+
 def test_cli_fit_groups_reports_the_bad_file(tmp_path: Path) -> None:
     days = tmp_path / "days"
     days.mkdir()
