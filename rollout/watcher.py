@@ -46,7 +46,7 @@ from rollout.exits import EXIT_ENDED, EXIT_FAILED, EXIT_LOST, EXIT_PASSED, EXIT_
 from rollout.gate import GateState, Verdict
 from rollout.shadow import SHADOW_SEEDS, Fetch
 from stream.clients import KafkaClientConfig, as_client
-from stream.topic_reader import read_to_end, site_partition
+from stream.topic_reader import missing_topic, read_to_end, site_partition
 
 _SORTED = b'"event_type":"package_sorted"'
 """How the contract codec writes a sorted package's type: counted, not decoded (most records)."""
@@ -166,13 +166,13 @@ class GateWatcher:
         for spec in _STREAMS:
             meta = metadata.topics.get(spec.name)
             if meta is None or meta.error is not None:
-                raise ChuteflowError(f"topic {spec.name} does not exist at {self.client.bootstrap}")
+                raise ChuteflowError(missing_topic(spec.name, self.client.bootstrap))
             query += [TopicPartition(spec.name, p, since) for p in sorted(meta.partitions)]
         for found in self._consumer.offsets_for_times(query, timeout=min(timeout_s, 10.0)):
             assign.append(found)  # -1 (nothing since): from the end
         control = metadata.topics.get(CONTROL.name)
         if control is None:
-            raise ChuteflowError(f"topic {CONTROL.name} does not exist at {self.client.bootstrap}")
+            raise ChuteflowError(missing_topic(CONTROL.name, self.client.bootstrap))
         assign += [
             TopicPartition(CONTROL.name, p, OFFSET_BEGINNING) for p in sorted(control.partitions)
         ]

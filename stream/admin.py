@@ -105,6 +105,22 @@ def _config_mismatches(admin: AdminClient, specs: Iterable[TopicSpec], timeout: 
     return wrong
 
 
+def require_topics(
+    bootstrap: str | KafkaClientConfig, names: Iterable[str], *, timeout: float = 10.0
+) -> None:
+    """Raise :class:`TopicAdminError` (one line, saying which command creates them) unless the
+    broker has every topic in ``names``: a long command that writes to them at its end (``site
+    onboard --register``) checks this before it starts, not after half an hour."""
+    from stream.topic_reader import missing_topic
+
+    client = as_client(bootstrap)
+    admin, metadata = connect_admin(client, timeout)
+    counts = _partition_counts(admin, timeout, metadata)
+    for name in names:
+        if name not in counts:
+            raise TopicAdminError(missing_topic(name, client.bootstrap))
+
+
 def ensure_topics(
     bootstrap: str | KafkaClientConfig,
     specs: Iterable[TopicSpec] = ALL_TOPICS,

@@ -22,6 +22,14 @@ class TopicReadError(ChuteflowError):
     """A topic could not be read to its end in time; one line."""
 
 
+def missing_topic(topic: str, bootstrap: str) -> str:
+    """The one line for a topic the broker does not have: chuteflow never creates its topics
+    on the fly (``stream/admin.py``), so it says which command does."""
+    return (
+        f"topic {topic} does not exist at {bootstrap} (create the topics: chuteflow kafka topics)"
+    )
+
+
 @dataclass(frozen=True)
 class Record:
     """One Kafka record as read."""
@@ -74,7 +82,7 @@ def read_to_end(
         for topic in topics:
             meta = metadata.topics.get(topic)
             if meta is None or meta.error is not None:
-                raise TopicReadError(f"topic {topic} does not exist at {client.bootstrap}")
+                raise TopicReadError(missing_topic(topic, client.bootstrap))
             numbers = sorted(meta.partitions) if partitions is None else list(partitions)
             wanted += [(topic, p) for p in numbers]
         ends: dict[tuple[str, int], int] = {}
@@ -139,4 +147,4 @@ def read_to_end(
     return out
 
 
-__all__ = ["Record", "TopicReadError", "read_to_end", "site_partition"]
+__all__ = ["Record", "TopicReadError", "missing_topic", "read_to_end", "site_partition"]

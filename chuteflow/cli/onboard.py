@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chuteflow.cli._shared import Subparsers, add_kafka_options, positive_float, positive_int
+from floor.errors import ChuteflowError
 
 if TYPE_CHECKING:
     from onboarding.fleet import FleetSite
@@ -200,10 +201,13 @@ def run_onboard(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
 
     checked = check_fleet(sites, options)  # every site, before a file is written or Ray starts
-    if args.register:  # a broker that does not answer: one line now, not after the run
-        from chuteflow.cli._shared import kafka_client
+    if args.register:  # no broker, or one without the route topic: one line now, not after
+        from chuteflow.cli._shared import CONNECT_TIMEOUT_S, kafka_client
+        from contracts.topics import CONTROL
+        from stream.admin import require_topics
 
-        kafka_client(args)
+        client = kafka_client(args, check=False)  # require_topics connects, with its errors
+        require_topics(client, [CONTROL.name], timeout=CONNECT_TIMEOUT_S)
     with contextlib.ExitStack() as locks:
         for site in sites:  # a second run on a bundle being written: one line, before Ray
             locks.enter_context(bundle_lock(site.out))
@@ -228,7 +232,13 @@ def run_onboard(args: argparse.Namespace) -> int:
         if result.skipped:
             print(f"resumed: skipped {', '.join(result.skipped)}")
         if args.register:
-            registered = _register(args, result.bundle, manifest)
+            try:
+                registered = _register(args, result.bundle, manifest)
+            except ChuteflowError as error:  # the broker went away during the run
+                print(f"chuteflow: {outcome.site.site}: {error}", file=sys.stderr)
+                registered = 2
+            if registered:
+                print(f"  not registered: {result.bundle} is complete; rerun the same command")
             code = code or registered
     return code
 

@@ -98,3 +98,69 @@ def test_a_registered_bundle_shadows_within_simulates_seed_range(
     low, high = min(simulated), max(simulated)
     print(f"shadow {rate:.4f}, simulate seeds {SIM_SEEDS}: {low:.4f}..{high:.4f}")
     assert low <= rate <= high, f"shadow {rate:.4f} outside simulate's {low:.4f}..{high:.4f}"
+
+
+def test_register_without_the_route_topic_is_refused_before_anything_runs(
+    kafka_topics: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broker without chuteflow's topics used to train the whole run, register the policy,
+    then fail at the route (exit 2, a policy registered and not shadowed). Now it is one line
+    naming the command that creates them, and nothing is written. The session broker has the
+    topics, so the route topic is renamed to one it lacks."""
+    import dataclasses
+
+    import contracts.topics
+
+    missing = dataclasses.replace(contracts.topics.CONTROL, name="chuteflow.nowhere.v1")
+    monkeypatch.setattr(contracts.topics, "CONTROL", missing)
+    site, history = make_site(tmp_path / "site")
+    bundle = tmp_path / "bundle"
+    argv = ["site", "onboard", "--site", str(site), "--history", str(history)]
+    argv += ["--out", str(bundle), "--quick", "--workers", "1", "--register"]
+    capsys.readouterr()
+    assert main([*argv, "--bootstrap", kafka_topics]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"chuteflow: topic chuteflow.nowhere.v1 does not exist at {kafka_topics} "
+        "(create the topics: chuteflow kafka topics)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no bundle, no .partial
+
+
+def test_a_broker_lost_at_registration_leaves_a_complete_bundle_and_a_rerun_registers(
+    kafka_topics: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker answers at the start and is gone when the run registers (what a stopped
+    broker gave: the policy store's producer failing). The bundle is complete, the operator is
+    told to rerun, and the rerun reuses every stage and registers. The loss is the one seam
+    here: the session broker cannot be stopped under the other tests."""
+    import chuteflow.cli.onboard as onboard
+    from stream.admin import TopicAdminError
+
+    def broker_gone(*_: object) -> int:
+        raise TopicAdminError("creating chuteflow.policies.v1: Local: Broker transport failure")
+
+    site_id = f"site-lost-{uuid.uuid4().hex[:8]}"
+    site, history = make_site(tmp_path / "site", text=SITE.replace("site-tiny", site_id))
+    bundle = tmp_path / "bundle"
+    argv = ["site", "onboard", "--site", str(site), "--history", str(history)]
+    argv += ["--out", str(bundle), "--quick", "--workers", "1", "--register"]
+    argv += ["--bootstrap", kafka_topics]
+    with monkeypatch.context() as lost:
+        lost.setattr(onboard, "_register", broker_gone)
+        capsys.readouterr()
+        assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert f"chuteflow: {site}: creating chuteflow.policies.v1: Local: Broker transport" in err
+    assert f"not registered: {bundle} is complete; rerun the same command" in out
+    assert (bundle / "manifest.json").is_file()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "resumed: skipped split, groups, train, select, evaluate, bundle" in out
+    assert f"next: chuteflow shadow report --site {site_id}" in out
