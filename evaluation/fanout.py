@@ -139,6 +139,33 @@ def ray_available() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
+RAY_PROBE_S = 3.0
+"""How long an ``--ray ADDRESS`` may take to accept a TCP connection before the command stops."""
+
+
+def _probe_cluster(address: str) -> None:
+    """Raise :class:`FanOutError` unless something accepts a connection at ``address``.
+
+    Why: ``ray.init`` to an address where no cluster runs retries for minutes, printing Ray's
+    own warnings, before it fails (``--ray 127.0.0.1:1`` was still waiting after two). A typo
+    or a stopped cluster is one line within seconds instead. ``auto`` (Ray finds a cluster
+    started on this machine) and addresses without a port are left to Ray.
+    """
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_PROBE_S).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise FanOutError(
+            f"no Ray cluster answers at {address} ({reason}); start one there with "
+            "`ray start --head`, or leave out --ray for a local Ray"
+        ) from None
+
+
 @contextmanager
 def ray_fanout(address: str | None = None, cpus: int | None = None) -> Iterator[RayFanOut]:
     """A Ray fan-out: a local Ray with ``cpus`` CPUs started here and stopped on exit
@@ -159,6 +186,8 @@ def ray_fanout(address: str | None = None, cpus: int | None = None) -> Iterator[
         }
         if address is None:
             options["num_cpus"] = cpus or min(2, os.cpu_count() or 1)
+        else:
+            _probe_cluster(address)
         try:
             # "local": always a new Ray of our own, never a cluster `ray start` left running
             ray.init(address=address or "local", **options)

@@ -191,3 +191,28 @@ def test_onboarding_is_byte_identical_locally_and_on_two_nodes(
     assert local.keys() == cluster.keys()
     assert [n for n in local if local[n] != cluster[n]] == []
     assert _figures(bundles["local"]) == _figures(bundles["cluster"])
+
+
+def test_an_address_where_no_cluster_runs_is_one_line_in_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--ray`` at an address where nothing listens used to wait minutes in ``ray.init``,
+    printing Ray's own warnings; now it is one line and exit 2, before anything is written."""
+    from chuteflow.cli import main
+    from evaluation.fanout import FanOutError
+
+    address = f"127.0.0.1:{_free_port()}"  # bound once, then closed: nothing listens there
+    began = time.monotonic()
+    with (
+        pytest.raises(FanOutError, match=f"no Ray cluster answers at {address}"),
+        ray_fanout(address),
+    ):
+        pass
+    assert time.monotonic() - began < 30  # Ray alone: minutes
+    site, history = make_site(tmp_path / "site")
+    argv = ["site", "onboard", "--site", str(site), "--history", str(history), "--quick"]
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "b"), "--ray", f"ray://{address}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no Ray cluster answers at ray://" in err[0], err
+    assert not (tmp_path / "b.partial").exists() and not (tmp_path / "b").exists()
