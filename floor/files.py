@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from floor.errors import ChuteflowError
 
@@ -32,16 +33,19 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
-def _holds(record: Path, key: str) -> bool:
+def _unlisted(out: Path, record: str, listed: Callable[[Any], set[str]]) -> list[str]:
+    """Files under ``out`` (relative paths) that its ``record`` does not list as written: all of
+    them where there is no record or it is not the command's."""
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir())
     try:
-        data = json.loads(record.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(data, dict) and key in data
+        known = listed(json.loads((out / record).read_text())) | {record}
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+        return files
+    return [name for name in files if name not in known]
 
 
 @contextmanager
-def output_folder(out: Path, marker: str, key: str) -> Iterator[Path]:
+def output_folder(out: Path, record: str, listed: Callable[[Any], set[str]]) -> Iterator[Path]:
     """A new, empty folder to write a command's whole output into; it becomes ``out`` when the
     block ends without an error, replacing an earlier output of the same command.
 
@@ -49,19 +53,19 @@ def output_folder(out: Path, marker: str, key: str) -> Iterator[Path]:
     a second ``site synth`` of one year over an earlier one of two kept the old second year,
     and ``site check`` called the mixed history usable. Here the new output is built in
     ``OUT.partial`` (a crash leaves ``out`` as it was) and swapped in whole. ``out`` may be
-    missing, empty, or an earlier output of the command (it holds ``marker``); anything else is
-    refused, so the command never deletes files it did not write.
-
-    An earlier output is told by its record: ``marker`` is a JSON object with ``key`` (a name
-    alone could be another command's file, such as a bundle's ``manifest.json``).
+    missing, empty, or an earlier output of the command: every file in it is listed as written
+    by the JSON ``record`` file there (``listed`` reads the record's list). Anything else is
+    refused, so the command never deletes a file it did not write.
     """
     out = Path(out)
     if out.exists():
         if not out.is_dir():
             raise OutputFolderError(f"{out}: exists and is not a folder; choose another --out")
-        if any(out.iterdir()) and not _holds(out / marker, key):
+        foreign = _unlisted(out, record, listed)
+        if foreign:
+            more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
             raise OutputFolderError(
-                f"{out}: holds files this command did not write (no {marker}); "
+                f"{out}: holds files this command did not write ({foreign[0]}{more}); "
                 "choose another --out or empty it"
             )
     resolved = out.resolve()

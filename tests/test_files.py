@@ -35,18 +35,24 @@ def test_a_failed_write_leaves_the_old_file(
     assert target.read_text() == "old"
 
 
-def _record(folder: Path, key: str = "days") -> None:
-    (folder / "made.json").write_text(json.dumps({key: 1}))
+def _record(folder: Path, key: str = "entries") -> None:
+    """What the test's command writes beside its files: the list of them."""
+    files = [p.name for p in folder.iterdir() if p.name != "made.json"]
+    (folder / "made.json").write_text(json.dumps({key: [{"file": name} for name in files]}))
+
+
+def _listed(record: dict[str, list[dict[str, str]]]) -> set[str]:
+    return {entry["file"] for entry in record["entries"]}
 
 
 def test_an_output_folder_replaces_an_earlier_output_whole(tmp_path: Path) -> None:
     out = tmp_path / "history"
-    with output_folder(out, "made.json", "days") as building:
+    with output_folder(out, "made.json", _listed) as building:
         assert building != out and not out.exists()
         (building / "2023-01-02.csv").write_text("first")
         (building / "2023-01-03.csv").write_text("first")
         _record(building)
-    with output_folder(out, "made.json", "days") as building:
+    with output_folder(out, "made.json", _listed) as building:
         (building / "2023-01-02.csv").write_text("second")  # one day this time
         _record(building)
     assert sorted(p.name for p in out.iterdir()) == ["2023-01-02.csv", "made.json"]
@@ -56,10 +62,10 @@ def test_an_output_folder_replaces_an_earlier_output_whole(tmp_path: Path) -> No
 
 def test_an_output_folder_that_fails_leaves_the_earlier_one(tmp_path: Path) -> None:
     out = tmp_path / "history"
-    with output_folder(out, "made.json", "days") as building:
+    with output_folder(out, "made.json", _listed) as building:
         (building / "day.csv").write_text("kept")
         _record(building)
-    with pytest.raises(KeyboardInterrupt), output_folder(out, "made.json", "days") as building:
+    with pytest.raises(KeyboardInterrupt), output_folder(out, "made.json", _listed) as building:
         (building / "day.csv").write_text("half")
         raise KeyboardInterrupt
     assert (out / "day.csv").read_text() == "kept"
@@ -72,25 +78,36 @@ def test_an_output_folder_refuses_files_it_did_not_write(tmp_path: Path) -> None
     (mine / "notes.txt").write_text("a user's file")
     with (
         pytest.raises(OutputFolderError, match="did not write"),
-        output_folder(mine, "made.json", "days"),
+        output_folder(mine, "made.json", _listed),
     ):
         pass
     _record(mine, key="hashes")  # a record of that name from another command
     with (
         pytest.raises(OutputFolderError, match="did not write"),
-        output_folder(mine, "made.json", "days"),
+        output_folder(mine, "made.json", _listed),
     ):
         pass
     assert (mine / "notes.txt").read_text() == "a user's file"
+    out = tmp_path / "history"  # an earlier output, and a file a user put in it since
+    with output_folder(out, "made.json", _listed) as building:
+        (building / "day.csv").write_text("kept")
+        _record(building)
+    (out / "notes.txt").write_text("a user's file")
+    with (
+        pytest.raises(OutputFolderError, match=r"did not write \(notes.txt\)"),
+        output_folder(out, "made.json", _listed),
+    ):
+        pass
+    assert sorted(p.name for p in out.iterdir()) == ["day.csv", "made.json", "notes.txt"]
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     with (
         pytest.raises(OutputFolderError, match="not a folder"),
-        output_folder(a_file, "made.json", "days"),
+        output_folder(a_file, "made.json", _listed),
     ):
         pass
     empty = tmp_path / "empty"
     empty.mkdir()
-    with output_folder(empty, "made.json", "days") as building:
+    with output_folder(empty, "made.json", _listed) as building:
         (building / "day.csv").write_text("new")
     assert [p.name for p in empty.iterdir()] == ["day.csv"]

@@ -40,6 +40,11 @@ def _start(text: str) -> date:
         raise DaysCommandError(f"--start {text!r}: expected YYYY-MM-DD") from None
 
 
+def _day_files(record: Any) -> set[str]:
+    """What an earlier ``days generate`` manifest says its run wrote."""
+    return {str(entry["file"]) for entry in record["entries"]}
+
+
 def generate_days(
     scenario_name: str, start: str, days: int, out: Path, seed: int, gzip: bool
 ) -> dict[str, Any]:
@@ -58,7 +63,7 @@ def generate_days(
     first = _start(start)
     suffix = ".csv.gz" if gzip else ".csv"
     entries: list[dict[str, Any]] = []
-    with output_folder(out, "manifest.json", "spike_rate") as building:
+    with output_folder(out, "manifest.json", _day_files) as building:
         for day in generate_history(scenario, first, days, seed):
             path = write_day_csv(
                 day, building / f"{day.label}{suffix}", seed=seed, scenario=scenario

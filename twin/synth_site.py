@@ -199,6 +199,11 @@ def _write_day(
     return path, int(demand.arrivals.sum())
 
 
+def _synth_files(record: Any) -> set[str]:
+    """What an earlier ``synth.json`` says its run wrote (``floor.files.output_folder``)."""
+    return {"site.yaml"} | {f"history/{entry['file']}" for entry in record["entries"]}
+
+
 def synth_site(
     params: SynthParams, out: str | Path, on_day: Callable[[int], None] | None = None
 ) -> SynthResult:
@@ -213,7 +218,7 @@ def synth_site(
     root = Path(out)
     entries: list[dict[str, object]] = []
     rows = 0
-    with output_folder(root, "synth.json", "params") as building:
+    with output_folder(root, "synth.json", _synth_files) as building:
         write_site_file(
             scenario,
             building / "site.yaml",
