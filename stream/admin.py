@@ -35,6 +35,7 @@ from confluent_kafka.cimpl import NewTopic
 from contracts.topics import ALL_TOPICS, TopicSpec
 from floor.errors import ChuteflowError
 from stream.clients import KafkaClientConfig, as_client, connect_admin
+from stream.topic_reader import missing_topic
 
 
 class TopicMismatchError(ChuteflowError):
@@ -111,8 +112,6 @@ def require_topics(
     """Raise :class:`TopicAdminError` (one line, saying which command creates them) unless the
     broker has every topic in ``names``: a long command that writes to them at its end (``site
     onboard --register``) checks this before it starts, not after half an hour."""
-    from stream.topic_reader import missing_topic
-
     client = as_client(bootstrap)
     admin, metadata = connect_admin(client, timeout)
     counts = _partition_counts(admin, timeout, metadata)
