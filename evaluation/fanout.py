@@ -140,30 +140,76 @@ def ray_available() -> bool:
 
 
 RAY_PROBE_S = 3.0
-"""How long an ``--ray ADDRESS`` may take to accept a TCP connection before the command stops."""
+"""How long an ``--ray ADDRESS`` may take to accept a TCP connection, and then to answer as
+Ray's GCS, before the command stops."""
+
+_GCS_PROBE = """
+import sys
+from ray._raylet import GcsClient
+try:
+    GcsClient(address=sys.argv[1])
+except Exception as error:
+    print(str(error).splitlines()[0] if str(error) else type(error).__name__)
+    sys.exit(1)
+"""
+"""Run in a child process: Ray reads its connect timeouts from the environment once, when it
+is first imported, so only a fresh interpreter can be given short ones."""
 
 
 def _probe_cluster(address: str) -> None:
-    """Raise :class:`FanOutError` unless something accepts a connection at ``address``.
+    """Raise :class:`FanOutError` unless a Ray cluster answers at ``address``.
 
     Why: ``ray.init`` to an address where no cluster runs retries for minutes, printing Ray's
-    own warnings, before it fails (``--ray 127.0.0.1:1`` was still waiting after two). A typo
-    or a stopped cluster is one line within seconds instead. ``auto`` (Ray finds a cluster
-    started on this machine) and addresses without a port are left to Ray.
+    own warnings, before it fails (``--ray 127.0.0.1:1`` was still waiting after two, and an
+    address where something else listens, a Kafka broker or a web server, after 6.7). A typo,
+    a stopped cluster or the wrong port is one line within seconds instead: first a TCP
+    connection, then Ray's own first call (the cluster id from its GCS) in a child process with
+    short timeouts, which also names a cluster that refuses this client (its auth token).
+    ``auto`` (Ray finds a cluster started on this machine) and addresses without a port are
+    left to Ray; a ``ray://`` address is Ray Client's port, not the GCS, so it gets the TCP
+    probe only.
     """
     import socket
+    import subprocess
+    import sys
 
+    client = address.startswith("ray://")
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if address == "auto" or not host or not port.isdigit():
         return
+    start = "start one there with `ray start --head`, or leave out --ray for a local Ray"
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_PROBE_S).close()
     except OSError as error:
         reason = error.strerror or type(error).__name__
+        raise FanOutError(f"no Ray cluster answers at {address} ({reason}); {start}") from None
+    if client:
+        return
+    env = {
+        **os.environ,
+        "RAY_py_gcs_connect_timeout_s": str(int(RAY_PROBE_S)),
+        "RAY_gcs_rpc_server_connect_timeout_s": "1",
+    }
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", _GCS_PROBE, address],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RAY_PROBE_S * 10,
+        )
+    except subprocess.TimeoutExpired:
+        probe = None
+    if probe is not None and probe.returncode == 0:
+        return
+    said = probe.stdout.strip().splitlines()[-1] if probe is not None and probe.stdout else ""
+    if probe is None or "Timed out" in said:
         raise FanOutError(
-            f"no Ray cluster answers at {address} ({reason}); start one there with "
-            "`ray start --head`, or leave out --ray for a local Ray"
-        ) from None
+            f"no Ray cluster answers at {address} (something listens there but does not answer "
+            f"as Ray's GCS within {RAY_PROBE_S:.0f} s: the head's port is the one `ray start "
+            f"--head` prints, 6379 unless --port); {start}"
+        )
+    raise FanOutError(f"cannot connect to Ray at {address}: {said or 'the probe failed'}")
 
 
 @contextmanager

@@ -216,3 +216,42 @@ def test_an_address_where_no_cluster_runs_is_one_line_in_seconds(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no Ray cluster answers at ray://" in err[0], err
     assert not (tmp_path / "b.partial").exists() and not (tmp_path / "b").exists()
+
+
+def test_an_address_where_something_else_listens_is_one_line_in_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--ray`` at the wrong port (a web server, a Kafka broker: it accepts TCP, so the
+    TCP probe passes) waited more than 6.7 minutes in ``ray.init``; now Ray's own first call,
+    with short timeouts, makes it one line and exit 2."""
+    import http.server
+    import threading
+
+    from chuteflow.cli import main
+    from evaluation.fanout import FanOutError
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # the command's stderr is checked
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        began = time.monotonic()
+        with (
+            pytest.raises(FanOutError, match="does not answer as Ray's GCS"),
+            ray_fanout(address),
+        ):
+            pass
+        assert time.monotonic() - began < 40
+        site, history = make_site(tmp_path / "site")
+        argv = ["site", "onboard", "--site", str(site), "--history", str(history), "--quick"]
+        capsys.readouterr()
+        assert main([*argv, "--out", str(tmp_path / "b"), "--ray", address]) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"no Ray cluster answers at {address}" in err[0], err
+    assert not (tmp_path / "b.partial").exists() and not (tmp_path / "b").exists()
