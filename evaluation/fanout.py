@@ -143,6 +143,8 @@ RAY_PROBE_S = 3.0
 """How long an ``--ray ADDRESS`` may take to accept a TCP connection, and then to answer as
 Ray's GCS, before the command stops."""
 
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
 _GCS_PROBE = """
 import sys
 from ray._raylet import GcsClient
@@ -232,6 +234,10 @@ def ray_fanout(address: str | None = None, cpus: int | None = None) -> Iterator[
         }
         if address is None:
             options["num_cpus"] = cpus or min(2, os.cpu_count() or 1)
+            # A Ray of our own, on this machine, for this command: Ray's note that it chose
+            # token authentication by itself (a token left in ~/.ray) is nothing an operator
+            # of `site onboard` acts on, and it was the one foreign line on its stderr
+            logging.getLogger(RAY_AUTH_LOGGER).setLevel(logging.ERROR)
         else:
             _probe_cluster(address)
         try:

@@ -339,3 +339,17 @@ def test_store_names_and_aliases_resolve_on_every_verb(
     by_alias = _simulate(capsys, *day, "--policy", f"{name}@champion", *kafka)
     by_file = _simulate(capsys, *day, "--policy", "drmarl-exhaustive")
     assert by_alias == by_file
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "x"])
+def test_a_budget_must_be_a_finite_number_above_zero(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--minutes -5`` said "not a number >= 0" (a zero is refused too) and ``nan`` and ``inf``
+    passed every bound; each is now one line naming the rule."""
+    argv = ["site", "onboard", "--site", "s.yaml", "--history", "h", "--out", "b"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--minutes", value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--minutes:" in err and value in err and "a number > 0" in err, err

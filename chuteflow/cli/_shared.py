@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from floor.daytypes import DayTypeGroups
@@ -150,13 +151,23 @@ def require(parser: argparse.ArgumentParser, dest: str, flag: str) -> None:
         parser.required_after.append((dest, flag))
 
 
-def _bounded(kind: Callable[[str], Any], low: float, what: str) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
+Number = TypeVar("Number", int, float)
+
+
+def _bounded(
+    kind: Callable[[str], Number], low: float, what: str, *, strict: bool = False
+) -> Callable[[str], Number]:
+    """An argparse type: ``kind`` at or above ``low`` (above it where ``strict``), finite.
+
+    Why finite: ``float("nan")`` compares false with every bound, so ``--minutes nan`` passed a
+    plain ``< low`` check and reached the planner."""
+
+    def parse(text: str) -> Number:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if value < low:
+        if not math.isfinite(value) or value < low or (strict and value == low):
             raise argparse.ArgumentTypeError(f"{text} is not {what}")
         return value
 
@@ -167,13 +178,7 @@ def _bounded(kind: Callable[[str], Any], low: float, what: str) -> Callable[[str
 non_negative_int = _bounded(int, 0, "an integer >= 0")
 positive_int = _bounded(int, 1, "an integer >= 1")
 non_negative_float = _bounded(float, 0.0, "a number >= 0")
-
-
-def positive_float(text: str) -> float:
-    value: float = non_negative_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a number > 0")
-    return value
+positive_float = _bounded(float, 0.0, "a number > 0", strict=True)
 
 
 def add_scenario(parser: argparse.ArgumentParser, **kwargs: Any) -> None:

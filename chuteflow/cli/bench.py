@@ -21,6 +21,7 @@ from chuteflow.cli._shared import (
     add_kafka_options,
     add_scenario,
     kafka_client,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -266,16 +267,6 @@ def pace_factor(text: str) -> float | None:
     if text == "max":
         return None
     return positive_float(text)
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
-    return value
 
 
 def run_fleet(args: argparse.Namespace) -> int:
