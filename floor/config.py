@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -50,8 +52,45 @@ def parse_yaml_model(
     try:
         return model.model_validate(raw)
     except ValidationError as problem:
-        first = problem.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        message = str(first["msg"]).removeprefix("Value error, ")
-        # A whole-model check has no location: its message starts with the field it names.
-        raise error(f"{where}: {field}: {message}" if field else f"{where}: {message}") from None
+        raise error(f"{where}: {_one_line(problem, model)}") from None
+
+
+def _one_line(problem: ValidationError, model: type[BaseModel]) -> str:
+    """A validation failure as one line: the first problem, a misspelled field first.
+
+    Why: a renamed field (``tick_second:`` for ``tick_seconds:``) fails twice, as a missing
+    field and as an unknown one, and pydantic lists the missing one first: "tick_seconds: Field
+    required" sends a user looking for a field that is right there. An unknown field next to a
+    field the model has under a close name is the one reported, with that name; how many more
+    problems there are closes the line, so fixing one does not look like the last."""
+    errors = problem.errors()
+    first = errors[0]
+    suggestion = ""
+    for each in errors:
+        if each["type"] != "extra_forbidden" or not each["loc"]:
+            continue
+        *parent, name = (str(part) for part in each["loc"])
+        close = difflib.get_close_matches(name, _fields_at(model, parent), n=1, cutoff=0.75)
+        if close:
+            first, suggestion = each, f" (did you mean {close[0]}?)"
+            break
+    field = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ") + suggestion
+    # A whole-model check has no location: its message starts with the field it names.
+    line = f"{field}: {message}" if field else message
+    if len(errors) > 1:
+        line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return line
+
+
+def _fields_at(model: type[BaseModel], path: Sequence[str]) -> list[str]:
+    """The field names of the (nested) model at ``path``; none where the path leaves models."""
+    for part in path:
+        info = model.model_fields.get(part)
+        inner = getattr(info, "annotation", None)
+        candidates = [inner, *typing.get_args(inner)]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return list(model.model_fields)

@@ -56,6 +56,13 @@ def test_a_valid_site_file_loads_with_its_own_guardrails(tmp_path: Path) -> None
         ({"day_hours": 30, "interval_minutes": 30}, "day_hours", "<= 24"),
         ({"destinations": ["D01", "D01"]}, "destinations", "unique"),
         ({"colour": "blue"}, "colour", "Extra inputs are not permitted"),
+        # a misspelled field is named as such, not as the field it was meant to be "missing"
+        ({"tick_seconds": None, "tick_second": 30}, "tick_second", "did you mean tick_seconds?"),
+        (
+            {"guardrails.min_overide": {}},
+            "guardrails.min_overide",
+            "did you mean min_overrides?",
+        ),
         (
             {"guardrails.max_moves_per_interval": -1},
             "guardrails.max_moves_per_interval",
