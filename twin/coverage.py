@@ -33,7 +33,13 @@ import numpy.typing as npt
 
 from floor.scenario import Scenario
 from twin.dayfile import read_day_csv
-from twin.history_files import DayScan, list_day_files, scan_day_file
+from twin.history_files import (
+    HISTORY_SUFFIXES,
+    DayScan,
+    list_day_files,
+    scan_day_file,
+    unread_entries,
+)
 from twin.split import (
     DEFAULT_HELDOUT_WEEKS,
     DEFAULT_VALIDATION_WEEKS,
@@ -76,6 +82,8 @@ class Coverage:
     folder: Path
     scans: tuple[DayScan, ...]
     split: Split
+    unread: tuple[str, ...] = ()
+    """Entries of the folder that are not day files (``unread_entries``)."""
 
     @property
     def days(self) -> list[date]:
@@ -158,6 +166,9 @@ class Coverage:
     def warnings(self) -> list[str]:
         """One line per non-fatal finding."""
         out = []
+        unread = unread_warning(list(self.unread))
+        if unread:
+            out.append(unread)
         gaps = self.gaps
         if gaps:
             missing = sum((last - first).days + 1 for first, last in gaps)
@@ -197,6 +208,7 @@ class Coverage:
             "usable": self.usable,
             "problems": self.problems(),
             "warnings": self.warnings(),
+            "unread": list(self.unread),
         }
 
 
@@ -227,7 +239,18 @@ def check_history(
     )
     days = [s.day for s in scans if s.day is not None and s.error is None]
     split = split_history(days, heldout_weeks, validation_weeks, min_fit_days)
-    return Coverage(root, scans, split)
+    return Coverage(root, scans, split, tuple(unread_entries(root)))
+
+
+def unread_warning(unread: list[str]) -> str | None:
+    """The one line that names a history folder's entries that are not read, if any."""
+    if not unread:
+        return None
+    return (
+        f"{len(unread)} entr{'y' if len(unread) == 1 else 'ies'} not read (day files end in "
+        f"{', '.join(HISTORY_SUFFIXES)}, lower case; subfolders are not searched): "
+        + _examples(unread)
+    )
 
 
 def _strict_scan(path: Path, scenario: Scenario) -> DayScan:
@@ -238,4 +261,4 @@ def _strict_scan(path: Path, scenario: Scenario) -> DayScan:
     return DayScan(path, demand.day_start.date(), int(counts.sum()), counts)
 
 
-__all__ = ["Coverage", "check_history"]
+__all__ = ["Coverage", "check_history", "unread_warning"]

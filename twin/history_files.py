@@ -67,6 +67,23 @@ def is_history_file(path: Path) -> bool:
     return path.is_file() and path.name.endswith(HISTORY_SUFFIXES)
 
 
+def unread_entries(folder: str | Path) -> list[str]:
+    """What a history folder holds besides day files, by name (a folder with a trailing ``/``;
+    hidden entries such as ``.DS_Store`` aside): none of it is read.
+
+    Why: an export named ``2023-05-01.CSV`` or ``days.zip``, or a month in a subfolder, is
+    skipped by :func:`list_day_files`, and a history that silently lacks those days would
+    still split and train. ``site check`` and ``site onboard`` name them."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in root.iterdir()
+        if not p.name.startswith(".") and not is_history_file(p)
+    )
+
+
 def list_day_files(folder: str | Path) -> list[Path]:
     """Every day file in ``folder`` (not its subfolders), sorted by name.
 
@@ -313,5 +330,6 @@ __all__ = [
     "parquet_rows",
     "pyarrow_modules",
     "scan_day_file",
+    "unread_entries",
     "write_day_table",
 ]

@@ -179,6 +179,8 @@ def run_onboard(args: argparse.Namespace) -> int:
     from onboarding.fleet import check_fleet, onboard_fleet
     from onboarding.pipeline import OnboardError, bundle_lock
     from onboarding.plan import OnboardOptions
+    from twin.coverage import unread_warning
+    from twin.history_files import unread_entries
 
     options = _options(args)
     assert isinstance(options, OnboardOptions)
@@ -201,6 +203,10 @@ def run_onboard(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
 
     checked = check_fleet(sites, options)  # every site, before a file is written or Ray starts
+    for site in sites:  # a day exported under another name is not silently left out
+        unread = unread_warning(unread_entries(site.history))
+        if unread:
+            print(f"chuteflow: warning: {site.history}: {unread}", file=sys.stderr)
     if args.register:  # no broker, or one without the route topic: one line now, not after
         from chuteflow.cli._shared import CONNECT_TIMEOUT_S, kafka_client
         from contracts.topics import CONTROL

@@ -129,6 +129,33 @@ def test_gaps_alone_are_a_warning_and_too_little_history_is_fatal(
     assert "not a folder of day files" in capsys.readouterr().err
 
 
+def test_files_that_are_not_read_are_named(
+    site_130: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A day exported as ``.CSV``, a zip of days and a month in a subfolder were skipped
+    without a word (the history still split and onboarded without those days): ``site check``
+    names them, ``--json`` lists them, hidden files aside."""
+    history = tmp_path / "history"
+    shutil.copytree(site_130 / "history", history)
+    (history / "2023-02-20.csv").rename(history / "2023-02-20.CSV")
+    (history / "days.zip").write_bytes(b"PK")
+    (history / "march").mkdir()
+    (history / ".DS_Store").write_bytes(b"")
+    site = ["site", "check", "--site", str(site_130 / "site.yaml"), "--history", str(history)]
+    assert main(site) == 0  # a gap is a warning
+    err = capsys.readouterr().err
+    assert "warning: 3 entries not read" in err and "2023-02-20.CSV, days.zip, march/" in err
+    assert ".DS_Store" not in err
+    assert main([*site, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unread"] == ["2023-02-20.CSV", "days.zip", "march/"]
+    # site onboard says it too, before anything runs (here it then stops at a Ray not there)
+    onboard = ["site", "onboard", *site[2:], "--out", str(tmp_path / "b"), "--quick"]
+    assert main([*onboard, "--allow-gaps", "--ray", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert f"warning: {history}: 3 entries not read" in err, err
+    assert err.index("3 entries not read") < err.index("no Ray cluster answers"), err
+
+
 def test_split_keeps_the_last_weeks_for_judging() -> None:
     start = date(2024, 1, 1)
     days = [start + timedelta(days=k) for k in range(140)]
