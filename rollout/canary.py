@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from contracts.control import CanaryState, PolicyRef, PolicyRoute
+from contracts.control import MAX_SHADOWS, CanaryState, PolicyRef, PolicyRoute
 from stream.routing import new_route
 
 
@@ -137,6 +137,37 @@ def canary_route(
     )
 
 
+def shadow_route(route: PolicyRoute, shadows: list[PolicyRef], reason: str) -> PolicyRoute:
+    """``route`` with ``shadows`` running beside the serving policy; an open canary stays open.
+
+    Why: a route is written whole, and every other action ends a canary by writing none. A
+    shadow change did so too: ``policy shadow`` (or ``site onboard --register``) during a canary
+    dropped it and its incumbent, so the candidate went on serving with no gate watching it
+    and nothing to compare it with. Shadows are not a verdict: the canary and its incumbent (in
+    shadow: the gate's comparison) are kept.
+
+    Raises:
+        ValueError: the serving policy among the shadows, or more shadows (a canary's incumbent
+            included) than a route holds.
+    """
+    canary = route.canary
+    if route.serving.key in {r.key for r in shadows}:
+        raise ValueError(
+            f"site {route.site_id}: {route.serving.label} serves it; it cannot also run in shadow"
+        )
+    shadows = list({r.key: r for r in shadows}.values())  # a policy named twice runs once
+    if canary is not None and canary.incumbent.key not in {r.key for r in shadows}:
+        shadows = [canary.incumbent, *shadows]
+    if len(shadows) > MAX_SHADOWS:
+        kept = f" (the canary's incumbent {canary.incumbent.label} among them)" if canary else ""
+        raise ValueError(
+            f"site {route.site_id}: {len(shadows)} shadows{kept}; a route holds {MAX_SHADOWS}"
+        )
+    return new_route(
+        route, route.site_id, shadows=shadows, canary=canary, action="shadow", reason=reason
+    )
+
+
 __all__ = [
     "GateCheck",
     "GateVerdict",
@@ -144,4 +175,5 @@ __all__ = [
     "judge",
     "promote_routes",
     "rollback_route",
+    "shadow_route",
 ]

@@ -260,7 +260,8 @@ def stage_times(manifest: dict[str, Any]) -> str:
 def _register(args: argparse.Namespace, bundle: Path, manifest: dict[str, object]) -> int:
     """Register the bundle's policy (``policy register``) and shadow it on the site
     (``policy route`` for a site without a route yet: proportional serves; else ``policy
-    shadow``), reusing those commands' own code paths."""
+    shadow`` with the site's other shadows kept and an earlier version of this name
+    replaced), reusing those commands' own code paths."""
     from chuteflow.cli import policy, routes
     from chuteflow.cli._shared import kafka_client
     from stream.routing import read_routes
@@ -292,7 +293,12 @@ def _register(args: argparse.Namespace, bundle: Path, manifest: dict[str, object
         "bootstrap": args.bootstrap,
         "kafka_config": args.kafka_config,
     }
-    if site_id not in read_routes(kafka_client(args)):
+    now = read_routes(kafka_client(args)).get(site_id)
+    digest = ref.rpartition("@")[2]
+    if now is not None and (now.serving.name, now.serving.sha256) == (name, digest):
+        print(f"{site_id}: {now.serving.label} serves the site already; its route is unchanged")
+        code = 0
+    elif now is None:
         route = argparse.Namespace(
             site=[site_id],
             serve="proportional",
@@ -304,8 +310,14 @@ def _register(args: argparse.Namespace, bundle: Path, manifest: dict[str, object
         )
         code = routes.run_route(route)
     else:
+        # beside the site's other shadows, in place of an earlier onboarding's version (an open
+        # canary stays open: ``rollout.canary.shadow_route``)
+        kept = [r.name if r.sha256 is None else f"{r.name}@{r.sha256}" for r in now.shadows]
+        kept = [k for k in kept if not k.startswith(f"{name}@")]
         code = routes.run_shadow(
-            argparse.Namespace(site=[site_id], policies=[ref], reason="site onboard", **common)
+            argparse.Namespace(
+                site=[site_id], policies=[*kept, ref], reason="site onboard", **common
+            )
         )
     if code == 0:
         print(f"next: chuteflow shadow report --site {site_id}")

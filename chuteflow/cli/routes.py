@@ -145,8 +145,9 @@ def run_route(args: argparse.Namespace) -> int:
 
 
 def run_shadow(args: argparse.Namespace) -> int:
+    from rollout.canary import shadow_route
     from rollout.refs import RefError, policy_ref
-    from stream.routing import new_route, read_routes
+    from stream.routing import read_routes
 
     client = kafka_client(args)
     refs = [policy_ref(client, p) for p in args.policies]
@@ -156,7 +157,12 @@ def run_shadow(args: argparse.Namespace) -> int:
         now = current.get(site)
         if now is None:
             raise RefError(f"site {site}: no route yet; set one with `policy route --serve`")
-        out.append(new_route(now, site, shadows=refs, action="shadow", reason=args.reason))
+        try:
+            out.append(shadow_route(now, refs, args.reason))
+        except ValueError as error:
+            raise RefError(str(error).splitlines()[0]) from None
+        if now.canary is not None and not args.json:
+            print(f"{site}: the canary against {now.canary.incumbent.label} stays open")
     return _publish(args, out)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,3 +165,44 @@ def test_a_broker_lost_at_registration_leaves_a_complete_bundle_and_a_rerun_regi
     out = capsys.readouterr().out
     assert "resumed: skipped split, groups, train, select, evaluate, bundle" in out
     assert f"next: chuteflow shadow report --site {site_id}" in out
+
+
+def test_registering_again_keeps_the_sites_shadows_and_an_open_canary(
+    kafka_topics: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second ``--register`` on a routed site wrote ``policy shadow`` with its own policy
+    alone: the operator's other shadows went, and during a canary the canary itself went (the
+    candidate served on with no gate). Now the other shadows stay, the earlier version of the
+    name is replaced, and the canary with its incumbent in shadow stays open."""
+    kafka = ["--bootstrap", kafka_topics]
+    site_id = f"site-again-{uuid.uuid4().hex[:8]}"
+    site, history = make_site(tmp_path / "site", text=SITE.replace("site-tiny", site_id))
+    onboard = ["site", "onboard", "--site", str(site), "--history", str(history), "--quick"]
+    onboard += ["--workers", "1", "--register", "--name", "tiny-onboarded", *kafka]
+
+    def route() -> dict[str, Any]:
+        capsys.readouterr()
+        assert main(["policy", "routes", "--json", *kafka]) == 0
+        by_site = {r["site_id"]: r for r in json.loads(capsys.readouterr().out)}
+        found: dict[str, Any] = by_site[site_id]
+        return found
+
+    def labels(refs: list[dict[str, Any]]) -> list[str]:
+        return [r["name"] if r["sha256"] is None else f"{r['name']}@{r['sha256']}" for r in refs]
+
+    assert main([*onboard, "--out", str(tmp_path / "b1")]) == 0
+    (first,) = labels(route()["shadows"])
+    assert first.startswith("tiny-onboarded@")
+    shadow = ["policy", "shadow", "--site", site_id, "--no-wait", *kafka]
+    assert main([*shadow, "static", first]) == 0
+    canary = ["policy", "canary", "proportional", "--sites", site_id, "--scenario", str(site)]
+    assert main([*canary, "--incumbent", "static", "--no-watch", "--no-wait", *kafka]) == 0
+    before = route()
+    assert before["canary"] is not None and before["serving"]["name"] == "proportional"
+
+    assert main([*onboard, "--out", str(tmp_path / "b2"), "--episodes", "3"]) == 0
+    after = route()
+    assert after["action"] == "shadow" and after["canary"] == before["canary"]
+    assert after["serving"] == before["serving"]
+    static, second = labels(after["shadows"])
+    assert static == "static" and second.startswith("tiny-onboarded@") and second != first

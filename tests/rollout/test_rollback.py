@@ -53,3 +53,31 @@ def test_a_rollback_restores_the_earlier_shadows_and_can_return_to_the_worker_de
     assert back.route.serving == PROPORTIONAL and back.restores == history[0]
     # a site that already has a route gets no default, nor one whose policy no route can name
     assert worker_default_routes({"s": swapped}, {"s": PROPORTIONAL, "t": None}, "w") == []
+
+
+def test_a_shadow_change_during_a_canary_keeps_it_open_and_its_incumbent_in_shadow() -> None:
+    """``policy shadow`` (and ``site onboard --register``) wrote the route without its canary:
+    the candidate went on serving with no gate and nothing to compare it with."""
+    from contracts.control import MAX_SHADOWS
+    from floor.scenario import load_scenario
+    from rollout.canary import shadow_route
+    from rollout.gate import GateState
+
+    canary = _history()[2]
+    assert canary.canary is not None and canary.shadows == [PROPORTIONAL, SHADOW]
+    other = PolicyRef(name="other", sha256="e" * 64)
+    changed = shadow_route(canary, [other, other], "operator")
+    assert changed.canary == canary.canary and changed.serving == BAD
+    assert changed.shadows == [PROPORTIONAL, other]  # the incumbent kept, a repeat once
+    assert changed.action == "shadow" and changed.revision == canary.revision + 1
+    # the gate goes on watching it, where it read the old route as the canary's end
+    gate = GateState({"s": load_scenario("small")}, fetch=lambda ref: pytest.fail("no fetch"))
+    gate.route(canary)
+    assert gate.route(changed) == [] and "s" in gate.canaries and gate.ended == {}
+    with pytest.raises(ValueError, match="bad@bbbbbbbbbbbb serves it"):
+        shadow_route(canary, [BAD], "operator")
+    many = [PolicyRef(name=f"p{i}", sha256=f"{i}" * 64) for i in range(MAX_SHADOWS)]
+    with pytest.raises(ValueError, match="5 shadows .the canary's incumbent proportional"):
+        shadow_route(canary, many, "operator")
+    # with no canary, the shadows are what was asked
+    assert shadow_route(_history()[1], [other], "x").shadows == [other]
