@@ -122,7 +122,7 @@ def _publish(args: argparse.Namespace, routes: list[Any]) -> int:
 
 
 def run_route(args: argparse.Namespace) -> int:
-    from rollout.refs import policy_ref
+    from rollout.refs import RefError, policy_ref
     from stream.routing import new_route, read_routes
 
     client = kafka_client(args)
@@ -131,6 +131,14 @@ def run_route(args: argparse.Namespace) -> int:
     out = []
     for site in args.site:
         now = current.get(site)
+        if now is not None and now.canary is not None:
+            # A route written over a canary ends it with no verdict: the gate stops, and what
+            # serves is neither the gate's pass nor its rollback. Those verbs say which.
+            raise RefError(
+                f"site {site}: a canary of {now.serving.label} against "
+                f"{now.canary.incumbent.label} is open (policy promote|abort first, or policy "
+                "rollback: the incumbent serves again)"
+            )
         fields: dict[str, Any] = {"serving": serving, "action": "route", "reason": args.reason}
         if args.shadow is not None:
             fields["shadows"] = [policy_ref(client, s) for s in args.shadow]

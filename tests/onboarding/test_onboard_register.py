@@ -173,7 +173,8 @@ def test_registering_again_keeps_the_sites_shadows_and_an_open_canary(
     """A second ``--register`` on a routed site wrote ``policy shadow`` with its own policy
     alone: the operator's other shadows went, and during a canary the canary itself went (the
     candidate served on with no gate). Now the other shadows stay, the earlier version of the
-    name is replaced, and the canary with its incumbent in shadow stays open."""
+    name is replaced, and the canary with its incumbent in shadow stays open. ``policy route``
+    over an open canary is refused, as ``policy canary`` over one is."""
     kafka = ["--bootstrap", kafka_topics]
     site_id = f"site-again-{uuid.uuid4().hex[:8]}"
     site, history = make_site(tmp_path / "site", text=SITE.replace("site-tiny", site_id))
@@ -206,3 +207,8 @@ def test_registering_again_keeps_the_sites_shadows_and_an_open_canary(
     assert after["serving"] == before["serving"]
     static, second = labels(after["shadows"])
     assert static == "static" and second.startswith("tiny-onboarded@") and second != first
+    # a route over the open canary would end it with no verdict: refused, nothing written
+    capsys.readouterr()
+    assert main(["policy", "route", "--site", site_id, "--serve", "static", *kafka]) == 2
+    assert "a canary of proportional against static is open" in capsys.readouterr().err
+    assert route() == after
