@@ -286,3 +286,30 @@ def test_site_add_refuses_a_bad_site_file_in_one_line_before_kafka(
     missing.write_text(text.replace("name: small", "name: nogroups"))
     assert main(["site", "add", "--site", str(missing), "--bootstrap", "127.0.0.1:1"]) == 2
     assert "no day-type groups" in capsys.readouterr().err
+
+
+@pytest.mark.kafka
+def test_site_add_takes_a_bundles_own_groups(
+    kafka_topics: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``site add --bundle`` read the bundle's site file from its text, which has no folder,
+    so it never found the ``groups-<name>.npz`` beside it and refused every bundle with "no
+    day-type groups". A bundle of a site no worker ships groups for is added with its own."""
+    import shutil
+
+    from floor.daytypes import default_groups_path
+
+    site_id = f"site-bundle-{uuid.uuid4().hex[:8]}"
+    text, _ = _site_text("small", site_id)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "site.yaml").write_text(text.replace("name: small", "name: bundled"))
+    shutil.copy(default_groups_path("small"), bundle / "groups-bundled.npz")
+    manifest = {"site": "bundled", "site_id": site_id, "recommended_policy": "proportional"}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    kafka = ["--bootstrap", kafka_topics]
+    capsys.readouterr()
+    assert main(["site", "add", "--bundle", str(bundle), "--json", *kafka]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert (added["site_id"], added["name"], added["groups"]) == (site_id, "bundled", "entry")
+    assert main(["site", "remove", site_id, *kafka]) == 0
