@@ -186,6 +186,10 @@ class GateState:
     canaries: dict[str, OpenCanary] = field(default_factory=dict)
     ended: dict[str, GateVerdict] = field(default_factory=dict)
     """Verdicts of canaries that ended while watched (by the gate or by someone else)."""
+    replaying: bool = False
+    """Set while a watcher reads the routes written before it started: a canary that ended
+    then was not watched by it, so it makes no ``ended`` verdict (each ``policy gate`` used to
+    print, and write to the canary topic again, every canary the control topic still held)."""
     buffers: dict[str, deque[tuple[str, int, Envelope | None]]] = field(default_factory=dict)
     prepared: dict[str, PolicyRef] = field(default_factory=dict)
     """Per site, the incumbent a canary is about to be compared with (:meth:`prepare`)."""
@@ -242,7 +246,7 @@ class GateState:
         open_ = self.canaries.get(site)
         if open_ is not None and (route.canary is None or route.canary != open_.route.canary):
             del self.canaries[site]
-            if site not in self.ended:
+            if site not in self.ended and not self.replaying:
                 reason = (
                     f"canary ended by revision {route.revision} ({route.action}): {route.reason}"
                 )

@@ -192,20 +192,24 @@ class GateWatcher:
         # Rounds until one takes under half a second: a floor that goes on while the watcher
         # reads its day is followed until the watcher is current, before the caller writes the
         # canary route (a watcher behind the floor would check late).
-        for _ in range(20):
-            ends = self._ends(timeout_s)
-            started = time.monotonic()
-            while ends:
-                if time.monotonic() > deadline:
-                    raise WatcherLost(
-                        f"the gate could not catch up with the stream in {timeout_s:g} s"
-                    )
-                for where, offset in self._poll(0.05):
-                    if offset >= ends.get(where, 2**62) - 1:
-                        ends.pop(where, None)
-            self._act()  # the prepared twins replay the day so far: counted in the round
-            if time.monotonic() - started < 0.5:  # the reading itself, not the end queries
-                break
+        self.state.replaying = True  # canaries that ended before now were not this watch's
+        try:
+            for _ in range(20):
+                ends = self._ends(timeout_s)
+                started = time.monotonic()
+                while ends:
+                    if time.monotonic() > deadline:
+                        raise WatcherLost(
+                            f"the gate could not catch up with the stream in {timeout_s:g} s"
+                        )
+                    for where, offset in self._poll(0.05):
+                        if offset >= ends.get(where, 2**62) - 1:
+                            ends.pop(where, None)
+                self._act()  # the prepared twins replay the day so far: counted in the round
+                if time.monotonic() - started < 0.5:  # the reading itself, not the end queries
+                    break
+        finally:
+            self.state.replaying = False
 
     def _ends(self, timeout_s: float) -> dict[tuple[str, int], int]:
         """End offsets of the assigned partitions that are not read to their end yet.

@@ -136,6 +136,8 @@ def _gate(args: argparse.Namespace) -> Any:
 
 
 def _watcher(args: argparse.Namespace, client: Any, sites: list[str] | None) -> Any:
+    from floor.daytypes import default_groups
+    from floor.errors import ChuteflowError
     from rollout.refs import RefError, scenarios_by_site
     from rollout.watcher import GateWatcher
     from stream.policy_store import ArtifactFetcher
@@ -148,6 +150,16 @@ def _watcher(args: argparse.Namespace, client: Any, sites: list[str] | None) -> 
                 f"site {unknown[0]!r}: not one of {', '.join(sorted(scenarios))} (give --scenario)"
             )
         scenarios = {s: scenarios[s] for s in sites}
+    for site, scenario in scenarios.items():
+        # the incumbent's twin plans its day from them: missing, the gate would fail at the
+        # site's next day, after the candidate's route is out
+        try:
+            default_groups(scenario)
+        except ChuteflowError as error:
+            raise RefError(
+                f"site {site}: the gate needs its day-type groups ({error}; an onboarded "
+                "site's are beside the bundle's site.yaml: give that file as --scenario)"
+            ) from None
 
     def report(line: str) -> None:
         print(line, flush=True)
@@ -172,7 +184,11 @@ def run_canary(args: argparse.Namespace) -> int:
     candidate = policy_ref(client, args.policy)
     gate = _gate(args)
     sites = list(dict.fromkeys(args.sites))
-    watcher = None if args.no_watch else _watcher(args, client, sites)
+    # every site's layout, --no-watch too: a canary no gate can judge (``policy gate`` knows
+    # no more than this command) would leave its candidate serving unjudged
+    watcher = _watcher(args, client, sites)
+    if args.no_watch:
+        watcher = None
     current = read_routes(client)
     out = []
     for site in sites:
@@ -234,8 +250,17 @@ def run_gate(args: argparse.Namespace) -> int:
     client = kafka_client(args)
     watcher = _watcher(args, client, None)
     open_ = {s for s, r in read_routes(client).items() if r.canary is not None}
+    unwatched = sorted(open_ - set(watcher.state.scenarios))
+    if unwatched:  # open, and nobody here can judge them: never "no canary open"
+        print(
+            f"chuteflow: canary open on {', '.join(unwatched)}, not watched: its layout is "
+            "unknown here (give --scenario FILE for it)",
+            file=sys.stderr,
+        )
     sites = None if args.follow else open_ & set(watcher.state.scenarios)
     if sites is not None and not sites:
+        if unwatched:
+            return 2
         print("no canary open on the watched sites")
         return 0
     watcher.start()
