@@ -217,8 +217,15 @@ def run_routes(args: argparse.Namespace) -> int:
 
 def run_history(args: argparse.Namespace) -> int:
     from rollout.history import served_history, spans
+    from rollout.refs import RefError
 
     rows, routes = served_history(kafka_client(args), args.site, args.day)
+    if not rows and not routes:  # a mistyped site printed two empty headings and exit 0
+        on = f" on {args.day}" if args.day else ""
+        raise RefError(
+            f"site {args.site}: no route and no decision{on} on the broker "
+            "(chuteflow policy routes lists the routed sites)"
+        )
     if args.json:
         print_json(
             {

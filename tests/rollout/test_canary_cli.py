@@ -1,7 +1,8 @@
-"""``policy canary`` and ``policy gate`` on a real broker, at the edges an operator meets: a
-canary no gate could judge is refused before it opens, a canary open on a site the gate cannot
-watch is never reported as "no canary open", and canaries that ended before a watcher started
-are not reported (nor written to the canary topic) again by each new watcher."""
+"""``policy canary``, ``policy gate`` and ``policy history`` on a real broker, at the edges an
+operator meets: a canary no gate could judge is refused before it opens, a canary open on a
+site the gate cannot watch is never reported as "no canary open", canaries that ended before a
+watcher started are not reported (nor written to the canary topic) again by each new watcher,
+and the history of a site the broker never saw is an error, not two empty headings."""
 
 from __future__ import annotations
 
@@ -75,3 +76,18 @@ def test_the_gate_names_open_canaries_it_cannot_watch_and_not_old_ones(
     out, err = capsys.readouterr()
     assert "ended" not in out and "no canary open on the watched sites" in out, out
     assert _canary_records(kafka_topics, site_id) == written
+
+
+def test_history_of_a_site_the_broker_never_saw_is_an_error(
+    kafka_topics: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped site printed two empty headings and exit 0."""
+    kafka = ["--bootstrap", kafka_topics]
+    site_id, _ = _site(tmp_path)
+    capsys.readouterr()
+    assert main(["policy", "history", "--site", site_id, *kafka]) == 2
+    assert f"site {site_id}: no route and no decision on the broker" in capsys.readouterr().err
+    assert main(["policy", "route", "--site", site_id, "--serve", "proportional", *kafka]) == 0
+    capsys.readouterr()
+    assert main(["policy", "history", "--site", site_id, *kafka]) == 0
+    assert "revision    1" in capsys.readouterr().out
