@@ -353,3 +353,23 @@ def test_a_budget_must_be_a_finite_number_above_zero(
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--minutes:" in err and value in err and "a number > 0" in err, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ops", "serve", "--port", "99999"],
+        ["kafka", "up", "--port", "-1"],
+        ["kafka", "up", "--sasl-ssl-port", "x"],
+        ["worker", "--metrics-port", "65536"],
+    ],
+)
+def test_a_port_out_of_range_is_refused_before_anything_starts(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``ops serve --port 99999`` went on to connect to Kafka and failed there."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "is not a port (0-65535)" in err, err

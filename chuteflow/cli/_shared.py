@@ -181,6 +181,18 @@ non_negative_float = _bounded(float, 0.0, "a number >= 0")
 positive_float = _bounded(float, 0.0, "a number > 0", strict=True)
 
 
+def port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535: ``--port 99999`` got as far as the socket (or,
+    on ``ops serve``, the broker) before it failed."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return value
+
+
 def add_scenario(parser: argparse.ArgumentParser, **kwargs: Any) -> None:
     """``--scenario`` with the one default of every verb."""
     kwargs.setdefault("help", "small, large or a scenario YAML")

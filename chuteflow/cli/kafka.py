@@ -11,6 +11,7 @@ from chuteflow.cli._shared import (
     add_deprecated,
     add_kafka_options,
     kafka_client,
+    port,
     print_json,
 )
 from localkafka import DEFAULT_PORT
@@ -31,7 +32,7 @@ def register(sub: Subparsers) -> None:
     kafka_sub = parser.add_subparsers(dest="kafka_command", required=True)
 
     up = kafka_sub.add_parser("up", help="start the broker (fetches jars with mvn once)")
-    up.add_argument("--port", type=int, default=DEFAULT_PORT, help="PLAINTEXT port (0: any)")
+    up.add_argument("--port", type=port, default=DEFAULT_PORT, help="PLAINTEXT port (0: any)")
     up.add_argument(
         "--timeout-seconds",
         dest="timeout",
@@ -48,7 +49,7 @@ def register(sub: Subparsers) -> None:
     )
     up.add_argument(
         "--sasl-ssl-port",
-        type=int,
+        type=port,
         default=None,
         help="SASL_SSL port (default: --port + 1, any free one with --port 0; 0: any)",
     )

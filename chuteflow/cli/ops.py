@@ -15,7 +15,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from chuteflow.cli._shared import Subparsers, add_kafka_options
+from chuteflow.cli._shared import Subparsers, add_kafka_options, port
 
 if TYPE_CHECKING:
     from ops.server import Actions
@@ -32,7 +32,7 @@ def register(sub: Subparsers) -> None:
         help="serve a web page with every site's route, canaries and their gate checks, KPIs "
         "by interval, route history, worker health and dead letters, updated live from Kafka",
     )
-    serve.add_argument("--port", type=int, default=8750, help="HTTP port (default 8750; 0: any)")
+    serve.add_argument("--port", type=port, default=8750, help="HTTP port (default 8750; 0: any)")
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )

@@ -19,6 +19,7 @@ from chuteflow.cli._shared import (
     Subparsers,
     add_kafka_options,
     kafka_client,
+    port,
 )
 
 NAME = "worker"
@@ -91,7 +92,7 @@ def register(sub: Subparsers) -> None:
     )
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=port,
         default=None,
         help="serve Prometheus metrics on this port (default: off)",
     )
