@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from floor.errors import ChuteflowError
+
 DEFAULT_READY_MAX_LAG = 1000
 """Records an assigned input partition may be behind its end and the worker still ready: a
 few seconds of a large site's floor (~6k records per interval per topic), so a worker that is
@@ -94,7 +96,11 @@ def serve(
     port: int,
     addr: str = "0.0.0.0",
 ) -> ThreadingHTTPServer:
-    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``port`` in a daemon thread."""
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``port`` in a daemon thread.
+
+    Raises:
+        ChuteflowError: the port cannot be bound (in use, or not allowed).
+    """
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -123,7 +129,13 @@ def serve(
         def log_message(self, format: str, *args: object) -> None:
             """Scrapes and probes every few seconds are not worth a log line each."""
 
-    server = ThreadingHTTPServer((addr, port), Handler)
+    try:
+        server = ThreadingHTTPServer((addr, port), Handler)
+    except OSError as error:  # a second worker on the host with the same port: one line
+        raise ChuteflowError(
+            f"--metrics-port {port}: cannot listen on {addr}:{port} "
+            f"({error.strerror or error}); give another port"
+        ) from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="chuteflow-http", daemon=True).start()
     return server

@@ -78,6 +78,22 @@ def test_readiness_says_why_until_assigned_loaded_and_caught_up() -> None:
 
 
 @pytest.mark.kafka
+def test_a_metrics_port_in_use_is_one_line() -> None:
+    """A second worker on a host with the same ``--metrics-port`` died with a traceback."""
+    from prometheus_client import CollectorRegistry
+
+    from floor.errors import ChuteflowError
+
+    first = serve(CollectorRegistry(), None, 0, addr="127.0.0.1")
+    taken = first.server_address[1]
+    try:
+        with pytest.raises(ChuteflowError, match=f"--metrics-port {taken}: cannot listen on"):
+            serve(CollectorRegistry(), None, taken, addr="127.0.0.1")
+    finally:
+        first.shutdown()
+        first.server_close()
+
+
 def test_topics_made_beforehand_and_readyz_503_before_assignment_then_200(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
