@@ -93,6 +93,14 @@ def run_up(args: argparse.Namespace) -> int:
         sasl_ssl_port=args.sasl_ssl_port,
     )
     print(bootstrap)
+    running_port = bootstrap.rpartition(":")[2]
+    if args.port != 0 and running_port != str(args.port):
+        # one state directory, one broker: it was running already, on another port
+        print(
+            f"chuteflow: note: the broker of this state directory already runs on "
+            f"{bootstrap}, not --port {args.port} (kafka down first to move it)",
+            file=sys.stderr,
+        )
     if args.sasl_ssl:
         status = broker_status(state_dir=args.state_dir)
         print(status["client_config"])

@@ -253,6 +253,13 @@ def test_local_broker_down_kills_the_jvm_and_up_again_keeps_topics(
         status = broker_status(state_dir=state)
         assert status["running"] and status["bootstrap"] == bootstrap
         assert broker_up(port=0, state_dir=state) == bootstrap, "up must be idempotent"
+        # the CLI with another --port: the running broker's address, and a note that says so
+        other = int(bootstrap.rpartition(":")[2]) + 1
+        args = _parse(["kafka", "up", "--port", str(other), "--state-dir", str(state)])
+        assert args.func(args) == 0
+        out, err = capsys.readouterr()
+        assert out.splitlines()[0] == bootstrap
+        assert f"already runs on {bootstrap}, not --port {other}" in err
         spec = TopicSpec("chuteflow.test-lifecycle.v1", 2, ())
         assert ensure_topics(bootstrap, [spec]) == {spec.name: "created"}
 
