@@ -320,7 +320,8 @@ def _register(args: argparse.Namespace, bundle: Path, manifest: dict[str, object
             )
         )
     if code == 0:
-        print(f"next: chuteflow shadow report --site {site_id}")
+        # the site's layout with it: a site that is not built in is unknown to shadow report
+        print(f"next: chuteflow shadow report --site {site_id} --scenario {site_file}")
     return code
 
 

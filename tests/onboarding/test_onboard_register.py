@@ -45,7 +45,9 @@ def test_a_registered_bundle_shadows_within_simulates_seed_range(
     argv += ["--name", "tiny-onboarded", "--bootstrap", bootstrap]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert f"next: chuteflow shadow report --site {site_id}" in printed
+    assert f"next: chuteflow shadow report --site {site_id} --scenario {bundle}/site.yaml" in (
+        printed
+    )
     manifest = json.loads((bundle / "manifest.json").read_text())
     policy = bundle / manifest["selection"]["policy"]
 
