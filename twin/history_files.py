@@ -67,9 +67,14 @@ def is_history_file(path: Path) -> bool:
     return path.is_file() and path.name.endswith(HISTORY_SUFFIXES)
 
 
+OWN_RECORDS = frozenset({"manifest.json"})
+"""Files chuteflow itself writes into a history folder (``days generate``'s record)."""
+
+
 def unread_entries(folder: str | Path) -> list[str]:
     """What a history folder holds besides day files, by name (a folder with a trailing ``/``;
-    hidden entries such as ``.DS_Store`` aside): none of it is read.
+    hidden entries such as ``.DS_Store`` and chuteflow's own records aside): none of it is
+    read.
 
     Why: an export named ``2023-05-01.CSV`` or ``days.zip``, or a month in a subfolder, is
     skipped by :func:`list_day_files`, and a history that silently lacks those days would
@@ -80,7 +85,7 @@ def unread_entries(folder: str | Path) -> list[str]:
     return sorted(
         p.name + ("/" if p.is_dir() else "")
         for p in root.iterdir()
-        if not p.name.startswith(".") and not is_history_file(p)
+        if not p.name.startswith(".") and not is_history_file(p) and p.name not in OWN_RECORDS
     )
 
 

@@ -198,7 +198,9 @@ def test_registering_again_keeps_the_sites_shadows_and_an_open_canary(
     assert first.startswith("tiny-onboarded@")
     shadow = ["policy", "shadow", "--site", site_id, "--no-wait", *kafka]
     assert main([*shadow, "static", first]) == 0
-    canary = ["policy", "canary", "proportional", "--sites", site_id, "--scenario", str(site)]
+    # the bundle's site file: the gate needs the site's groups, which are beside it
+    bundled = str(tmp_path / "b1" / "site.yaml")
+    canary = ["policy", "canary", "proportional", "--sites", site_id, "--scenario", bundled]
     assert main([*canary, "--incumbent", "static", "--no-watch", "--no-wait", *kafka]) == 0
     before = route()
     assert before["canary"] is not None and before["serving"]["name"] == "proportional"
