@@ -216,3 +216,4 @@ def test_registering_again_keeps_the_sites_shadows_and_an_open_canary(
     assert main(["policy", "route", "--site", site_id, "--serve", "static", *kafka]) == 2
     assert "a canary of proportional against static is open" in capsys.readouterr().err
     assert route() == after
+    assert main(["policy", "abort", "--site", site_id, "--no-wait", *kafka]) == 0  # tidy
