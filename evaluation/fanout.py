@@ -204,7 +204,7 @@ def _probe_cluster(address: str) -> None:
         probe = None
     if probe is not None and probe.returncode == 0:
         return
-    said = probe.stdout.strip().splitlines()[-1] if probe is not None and probe.stdout else ""
+    said = (probe.stdout.strip().splitlines() or [""])[-1] if probe is not None else ""
     if probe is None or "Timed out" in said:
         raise FanOutError(
             f"no Ray cluster answers at {address} (something listens there but does not answer "

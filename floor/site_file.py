@@ -83,10 +83,11 @@ def load_site_file(path: str | Path) -> Site:
     return load_site(scenario)
 
 
-def load_site_text(text: str, where: str) -> Site:
+def load_site_text(text: str, where: str, source_dir: Path | None = None) -> Site:
     """The site a site file's text describes (a site catalog entry's ``site_yaml``), checked as
     strictly as :func:`load_site_file` checks a file, except that the guardrails can only be
-    the text's own section (there is no folder to find others in).
+    the text's own section (there is no folder to find others in). ``source_dir``: the folder
+    of the file the text is, where its groups file may lie beside it.
 
     Raises:
         ScenarioError: the YAML or a field is wrong (one line naming ``where`` and the field).
@@ -94,6 +95,9 @@ def load_site_text(text: str, where: str) -> Site:
         GuardrailError: the guardrails do not fit the site.
     """
     scenario = parse_yaml_model(text, Scenario, ScenarioError, where)
+    # the folder of the file the text came from: its groups beside it are the site's
+    # (``floor.daytypes.site_groups_path``), as for a scenario loaded from that file
+    scenario._source_dir = None if source_dir is None else source_dir.resolve()
     problem = layout_problem(scenario)
     if problem is not None:
         raise SiteFileError(f"{where}: {problem}")

@@ -72,6 +72,8 @@ class History:
 
     days: list[HistoryDay]
     split: HistorySplit
+    unread: tuple[str, ...] = ()
+    """Entries of the folder that are not day files (``twin.history_files.unread_entries``)."""
 
 
 def read_history(
@@ -111,7 +113,7 @@ def read_history(
         for scan in sorted(coverage.scans, key=lambda s: s.day or date.min)
         if scan.day is not None
     ]
-    return History(days, _split_days(days, coverage.split))
+    return History(days, _split_days(days, coverage.split), coverage.unread)
 
 
 def _split_days(days: list[HistoryDay], split: Split) -> HistorySplit:

@@ -198,6 +198,9 @@ class CheckedInputs:
     groups: Path | None = None
     """Day-type groups supplied instead of fitted (``--groups``, a fleet entry's ``groups``):
     checked by :func:`check_supplied_groups`, copied into the bundle by the groups stage."""
+    unread: tuple[str, ...] = ()
+    """Entries of the history folder that are not day files: not part of the run (the
+    command names them)."""
 
 
 def check_inputs(
@@ -241,7 +244,9 @@ def check_inputs(
                 f"{out}: already holds a bundle of other inputs or options; choose another --out"
             )
         finished = manifest
-    return CheckedInputs(site, scenario, checked.days, checked.split, key, finished, groups)
+    return CheckedInputs(
+        site, scenario, checked.days, checked.split, key, finished, groups, checked.unread
+    )
 
 
 @contextlib.contextmanager

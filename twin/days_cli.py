@@ -55,7 +55,7 @@ def generate_days(
     ``start`` is the first day as ``YYYY-MM-DD``. Returns the manifest.
     """
     from twin.dayfile import write_day_csv
-    from twin.history import SPIKE_RATE, generate_history
+    from twin.history import SPIKE_RATE, flagged_days, generate_history
 
     scenario = _scenario(scenario_name)
     if days < 1:
@@ -75,9 +75,7 @@ def generate_days(
             "start": start,
             "days": days,
             "spike_rate": SPIKE_RATE,
-            "spike_days": [e["date"] for e in entries if e["is_spike"]],
-            "promo_days": [e["date"] for e in entries if e["is_promo"]],
-            "entries": entries,
+            **flagged_days(entries),
         }
         (building / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

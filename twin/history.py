@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -100,6 +101,17 @@ class HistoricalDay:
             "spike_destination": self.spike_destination,
             "spike_factor": round(self.spike_factor, 3),
         }
+
+
+def flagged_days(entries: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The spike and promotion dates of a run's day entries (their :meth:`HistoryDay.flags`
+    with a ``file``), and the entries: the tail of ``days generate``'s and ``site synth``'s
+    records, which list what the run wrote."""
+    return {
+        "spike_days": [e["date"] for e in entries if e["is_spike"]],
+        "promo_days": [e["date"] for e in entries if e["is_promo"]],
+        "entries": entries,
+    }
 
 
 @dataclass(frozen=True)

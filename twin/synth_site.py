@@ -26,7 +26,7 @@ from floor.scenario import Scenario
 from floor.site_file import layout_problem, write_site_file
 from floor.site_guardrails import SiteGuardrails
 from twin.dayfile import day_rows, write_day_csv
-from twin.history import generate_history, to_demand
+from twin.history import flagged_days, generate_history, to_demand
 from twin.history_files import HISTORY_FORMATS, write_day_table
 
 DAY_START = time(6, 0)
@@ -246,9 +246,7 @@ def synth_site(
                     "site": scenario.name,
                     "days": len(entries),
                     "rows": rows,
-                    "spike_days": [e["date"] for e in entries if e["is_spike"]],
-                    "promo_days": [e["date"] for e in entries if e["is_promo"]],
-                    "entries": entries,
+                    **flagged_days(entries),
                 },
                 indent=1,
             )

@@ -155,9 +155,15 @@ Number = TypeVar("Number", int, float)
 
 
 def _bounded(
-    kind: Callable[[str], Number], low: float, what: str, *, strict: bool = False
+    kind: Callable[[str], Number],
+    low: float,
+    what: str,
+    *,
+    strict: bool = False,
+    high: float = math.inf,
 ) -> Callable[[str], Number]:
-    """An argparse type: ``kind`` at or above ``low`` (above it where ``strict``), finite.
+    """An argparse type: ``kind`` at or above ``low`` (above it where ``strict``), at most
+    ``high``, finite.
 
     Why finite: ``float("nan")`` compares false with every bound, so ``--minutes nan`` passed a
     plain ``< low`` check and reached the planner."""
@@ -167,7 +173,7 @@ def _bounded(
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not math.isfinite(value) or value < low or (strict and value == low):
+        if not math.isfinite(value) or not low <= value <= high or (strict and value == low):
             raise argparse.ArgumentTypeError(f"{text} is not {what}")
         return value
 
@@ -181,16 +187,9 @@ non_negative_float = _bounded(float, 0.0, "a number >= 0")
 positive_float = _bounded(float, 0.0, "a number > 0", strict=True)
 
 
-def port(text: str) -> int:
-    """A TCP port, 0 (any free one) to 65535: ``--port 99999`` got as far as the socket (or,
-    on ``ops serve``, the broker) before it failed."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
-    return value
+port = _bounded(int, 0, "a port (0-65535)", high=65535)
+"""A TCP port, 0 (any free one) to 65535: ``--port 99999`` got as far as the socket (or, on
+``ops serve``, the broker) before it failed."""
 
 
 def add_scenario(parser: argparse.ArgumentParser, **kwargs: Any) -> None:

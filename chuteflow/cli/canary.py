@@ -135,12 +135,12 @@ def _gate(args: argparse.Namespace) -> Any:
         raise RefError(f"gate settings: {' '.join(first[:3])}") from None
 
 
-def _watcher(args: argparse.Namespace, client: Any, sites: list[str] | None) -> Any:
+def _gated_scenarios(args: argparse.Namespace, sites: list[str] | None) -> dict[str, Any]:
+    """The layouts a gate judges ``sites`` (default: every one named) with, each with its
+    day-type groups: a site without them is one line here, before any route goes out."""
     from floor.daytypes import default_groups
     from floor.errors import ChuteflowError
     from rollout.refs import RefError, scenarios_by_site
-    from rollout.watcher import GateWatcher
-    from stream.policy_store import ArtifactFetcher
 
     scenarios = scenarios_by_site(args.scenario)
     if sites is not None:
@@ -160,6 +160,14 @@ def _watcher(args: argparse.Namespace, client: Any, sites: list[str] | None) -> 
                 f"site {site}: the gate needs its day-type groups ({error}; an onboarded "
                 "site's are beside the bundle's site.yaml: give that file as --scenario)"
             ) from None
+    return scenarios
+
+
+def _watcher(args: argparse.Namespace, client: Any, sites: list[str] | None) -> Any:
+    from rollout.watcher import GateWatcher
+    from stream.policy_store import ArtifactFetcher
+
+    scenarios = _gated_scenarios(args, sites)
 
     def report(line: str) -> None:
         print(line, flush=True)
@@ -186,9 +194,11 @@ def run_canary(args: argparse.Namespace) -> int:
     sites = list(dict.fromkeys(args.sites))
     # every site's layout, --no-watch too: a canary no gate can judge (``policy gate`` knows
     # no more than this command) would leave its candidate serving unjudged
-    watcher = _watcher(args, client, sites)
+    watcher = None
     if args.no_watch:
-        watcher = None
+        _gated_scenarios(args, sites)
+    else:
+        watcher = _watcher(args, client, sites)
     current = read_routes(client)
     out = []
     for site in sites:

@@ -180,7 +180,6 @@ def run_onboard(args: argparse.Namespace) -> int:
     from onboarding.pipeline import OnboardError, bundle_lock
     from onboarding.plan import OnboardOptions
     from twin.coverage import unread_warning
-    from twin.history_files import unread_entries
 
     options = _options(args)
     assert isinstance(options, OnboardOptions)
@@ -203,8 +202,8 @@ def run_onboard(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
 
     checked = check_fleet(sites, options)  # every site, before a file is written or Ray starts
-    for site in sites:  # a day exported under another name is not silently left out
-        unread = unread_warning(unread_entries(site.history))
+    for site, inputs in zip(sites, checked, strict=True):  # a day exported under another name
+        unread = unread_warning(list(inputs.unread))  # is not silently left out
         if unread:
             print(f"chuteflow: warning: {site.history}: {unread}", file=sys.stderr)
     if args.register:  # no broker, or one without the route topic: one line now, not after
@@ -283,9 +282,11 @@ def _register(args: argparse.Namespace, bundle: Path, manifest: dict[str, object
     code = policy.run_register(reg)
     if code != 0:
         return code
+    from contracts.control import PolicyRef
     from decision.artifacts import sha256_hex
 
-    ref = f"{name}@{sha256_hex((bundle / str(selection['policy'])).read_bytes())}"
+    digest = sha256_hex((bundle / str(selection["policy"])).read_bytes())
+    ref = PolicyRef(name=name, sha256=digest)
     site_id = str(manifest["site_id"])
     common = {
         "json": False,
@@ -294,15 +295,14 @@ def _register(args: argparse.Namespace, bundle: Path, manifest: dict[str, object
         "kafka_config": args.kafka_config,
     }
     now = read_routes(kafka_client(args)).get(site_id)
-    digest = ref.rpartition("@")[2]
-    if now is not None and (now.serving.name, now.serving.sha256) == (name, digest):
+    if now is not None and now.serving.key == ref.key:
         print(f"{site_id}: {now.serving.label} serves the site already; its route is unchanged")
         code = 0
     elif now is None:
         route = argparse.Namespace(
             site=[site_id],
             serve="proportional",
-            shadow=[ref],
+            shadow=[f"{name}@{digest}"],
             fallback=None,
             deadline_ms=None,
             reason="site onboard",
@@ -310,15 +310,11 @@ def _register(args: argparse.Namespace, bundle: Path, manifest: dict[str, object
         )
         code = routes.run_route(route)
     else:
-        # beside the site's other shadows, in place of an earlier onboarding's version (an open
-        # canary stays open: ``rollout.canary.shadow_route``)
-        kept = [r.name if r.sha256 is None else f"{r.name}@{r.sha256}" for r in now.shadows]
-        kept = [k for k in kept if not k.startswith(f"{name}@")]
-        code = routes.run_shadow(
-            argparse.Namespace(
-                site=[site_id], policies=[*kept, ref], reason="site onboard", **common
-            )
-        )
+        # beside the site's other shadows (refs already, not looked up again), in place of an
+        # earlier onboarding's version; an open canary stays open
+        shadows = [*(r for r in now.shadows if r.name != name), ref]
+        shadowed = routes._shadowed(now, shadows, "site onboard", quiet=False)
+        code = routes._publish(argparse.Namespace(**common), [shadowed])
     if code == 0:
         # the site's layout with it: a site that is not built in is unknown to shadow report
         print(f"next: chuteflow shadow report --site {site_id} --scenario {site_file}")

@@ -153,7 +153,6 @@ def run_route(args: argparse.Namespace) -> int:
 
 
 def run_shadow(args: argparse.Namespace) -> int:
-    from rollout.canary import shadow_route
     from rollout.refs import RefError, policy_ref
     from stream.routing import read_routes
 
@@ -165,13 +164,23 @@ def run_shadow(args: argparse.Namespace) -> int:
         now = current.get(site)
         if now is None:
             raise RefError(f"site {site}: no route yet; set one with `policy route --serve`")
-        try:
-            out.append(shadow_route(now, refs, args.reason))
-        except ValueError as error:
-            raise RefError(str(error).splitlines()[0]) from None
-        if now.canary is not None and not args.json:
-            print(f"{site}: the canary against {now.canary.incumbent.label} stays open")
+        out.append(_shadowed(now, refs, args.reason, quiet=args.json))
     return _publish(args, out)
+
+
+def _shadowed(now: Any, refs: list[Any], reason: str, *, quiet: bool) -> Any:
+    """``now`` with ``refs`` in shadow (``rollout.canary.shadow_route``: an open canary stays
+    open, and says so unless ``quiet``); a route that cannot hold them is one line."""
+    from rollout.canary import shadow_route
+    from rollout.refs import RefError
+
+    try:
+        route = shadow_route(now, refs, reason)
+    except ValueError as error:
+        raise RefError(str(error).splitlines()[0]) from None
+    if now.canary is not None and not quiet:
+        print(f"{now.site_id}: the canary against {now.canary.incumbent.label} stays open")
+    return route
 
 
 def run_rollback(args: argparse.Namespace) -> int:

@@ -256,22 +256,17 @@ def _site_text(path: str, site_id: str | None) -> tuple[str, Site]:
         section = SiteGuardrails.from_set(site.guardrails)
         scenario = scenario.model_copy(update={"guardrails": section})
         text = site_file_text(scenario, header=f"{scenario.name}: added by chuteflow site add")
-    return text, load_site_text(text, path)
+    folder = Path(path).parent if Path(path).is_file() else None
+    return text, load_site_text(text, path, source_dir=folder)
 
 
-def _groups(scenario: Scenario, path: Path | None, site_file: Path) -> bytes | None:
+def _groups(scenario: Scenario, path: Path | None) -> bytes | None:
     """The groups bytes an entry carries (checked against the site), or None when the
     worker has them already (the shipped ones of the site's name). Without ``path``: the
-    ``groups-<name>.npz`` beside ``site_file`` (an onboarding bundle's), else the shipped ones.
-
-    Why ``site_file``: the entry's scenario is read from its text (what workers will read),
-    which has no folder, so it cannot find the groups beside its file by itself; ``site add
-    --bundle`` refused every bundle as having "no day-type groups"."""
+    ``groups-<name>.npz`` beside the site's file (an onboarding bundle's), else the shipped
+    ones (``floor.daytypes.site_groups_path``)."""
     from floor.daytypes import DayTypeGroups, GroupsError, default_groups_path, site_groups_path
 
-    beside = site_file.parent / f"groups-{scenario.name}.npz"
-    if path is None and site_file.is_file() and beside.is_file():
-        path = beside
     if path is None:
         found = site_groups_path(scenario)
         if found == default_groups_path(scenario.name):
@@ -366,7 +361,7 @@ def run_add(args: argparse.Namespace) -> int:
         path = args.site
     text, site = _site_text(path, args.site_id)
     scenario = site.scenario
-    groups = _groups(scenario, Path(args.groups) if args.groups else None, Path(path))
+    groups = _groups(scenario, Path(args.groups) if args.groups else None)
     client = kafka_client(args)
     if args.policy is not None:
         ref = _policy_ref(args.policy, client)
